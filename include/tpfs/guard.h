@@ -1,0 +1,24 @@
+/*
+ * SIGBUS guard. Reading a memory-mapped source file that was truncated after
+ * it was mapped raises SIGBUS, which would kill the daemon and every reader
+ * with it. Code that touches mapped source bytes runs inside tpfs_guard_run:
+ * a SIGBUS raised by that thread inside the guarded function unwinds to the
+ * guard, which returns -EIO. The guarded function must not take locks or
+ * allocate, since it can be abandoned at any instruction.
+ */
+#ifndef TPFS_GUARD_H
+#define TPFS_GUARD_H
+
+#include <stddef.h>
+
+/* Install the process-wide SIGBUS handler. Idempotent; call before threads. */
+int tpfs_guard_install(void);
+
+/* Run fn(src, dst, n). Returns 0, or -EIO if it faulted on a mapping. */
+int tpfs_guard_run(void (*fn)(const void *src, void *dst, size_t n),
+		   const void *src, void *dst, size_t n);
+
+/* memcpy with the same protection. */
+int tpfs_guard_copy(void *dst, const void *src, size_t n);
+
+#endif

@@ -1,0 +1,21 @@
+/*
+ * Logging. Messages go to stderr ("tpfs: ...") until tpfs_log_use_syslog()
+ * switches the process to syslog, which the daemon does once it has left the
+ * terminal. Thread-safe: each message is written with one call.
+ */
+#ifndef TPFS_LOG_H
+#define TPFS_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <syslog.h>
+
+void tpfs_log_use_syslog(bool on);
+void tpfs_log_set_debug(bool on);
+bool tpfs_log_debug_enabled(void);
+
+/* prio is a syslog priority: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+void tpfs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tpfs_vlog(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * A model: the source folder (or single file) opened, every Safetensors
+ * header validated, every source file mapped, the tensor table and the
+ * virtual tree built, and manifest.json rendered. Loading reads headers only;
+ * no tensor byte is touched.
+ *
+ * Immutable once tpfs_model_open returns, except each source's `stale` flag
+ * (atomic), so it is shared by all threads without locks.
+ */
+#ifndef TPFS_MODEL_H
+#define TPFS_MODEL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "tpfs/convert.h"
+#include "tpfs/options.h"
+#include "tpfs/safetensors.h"
+#include "tpfs/tree.h"
+#include "tpfs/util.h"
+
+struct tpfs_source {
+	char *rel;                   /* path relative to the source root */
+	char *display;               /* path for messages, as the user named it */
+	int fd;
+	const uint8_t *map;          /* the whole file, read-only; NULL if empty */
+	uint64_t size;
+	uint64_t dev, ino;
+	struct timespec mtime;
+	struct tpfs_st_header *st;   /* NULL for a passed-through file */
+	atomic_bool stale;           /* set once the file changed under the mount */
+};
+
+struct tpfs_tensor {
+	const struct tpfs_st_tensor *st; /* name, dtype, shape, byte range */
+	struct tpfs_source *src;
+	const struct tpfs_conv *conv;    /* NULL: listed in the manifest, not served */
+	const char *descr;               /* NumPy descr served */
+	uint8_t *npy_header;
+	uint32_t npy_header_len;
+	uint64_t data_bytes;             /* bytes after the .npy header */
+	uint64_t npy_size;               /* header + data */
+	char *path;                      /* relative to the mount root; NULL if not served */
+};
+
+struct tpfs_model {
+	char *root;                  /* absolute path of the source */
+	char *display_root;          /* as the user named it */
+	struct tpfs_options opt;
+	struct tpfs_source **sources;
+	size_t nsources;
+	struct tpfs_tensor *tensors; /* folder by folder, each sorted by name */
+	size_t ntensors;
+	struct tpfs_tree tree;
+	char *manifest;              /* manifest.json */
+	size_t manifest_len;
+	size_t unserved;             /* tensors listed but not served */
+};
+
+/* Open the model at path (a folder or one .safetensors file). Warnings
+ * (skipped entries, dtypes not served) go to the log. Returns 0 and
+ * *out, or a negative errno with e naming the file, the tensor and the rule
+ * broken; nothing is left open on failure. */
+int tpfs_model_open(const char *path, const struct tpfs_options *opt,
+		    struct tpfs_model **out, struct tpfs_error *e);
+
+/* Accepts NULL and half-built models. */
+void tpfs_model_close(struct tpfs_model *m);
+
+/* 0 while the source is as it was when mounted; -EIO (logged once) once it
+ * was truncated, modified or replaced. Thread-safe. */
+int tpfs_source_check(struct tpfs_source *s);
+
+/* Render manifest.json for a model whose tree is finished (manifest.c). */
+char *tpfs_manifest_render(const struct tpfs_model *m, size_t *len);
+
+#endif

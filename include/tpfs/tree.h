@@ -1,0 +1,91 @@
+/*
+ * The virtual tree: every directory and file the mount shows, as a table of
+ * nodes indexed from 0 (the root). Node index + 1 is the inode number FUSE
+ * sees, so the root is inode 1.
+ *
+ * Built once, single-threaded, by model.c; immutable afterwards and then
+ * safe to read from any thread.
+ *
+ * Tensor names become paths here (tpfs_tree_add_tensor), following the rules
+ * the README documents under "Names":
+ *   1. The name is split on '/' when every component is non-empty, not "."
+ *      or "..", free of control characters (bytes below 0x20 and 0x7f), and
+ *      at most 255 bytes long (the last one with ".npy" appended), and when
+ *      no component clashes with a file (or the last with anything).
+ *   2. Otherwise the whole name becomes one file in the namespace folder:
+ *      '%', '/' and control bytes are written as %XX (uppercase hex) and
+ *      ".npy" is appended; a result over 255 bytes keeps its first 234 bytes
+ *      and appends '~' and the 16 hex digits of the name's XXH3-64 hash.
+ *   3. If that file name is taken too, "~N" goes before ".npy", with the
+ *      smallest N >= 1 that is free.
+ */
+#ifndef TPFS_TREE_H
+#define TPFS_TREE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+enum tpfs_node_kind {
+	TPFS_NODE_DIR,
+	TPFS_NODE_TENSOR,    /* a .npy served from a tensor */
+	TPFS_NODE_FILE,      /* a source file passed through */
+	TPFS_NODE_MANIFEST,  /* manifest.json */
+	TPFS_NODE_STATS,     /* .tpfs/stats */
+};
+
+struct tpfs_node {
+	enum tpfs_node_kind kind;
+	char *name;              /* path component; "" for the root */
+	uint32_t parent;         /* the root is its own parent */
+	uint32_t child0;         /* dirs: first index into tree->children */
+	uint32_t nchild;         /* dirs: number of children (sorted by name) */
+	struct timespec mtime;
+	void *payload;           /* tensor or source, by kind */
+};
+
+struct tpfs_tree {
+	struct tpfs_node *nodes;
+	size_t nnodes;
+	uint32_t *children;      /* after tpfs_tree_finish */
+	/* private */
+	size_t cap;
+	uint32_t *slots;         /* open-addressing (parent, name) -> index + 1 */
+	size_t nslots;
+};
+
+/* Start a tree holding just the root. Returns 0 or -ENOMEM. */
+int tpfs_tree_init(struct tpfs_tree *t, struct timespec root_mtime);
+
+/* Accepts a zeroed or half-built tree. */
+void tpfs_tree_free(struct tpfs_tree *t);
+
+/* The child of parent called name, or -ENOENT. */
+long tpfs_tree_lookup(const struct tpfs_tree *t, uint32_t parent, const char *name);
+
+/* The directory parent/name, created if absent. Returns its index, -EEXIST
+ * when a non-directory has that name, or -ENOMEM. */
+long tpfs_tree_dir(struct tpfs_tree *t, uint32_t parent, const char *name,
+		   struct timespec mtime);
+
+/* A new directory called name, or name~1, name~2... if taken. */
+long tpfs_tree_unique_dir(struct tpfs_tree *t, uint32_t parent, const char *name,
+			  struct timespec mtime);
+
+/* A new leaf. Returns its index, -EEXIST if the name is taken, or -ENOMEM. */
+long tpfs_tree_leaf(struct tpfs_tree *t, uint32_t parent, const char *name,
+		    enum tpfs_node_kind kind, void *payload, struct timespec mtime);
+
+/* Place a tensor's .npy under the namespace folder ns by the rules above.
+ * Returns the new leaf's index or -ENOMEM. */
+long tpfs_tree_add_tensor(struct tpfs_tree *t, uint32_t ns, const char *name,
+			  void *payload, struct timespec mtime);
+
+/* Sort every directory's children by name and pack them. Returns 0 or
+ * -ENOMEM. */
+int tpfs_tree_finish(struct tpfs_tree *t);
+
+/* The node's path relative to the root ("" for the root), malloc'd. */
+char *tpfs_tree_path(const struct tpfs_tree *t, uint32_t node);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * Small helpers shared by every module: the error message carrier, a growable
+ * byte buffer, checked arithmetic and size parsing. No state, no locks.
+ */
+#ifndef TPFS_UTIL_H
+#define TPFS_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TPFS_ERR_MAX 1024
+
+/* A human-readable reason for a failure, filled by the callee. One line, no
+ * trailing newline; it names the file, the tensor and the rule broken. */
+struct tpfs_error {
+	char msg[TPFS_ERR_MAX];
+};
+
+/* Format into e (which may be NULL) and return code, so that a failing path
+ * reads `return tpfs_fail(e, -EINVAL, "...")`. */
+int tpfs_fail(struct tpfs_error *e, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Growable byte buffer. An allocation failure sets `oom` and makes further
+ * appends no-ops, so builders check once at the end. */
+struct tpfs_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	bool oom;
+};
+
+void tpfs_buf_append(struct tpfs_buf *b, const void *p, size_t n);
+void tpfs_buf_puts(struct tpfs_buf *b, const char *s);
+void tpfs_buf_printf(struct tpfs_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void tpfs_buf_vprintf(struct tpfs_buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+/* Append s as a JSON string literal (quotes and escapes included). */
+void tpfs_buf_json_string(struct tpfs_buf *b, const char *s);
+/* Take ownership of the NUL-terminated contents; the buffer is emptied.
+ * Returns NULL if any append failed. */
+char *tpfs_buf_take(struct tpfs_buf *b, size_t *len);
+void tpfs_buf_free(struct tpfs_buf *b);
+
+/* Checked arithmetic: return false on overflow. */
+static inline bool tpfs_mul_u64(uint64_t a, uint64_t b, uint64_t *r)
+{
+	return !__builtin_mul_overflow(a, b, r);
+}
+
+static inline bool tpfs_add_u64(uint64_t a, uint64_t b, uint64_t *r)
+{
+	return !__builtin_add_overflow(a, b, r);
+}
+
+/* Parse "256M", "1.5G", "4096", "64KiB" (binary units, K M G T, optional
+ * trailing B or iB). Returns 0 or -EINVAL. */
+int tpfs_parse_size(const char *s, uint64_t *out);
+
+/* Format n bytes as "1.50 GiB" into buf. Returns buf. */
+const char *tpfs_format_size(uint64_t n, char *buf, size_t len);
+
+/* Little-endian 64-bit load from possibly unaligned memory. */
+uint64_t tpfs_load_le64(const void *p);
+
+/* True if s[0..n) is well-formed UTF-8. On failure *bad is the offset of the
+ * first byte of the offending sequence. */
+bool tpfs_utf8_valid(const char *s, size_t n, size_t *bad);
+
+/* Duplicate a string; NULL on allocation failure. */
+char *tpfs_strdup(const char *s);
+
+/* Join a and b with one '/' (an empty side yields the other). */
+char *tpfs_path_join(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,272 @@
+/*
+ * Virtual file contents: the .npy header and data of each tensor, passed-
+ * through files and manifest.json, described as spans over immutable memory
+ * (the source mappings, the model's buffers and pinned cache blocks).
+ */
+#include "tpfs/file.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "tpfs/guard.h"
+#include "tpfs/log.h"
+
+struct tpfs_fs *tpfs_fs_create(struct tpfs_model *m)
+{
+	struct tpfs_fs *fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return NULL;
+	fs->model = m;
+	fs->cache = tpfs_cache_create(m->opt.cache_size);
+	if (!fs->cache) {
+		free(fs);
+		return NULL;
+	}
+	return fs;
+}
+
+void tpfs_fs_destroy(struct tpfs_fs *fs)
+{
+	if (!fs)
+		return;
+	tpfs_cache_destroy(fs->cache);
+	free(fs);
+}
+
+uint64_t tpfs_node_size(const struct tpfs_fs *fs, uint32_t node)
+{
+	const struct tpfs_node *n = &fs->model->tree.nodes[node];
+	switch (n->kind) {
+	case TPFS_NODE_TENSOR:
+		return ((const struct tpfs_tensor *)n->payload)->npy_size;
+	case TPFS_NODE_FILE:
+		return ((const struct tpfs_source *)n->payload)->size;
+	case TPFS_NODE_MANIFEST:
+		return fs->model->manifest_len;
+	case TPFS_NODE_DIR:
+	case TPFS_NODE_STATS:
+		break;
+	}
+	return 0;
+}
+
+static bool add_span(struct tpfs_spans *sp, const void *p, size_t len)
+{
+	if (sp->n == TPFS_MAX_SPANS)
+		return false;
+	sp->v[sp->n++] = (struct tpfs_span){p, len};
+	return true;
+}
+
+/* Ask the kernel to start reading a source range ahead of use. */
+static void prefetch(const struct tpfs_source *s, uint64_t begin, uint64_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t a = begin & ~(uint64_t)(page - 1);
+	madvise((void *)(s->map + a), len + (begin - a), MADV_WILLNEED);
+}
+
+struct fill_ctx {
+	struct tpfs_fs *fs;
+	const struct tpfs_tensor *t;
+	uint64_t block;
+};
+
+static int fill_block(void *arg, void *dst, size_t len)
+{
+	const struct fill_ctx *c = arg;
+	const struct tpfs_tensor *t = c->t;
+	const struct tpfs_conv *cv = t->conv;
+	uint64_t elem0 = c->block * c->fs->model->opt.block_size / cv->out_bytes;
+	size_t n = len / cv->out_bytes;
+	unsigned in_bits = tpfs_dtype_info(t->st->dtype)->bits;
+	uint64_t src_off = t->st->begin + elem0 * in_bits / 8;
+	uint64_t src_len = (uint64_t)n * in_bits / 8;
+	prefetch(t->src, src_off, src_len);
+	int rc = tpfs_guard_run(cv->kernel, t->src->map + src_off, dst, n);
+	if (rc < 0) {
+		tpfs_source_check(t->src);
+		tpfs_log(LOG_ERR, "%s: tensor '%s': source bytes vanished while "
+			 "converting", t->src->display, t->st->name);
+		return rc;
+	}
+	atomic_fetch_add_explicit(&c->fs->bytes_converted, len, memory_order_relaxed);
+	return 0;
+}
+
+/* Spans for data bytes [k, k + len) of a converted tensor. */
+static ssize_t converted_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
+			       uint64_t k, size_t len, struct tpfs_spans *sp)
+{
+	uint64_t bs = fs->model->opt.block_size;
+	size_t done = 0;
+	while (done < len && sp->n < TPFS_MAX_SPANS) {
+		uint64_t pos = k + done;
+		uint64_t block = pos / bs;
+		uint64_t bstart = block * bs;
+		size_t blen = (size_t)(t->data_bytes - bstart < bs ? t->data_bytes - bstart
+								      : bs);
+		struct tpfs_cache_key key = {
+			.dev = t->src->dev,
+			.ino = t->src->ino,
+			.size = t->src->size,
+			.mtime_ns = (uint64_t)t->src->mtime.tv_sec * 1000000000u +
+				    (uint64_t)t->src->mtime.tv_nsec,
+			.tensor = t->st->begin,
+			.block = block,
+			.conv = t->conv->id,
+		};
+		struct fill_ctx ctx = {fs, t, block};
+		struct tpfs_cache_block *b;
+		int rc = tpfs_cache_get(fs->cache, &key, blen, fill_block, &ctx, &b);
+		if (rc < 0)
+			return done ? (ssize_t)done : rc;
+		sp->pins[sp->npins++] = b;
+		size_t in = (size_t)(pos - bstart);
+		size_t take = blen - in < len - done ? blen - in : len - done;
+		add_span(sp, (const char *)tpfs_cache_data(b) + in, take);
+		done += take;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t tensor_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
+			    uint64_t off, size_t len, struct tpfs_spans *sp)
+{
+	int rc = tpfs_source_check(t->src);
+	if (rc < 0)
+		return rc;
+	size_t done = 0;
+	if (off < t->npy_header_len) {
+		size_t take = t->npy_header_len - off < len ? t->npy_header_len - off : len;
+		add_span(sp, t->npy_header + off, take);
+		done = take;
+	}
+	if (done == len)
+		return (ssize_t)done;
+	uint64_t k = off + done - t->npy_header_len;
+	if (t->conv->id == TPFS_CONV_NONE) {
+		add_span(sp, t->src->map + t->st->begin + k, len - done);
+		return (ssize_t)len;
+	}
+	ssize_t got = converted_spans(fs, t, k, len - done, sp);
+	if (got < 0)
+		return done ? (ssize_t)done : got;
+	return (ssize_t)(done + (size_t)got);
+}
+
+static ssize_t spans(struct tpfs_fs *fs, uint32_t node, uint64_t off, size_t len,
+		     struct tpfs_spans *sp)
+{
+	sp->n = sp->npins = 0;
+	const struct tpfs_node *n = &fs->model->tree.nodes[node];
+	uint64_t size = tpfs_node_size(fs, node);
+	if (n->kind == TPFS_NODE_DIR)
+		return -EISDIR;
+	if (n->kind == TPFS_NODE_STATS)
+		return -EINVAL; /* a snapshot per open: see tpfs_fs_stats_json */
+	if (off >= size || len == 0)
+		return 0;
+	if (len > size - off)
+		len = (size_t)(size - off);
+	switch (n->kind) {
+	case TPFS_NODE_TENSOR:
+		return tensor_spans(fs, n->payload, off, len, sp);
+	case TPFS_NODE_FILE: {
+		struct tpfs_source *s = n->payload;
+		int rc = tpfs_source_check(s);
+		if (rc < 0)
+			return rc;
+		add_span(sp, s->map + off, len);
+		return (ssize_t)len;
+	}
+	case TPFS_NODE_MANIFEST:
+		add_span(sp, fs->model->manifest + off, len);
+		return (ssize_t)len;
+	default:
+		return -EINVAL;
+	}
+}
+
+static void count(struct tpfs_fs *fs, ssize_t got)
+{
+	atomic_fetch_add_explicit(&fs->reads, 1, memory_order_relaxed);
+	if (got < 0)
+		atomic_fetch_add_explicit(&fs->errors, 1, memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&fs->bytes_served, (uint64_t)got,
+					  memory_order_relaxed);
+}
+
+ssize_t tpfs_file_spans(struct tpfs_fs *fs, uint32_t node, uint64_t off,
+			size_t len, struct tpfs_spans *sp)
+{
+	ssize_t got = spans(fs, node, off, len, sp);
+	count(fs, got);
+	return got;
+}
+
+void tpfs_spans_release(struct tpfs_fs *fs, struct tpfs_spans *sp)
+{
+	for (size_t i = 0; i < sp->npins; i++)
+		tpfs_cache_put(fs->cache, sp->pins[i]);
+	sp->npins = sp->n = 0;
+}
+
+ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t node, uint64_t off,
+		       size_t len, void *buf)
+{
+	size_t done = 0;
+	ssize_t rc = 0;
+	while (done < len) {
+		struct tpfs_spans sp;
+		rc = spans(fs, node, off + done, len - done, &sp);
+		size_t at = done;
+		for (size_t i = 0; rc > 0 && i < sp.n; i++) {
+			if (tpfs_guard_copy((char *)buf + at, sp.v[i].ptr, sp.v[i].len) < 0) {
+				const struct tpfs_node *n = &fs->model->tree.nodes[node];
+				if (n->kind == TPFS_NODE_TENSOR)
+					tpfs_source_check(((struct tpfs_tensor *)n->payload)->src);
+				else if (n->kind == TPFS_NODE_FILE)
+					tpfs_source_check(n->payload);
+				rc = -EIO;
+			}
+			at += sp.v[i].len;
+		}
+		tpfs_spans_release(fs, &sp);
+		if (rc <= 0)
+			break;
+		done += (size_t)rc;
+	}
+	ssize_t result = rc < 0 ? rc : (ssize_t)done;
+	count(fs, result);
+	return result;
+}
+
+char *tpfs_fs_stats_json(struct tpfs_fs *fs, size_t *len)
+{
+	struct tpfs_cache_stats cs;
+	tpfs_cache_get_stats(fs->cache, &cs);
+	struct tpfs_buf b = {0};
+	tpfs_buf_printf(
+		&b,
+		"{\n  \"reads\": %" PRIu64 ",\n  \"bytes_served\": %" PRIu64
+		",\n  \"cache_hits\": %" PRIu64 ",\n  \"cache_misses\": %" PRIu64
+		",\n  \"cache_evictions\": %" PRIu64 ",\n  \"cache_bytes\": %" PRIu64
+		",\n  \"cache_capacity\": %" PRIu64 ",\n  \"cache_blocks\": %" PRIu64
+		",\n  \"bytes_converted\": %" PRIu64 ",\n  \"errors\": %" PRIu64 "\n}\n",
+		(uint64_t)atomic_load(&fs->reads), (uint64_t)atomic_load(&fs->bytes_served),
+		cs.hits, cs.misses, cs.evictions, cs.used, cs.capacity, cs.blocks,
+		(uint64_t)atomic_load(&fs->bytes_converted),
+		(uint64_t)atomic_load(&fs->errors));
+	return tpfs_buf_take(&b, len);
+}
+
+void tpfs_fs_count_error(struct tpfs_fs *fs)
+{
+	atomic_fetch_add_explicit(&fs->errors, 1, memory_order_relaxed);
+}

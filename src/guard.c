@@ -1,0 +1,58 @@
+/*
+ * SIGBUS to EIO. Each thread keeps a pointer to its current jump buffer; the
+ * handler jumps there when set and otherwise restores the default action so
+ * that the fault, repeated on return, kills the process as usual. SA_NODEFER
+ * keeps SIGBUS unblocked after the jump, so the jump buffer needs no signal
+ * mask and the guard costs no system call.
+ */
+#include "tpfs/guard.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <string.h>
+
+static _Thread_local sigjmp_buf *guard_jump;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)si;
+	(void)uc;
+	if (guard_jump)
+		siglongjmp(*guard_jump, 1);
+	signal(sig, SIG_DFL);
+}
+
+int tpfs_guard_install(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGBUS, &sa, NULL) < 0 ? -errno : 0;
+}
+
+int tpfs_guard_run(void (*fn)(const void *src, void *dst, size_t n),
+		   const void *src, void *dst, size_t n)
+{
+	sigjmp_buf jb;
+	if (sigsetjmp(jb, 0)) {
+		guard_jump = NULL;
+		return -EIO;
+	}
+	guard_jump = &jb;
+	fn(src, dst, n);
+	guard_jump = NULL;
+	return 0;
+}
+
+static void copy_bytes(const void *src, void *dst, size_t n)
+{
+	memcpy(dst, src, n);
+}
+
+int tpfs_guard_copy(void *dst, const void *src, size_t n)
+{
+	return tpfs_guard_run(copy_bytes, src, dst, n);
+}

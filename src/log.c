@@ -1,0 +1,57 @@
+/*
+ * Logging to stderr or syslog. The switch and the debug flag are set before
+ * any thread starts and only read afterwards.
+ */
+#include "tpfs/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static bool use_syslog;
+static bool debug_on;
+
+void tpfs_log_use_syslog(bool on)
+{
+	if (on && !use_syslog)
+		openlog("tpfs", LOG_PID, LOG_DAEMON);
+	else if (!on && use_syslog)
+		closelog();
+	use_syslog = on;
+}
+
+void tpfs_log_set_debug(bool on)
+{
+	debug_on = on;
+}
+
+bool tpfs_log_debug_enabled(void)
+{
+	return debug_on;
+}
+
+void tpfs_log(int prio, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	tpfs_vlog(prio, fmt, ap);
+	va_end(ap);
+}
+
+void tpfs_vlog(int prio, const char *fmt, va_list ap)
+{
+	if (prio == LOG_DEBUG && !debug_on)
+		return;
+	char line[2048];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	/* libfuse ends its messages with a newline; one line is enough. */
+	size_t n = strlen(line);
+	while (n && line[n - 1] == '\n')
+		line[--n] = '\0';
+	if (use_syslog) {
+		syslog(prio, "%s", line);
+		return;
+	}
+	const char *tag = prio == LOG_WARNING ? "warning: " : "";
+	fprintf(stderr, "tpfs: %s%s\n", tag, line);
+}

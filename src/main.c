@@ -1,0 +1,342 @@
+/*
+ * The tpfs command: argument parsing, the mount life cycle (validate the
+ * model, mount, daemonize, serve, unmount) and umount. One of the two files
+ * that know libfuse (with fuse_ops.c).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fuse_ops.h"
+#include "tpfs/file.h"
+#include "tpfs/guard.h"
+#include "tpfs/log.h"
+#include "tpfs/model.h"
+#include "tpfs/options.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: tpfs mount SRC MNT [-o OPT[,OPT...]] [-f] [-d] [-s]\n"
+		"       tpfs umount MNT\n"
+		"       tpfs SRC MNT [-o OPT[,OPT...]]     (mount helper form, for "
+		"fstab)\n"
+		"       tpfs --version | --help\n"
+		"\n"
+		"Mounts a Safetensors model (a folder or one .safetensors file) as a\n"
+		"read-only tree of NumPy .npy files. 'tpfs mount --help' lists the "
+		"options.\n");
+}
+
+static void mount_help(void)
+{
+	printf("usage: tpfs mount SRC MNT [-o OPT[,OPT...]] [-f] [-d] [-s]\n"
+	       "\n"
+	       "  -f    stay in the foreground (log to stderr)\n"
+	       "  -d    debug log, including every FUSE request (implies -f)\n"
+	       "  -s    single-threaded\n"
+	       "  -o    comma-separated options:\n"
+	       "%s"
+	       "    allow_other       let other users read the mount (needs "
+	       "user_allow_other\n"
+	       "                      in /etc/fuse.conf unless run as root)\n"
+	       "    allow_root        let root read the mount too\n"
+	       "    auto_unmount      unmount when the daemon dies, even by kill -9\n"
+	       "    nodev, nosuid, noexec, dev, suid, exec, atime, noatime, relatime\n"
+	       "                      passed to the kernel\n"
+	       "    ro, rw, defaults, auto, noauto, user, users, nouser, _netdev, "
+	       "nofail,\n"
+	       "    x-*               accepted and ignored (fstab); the mount is "
+	       "always read-only\n",
+	       tpfs_options_help());
+}
+
+static const char *const kernel_opts[] = {
+	"allow_other", "allow_root", "auto_unmount", "nodev", "nosuid", "noexec",
+	"dev", "suid", "exec", "atime", "noatime", "relatime", "norelatime",
+	"strictatime", "nodiratime", "sync", "async", "dirsync", NULL,
+};
+
+static const char *const ignored_opts[] = {
+	"ro", "rw", "defaults", "auto", "noauto", "user", "users", "nouser",
+	"owner", "group", "_netdev", "nofail", "default_permissions", NULL,
+};
+
+static bool in_list(const char *const *list, const char *s)
+{
+	for (; *list; list++)
+		if (strcmp(*list, s) == 0)
+			return true;
+	return false;
+}
+
+struct mount_args {
+	const char *src;
+	const char *mnt;
+	bool foreground, debug, single;
+	struct tpfs_options opt;
+	char kopts[1024];   /* options for the kernel mount */
+};
+
+static int apply_opt_list(struct mount_args *a, char *list)
+{
+	for (char *save = NULL, *o = strtok_r(list, ",", &save); o;
+	     o = strtok_r(NULL, ",", &save)) {
+		struct tpfs_error e;
+		int rc = tpfs_options_apply(&a->opt, o, &e);
+		if (rc < 0) {
+			fprintf(stderr, "tpfs: %s\n", e.msg);
+			return -1;
+		}
+		if (rc == 0 || in_list(ignored_opts, o) || strncmp(o, "x-", 2) == 0 ||
+		    strncmp(o, "comment=", 8) == 0)
+			continue;
+		if (in_list(kernel_opts, o)) {
+			size_t n = strlen(a->kopts);
+			snprintf(a->kopts + n, sizeof(a->kopts) - n, ",%s", o);
+			continue;
+		}
+		fprintf(stderr,
+			"tpfs: unknown option '%s'; valid options: cache_size=SIZE, "
+			"block_size=SIZE, by_file, allow_other, allow_root, auto_unmount, "
+			"nodev, nosuid, noexec, noatime (see 'tpfs mount --help')\n",
+			o);
+		return -1;
+	}
+	return 0;
+}
+
+/* Returns 0, 1 after printing help, or -1 after printing an error. */
+static int parse_mount_args(int argc, char **argv, struct mount_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	tpfs_options_defaults(&a->opt);
+	for (int i = 0; i < argc; i++) {
+		const char *s = argv[i];
+		if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+			mount_help();
+			return 1;
+		} else if (strcmp(s, "-f") == 0) {
+			a->foreground = true;
+		} else if (strcmp(s, "-d") == 0) {
+			a->debug = a->foreground = true;
+		} else if (strcmp(s, "-s") == 0) {
+			a->single = true;
+		} else if (strncmp(s, "-o", 2) == 0) {
+			const char *list = s[2] ? s + 2 : (i + 1 < argc ? argv[++i] : NULL);
+			if (!list) {
+				fprintf(stderr, "tpfs: -o needs a list of options\n");
+				return -1;
+			}
+			char *copy = strdup(list);
+			int rc = copy ? apply_opt_list(a, copy) : -1;
+			free(copy);
+			if (rc < 0)
+				return -1;
+		} else if (s[0] == '-' && s[1]) {
+			fprintf(stderr, "tpfs: unknown flag '%s' (see 'tpfs mount --help')\n",
+				s);
+			return -1;
+		} else if (!a->src) {
+			a->src = s;
+		} else if (!a->mnt) {
+			a->mnt = s;
+		} else {
+			fprintf(stderr, "tpfs: unexpected argument '%s'\n", s);
+			return -1;
+		}
+	}
+	if (!a->src || !a->mnt) {
+		fprintf(stderr, "tpfs: mount needs SRC and MNT (see 'tpfs mount --help')\n");
+		return -1;
+	}
+	return 0;
+}
+
+static void fuse_log_to_tpfs(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	tpfs_vlog((int)level, fmt, ap);
+}
+
+/* The mount point must be an existing folder; a dead mount gets advice. */
+static char *check_mountpoint(const char *mnt)
+{
+	struct stat st;
+	if (stat(mnt, &st) < 0) {
+		if (errno == ENOTCONN)
+			fprintf(stderr,
+				"tpfs: %s: a previous mount there died (transport endpoint is "
+				"not connected); run 'fusermount3 -u %s' first\n",
+				mnt, mnt);
+		else
+			fprintf(stderr, "tpfs: %s: %s\n", mnt, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "tpfs: %s: the mount point is not a folder\n", mnt);
+		return NULL;
+	}
+	char *abs = realpath(mnt, NULL);
+	if (!abs)
+		fprintf(stderr, "tpfs: %s: %s\n", mnt, strerror(errno));
+	return abs;
+}
+
+/* argv for fuse_session_new: the kernel mount options, with fsname set to
+ * the source path (escaped for libfuse's comma-separated syntax). */
+static int build_fuse_args(const struct mount_args *a, const char *root,
+			   struct fuse_args *fa)
+{
+	char *opts = NULL, *escaped = NULL, *fsname = NULL;
+	int rc = -1;
+	if (fuse_opt_add_opt(&opts, "ro,default_permissions,subtype=tpfs") < 0 ||
+	    fuse_opt_add_opt_escaped(&escaped, root) < 0 ||
+	    asprintf(&fsname, "fsname=%s", escaped) < 0) {
+		fsname = NULL;
+		goto out;
+	}
+	if (fuse_opt_add_opt(&opts, fsname) < 0 ||
+	    (a->kopts[0] && fuse_opt_add_opt(&opts, a->kopts + 1) < 0))
+		goto out;
+	if (fuse_opt_add_arg(fa, "tpfs") < 0 || fuse_opt_add_arg(fa, "-o") < 0 ||
+	    fuse_opt_add_arg(fa, opts) < 0 ||
+	    (a->debug && fuse_opt_add_arg(fa, "-d") < 0))
+		goto out;
+	rc = 0;
+out:
+	free(opts);
+	free(escaped);
+	free(fsname);
+	return rc;
+}
+
+static int serve(struct fuse_session *se, bool single)
+{
+	if (single)
+		return fuse_session_loop(se);
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	if (!cfg)
+		return -ENOMEM;
+	int rc = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return rc;
+}
+
+static int cmd_mount(int argc, char **argv)
+{
+	struct mount_args a;
+	int rc = parse_mount_args(argc, argv, &a);
+	if (rc)
+		return rc > 0 ? 0 : 2;
+	tpfs_log_set_debug(a.debug);
+	char *mnt = check_mountpoint(a.mnt);
+	if (!mnt)
+		return 1;
+	if (tpfs_guard_install() < 0) {
+		fprintf(stderr, "tpfs: cannot install the SIGBUS handler\n");
+		free(mnt);
+		return 1;
+	}
+
+	struct tpfs_error e;
+	struct tpfs_model *m = NULL;
+	struct tpfs_fs *fs = NULL;
+	struct fuse_session *se = NULL;
+	struct fuse_args fa = FUSE_ARGS_INIT(0, NULL);
+	bool mounted = false, handlers = false;
+	int status = 1;
+
+	if (tpfs_model_open(a.src, &a.opt, &m, &e) < 0) {
+		fprintf(stderr, "tpfs: %s\n", e.msg);
+		goto out;
+	}
+	fs = tpfs_fs_create(m);
+	if (!fs) {
+		fprintf(stderr, "tpfs: out of memory\n");
+		goto out;
+	}
+	if (build_fuse_args(&a, m->root, &fa) < 0) {
+		fprintf(stderr, "tpfs: out of memory\n");
+		goto out;
+	}
+	fuse_set_log_func(fuse_log_to_tpfs);
+	se = fuse_session_new(&fa, &tpfs_fuse_ops, sizeof(tpfs_fuse_ops), fs);
+	if (!se)
+		goto out; /* libfuse said why */
+	if (fuse_set_signal_handlers(se) < 0)
+		goto out;
+	handlers = true;
+	if (fuse_session_mount(se, mnt) < 0) {
+		fprintf(stderr, "tpfs: cannot mount %s on %s\n", a.src, mnt);
+		goto out;
+	}
+	mounted = true;
+	/* Returns in the child only: the parent exits 0 once the child runs. */
+	if (fuse_daemonize(a.foreground) < 0)
+		goto out;
+	if (!a.foreground)
+		tpfs_log_use_syslog(true);
+	tpfs_log(LOG_INFO, "serving %s on %s: %zu tensors, %zu not served", m->root,
+		 mnt, m->ntensors - m->unserved, m->unserved);
+	rc = serve(se, a.single);
+	if (rc < 0)
+		tpfs_log(LOG_ERR, "the FUSE loop failed: %s", strerror(-rc));
+	else
+		status = 0; /* 0, or the signal that ended the loop */
+out:
+	if (mounted)
+		fuse_session_unmount(se);
+	if (handlers)
+		fuse_remove_signal_handlers(se);
+	if (se)
+		fuse_session_destroy(se);
+	fuse_opt_free_args(&fa);
+	tpfs_fs_destroy(fs);
+	tpfs_model_close(m);
+	free(mnt);
+	return status;
+}
+
+static int cmd_umount(int argc, char **argv)
+{
+	if (argc != 1 || argv[0][0] == '-') {
+		fprintf(stderr, "usage: tpfs umount MNT\n");
+		return 2;
+	}
+	execlp("fusermount3", "fusermount3", "-u", argv[0], (char *)NULL);
+	fprintf(stderr, "tpfs: cannot run fusermount3: %s (install the fuse3 package)\n",
+		strerror(errno));
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+		printf("tpfs %s (libfuse %d)\n", TPFS_VERSION, fuse_version());
+		return 0;
+	}
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
+	    strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "mount") == 0)
+		return cmd_mount(argc - 2, argv + 2);
+	if (strcmp(cmd, "umount") == 0 || strcmp(cmd, "unmount") == 0)
+		return cmd_umount(argc - 2, argv + 2);
+	if (cmd[0] != '-')
+		return cmd_mount(argc - 1, argv + 1); /* tpfs SRC MNT -o ... */
+	fprintf(stderr, "tpfs: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}

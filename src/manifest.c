@@ -1,0 +1,73 @@
+/*
+ * manifest.json: the authoritative list of what the mount serves, rendered
+ * once at mount time. Numbers are written as integers (never through a
+ * double), so offsets past 2^53 would stay exact.
+ */
+#include <inttypes.h>
+
+#include "tpfs/model.h"
+
+static void render_tensor(struct tpfs_buf *b, const struct tpfs_tensor *t)
+{
+	const struct tpfs_st_tensor *st = t->st;
+	tpfs_buf_puts(b, "    {\"name\": ");
+	tpfs_buf_json_string(b, st->name);
+	tpfs_buf_puts(b, ", \"path\": ");
+	if (t->path)
+		tpfs_buf_json_string(b, t->path);
+	else
+		tpfs_buf_puts(b, "null");
+	tpfs_buf_puts(b, ", \"dtype\": ");
+	if (t->descr)
+		tpfs_buf_json_string(b, t->descr);
+	else
+		tpfs_buf_puts(b, "null");
+	tpfs_buf_puts(b, ", \"shape\": [");
+	for (uint32_t i = 0; i < st->ndim; i++)
+		tpfs_buf_printf(b, "%s%" PRIu64, i ? ", " : "", st->shape[i]);
+	tpfs_buf_printf(b, "], \"source_dtype\": \"%s\", \"source_file\": ",
+			tpfs_dtype_info(st->dtype)->name);
+	tpfs_buf_json_string(b, t->src->rel);
+	tpfs_buf_printf(b, ", \"source_range\": [%" PRIu64 ", %" PRIu64 "]", st->begin,
+			st->end);
+	if (t->conv)
+		tpfs_buf_printf(b, ", \"npy_bytes\": %" PRIu64
+				", \"conversion\": \"%s\", \"exact\": %s}",
+				t->npy_size, t->conv->name, t->conv->exact ? "true" : "false");
+	else
+		tpfs_buf_puts(b, ", \"npy_bytes\": null, \"conversion\": \"not yet "
+				 "converted\", \"exact\": null}");
+}
+
+char *tpfs_manifest_render(const struct tpfs_model *m, size_t *len)
+{
+	struct tpfs_buf b = {0};
+	tpfs_buf_puts(&b, "{\n  \"tpfs_version\": \"" TPFS_VERSION "\",\n  \"source\": ");
+	tpfs_buf_json_string(&b, m->root);
+	tpfs_buf_puts(&b, ",\n  \"options\": ");
+	tpfs_options_json(&m->opt, &b);
+	tpfs_buf_puts(&b, ",\n  \"files\": [");
+	bool first = true;
+	for (size_t i = 0; i < m->nsources; i++) {
+		const struct tpfs_source *s = m->sources[i];
+		if (!s->st)
+			continue;
+		tpfs_buf_puts(&b, first ? "\n    {\"path\": " : ",\n    {\"path\": ");
+		first = false;
+		tpfs_buf_json_string(&b, s->rel);
+		tpfs_buf_printf(&b, ", \"bytes\": %" PRIu64 ", \"tensors\": %zu", s->size,
+				s->st->ntensors);
+		if (s->st->meta == TPFS_ST_META_NULL)
+			tpfs_buf_puts(&b, ", \"metadata\": null");
+		else if (s->st->meta == TPFS_ST_META_MAP)
+			tpfs_buf_printf(&b, ", \"metadata\": %s", s->st->metadata_json);
+		tpfs_buf_puts(&b, "}");
+	}
+	tpfs_buf_puts(&b, first ? "],\n  \"tensors\": [" : "\n  ],\n  \"tensors\": [");
+	for (size_t i = 0; i < m->ntensors; i++) {
+		tpfs_buf_puts(&b, i ? ",\n" : "\n");
+		render_tensor(&b, &m->tensors[i]);
+	}
+	tpfs_buf_puts(&b, m->ntensors ? "\n  ]\n}\n" : "]\n}\n");
+	return tpfs_buf_take(&b, len);
+}

@@ -1,0 +1,624 @@
+/*
+ * Loading a model: walk the source folder (following symlinks, as Hugging
+ * Face cache snapshots are made of them), open and map every regular file,
+ * validate every Safetensors header and index, then build the tree in two
+ * passes: first the real folders and passed-through files, so that they keep
+ * their names, then the tensors, folder by folder in name order.
+ */
+#include "tpfs/model.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tpfs/log.h"
+#include "tpfs/npy.h"
+
+#define MANIFEST_NAME "manifest.json"
+#define HIDDEN_DIR ".tpfs"
+#define ST_SUFFIX ".safetensors"
+#define INDEX_SUFFIX ".safetensors.index.json"
+
+/* One real folder: the namespace of its .safetensors files. */
+struct folder {
+	uint32_t dir;                /* tree node */
+	char *display;
+	struct timespec mtime;
+	struct tpfs_source **st;     /* its .safetensors files, by name */
+	size_t nst;
+	struct tpfs_source **idx;    /* its *.safetensors.index.json files */
+	size_t nidx;
+};
+
+/* The chain of folders being walked, to detect symlink loops. */
+struct ancestry {
+	uint64_t dev, ino;
+	const struct ancestry *up;
+};
+
+struct loader {
+	struct tpfs_model *m;
+	struct tpfs_error *e;
+	struct folder *folders;
+	size_t nfolders;
+	long *tensor_node;           /* tree node of each tensor, -1 if none */
+};
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
+
+static bool push_ptr(void *arr, size_t *n, void *p)
+{
+	void ***a = arr;
+	void **grown = realloc(*a, (*n + 1) * sizeof(void *));
+	if (!grown)
+		return false;
+	grown[(*n)++] = p;
+	*a = grown;
+	return true;
+}
+
+static void source_free(struct tpfs_source *s)
+{
+	if (!s)
+		return;
+	if (s->map)
+		munmap((void *)s->map, s->size);
+	if (s->fd >= 0)
+		close(s->fd);
+	tpfs_st_free(s->st);
+	free(s->rel);
+	free(s->display);
+	free(s);
+}
+
+/* Open, map and (for .safetensors) validate one file. */
+static int source_open(struct loader *L, const char *path, const char *rel,
+		       const char *display, bool safetensors,
+		       struct tpfs_source **out)
+{
+	struct tpfs_source *s = calloc(1, sizeof(*s));
+	if (!s)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	s->fd = -1;
+	s->rel = tpfs_strdup(rel);
+	s->display = tpfs_strdup(display);
+	int rc;
+	struct stat st;
+	if (!s->rel || !s->display) {
+		rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	s->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (s->fd < 0 || fstat(s->fd, &st) < 0) {
+		rc = tpfs_fail(L->e, -errno, "%s: cannot open: %s", display,
+			       strerror(errno));
+		goto fail;
+	}
+	s->size = (uint64_t)st.st_size;
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	s->mtime = st.st_mtim;
+	if (s->size) {
+		void *p = mmap(NULL, s->size, PROT_READ, MAP_SHARED, s->fd, 0);
+		if (p == MAP_FAILED) {
+			rc = tpfs_fail(L->e, -errno, "%s: cannot map: %s", display,
+				       strerror(errno));
+			goto fail;
+		}
+		s->map = p;
+	}
+	if (safetensors) {
+		rc = tpfs_st_read(s->fd, display, s->size, &s->st, L->e);
+		if (rc < 0)
+			goto fail;
+	}
+	if (!push_ptr(&L->m->sources, &L->m->nsources, s)) {
+		rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	source_free(s);
+	return rc;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Read a folder's entry names, sorted. */
+static int list_dir(const char *path, const char *display, char ***names,
+		    size_t *n, struct tpfs_error *e)
+{
+	*names = NULL;
+	*n = 0;
+	DIR *d = opendir(path);
+	if (!d)
+		return tpfs_fail(e, -errno, "%s: cannot open folder: %s", display,
+				 strerror(errno));
+	struct dirent *de;
+	int rc = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		char *copy = tpfs_strdup(de->d_name);
+		if (!copy || !push_ptr(names, n, copy)) {
+			free(copy);
+			rc = tpfs_fail(e, -ENOMEM, "out of memory");
+			break;
+		}
+	}
+	closedir(d);
+	qsort(*names, *n, sizeof(char *), cmp_names);
+	return rc;
+}
+
+static void free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static struct folder *add_folder(struct loader *L, uint32_t dir,
+				 const char *display, struct timespec mtime)
+{
+	struct folder *f = realloc(L->folders, (L->nfolders + 1) * sizeof(*f));
+	if (!f)
+		return NULL;
+	L->folders = f;
+	f = &L->folders[L->nfolders];
+	memset(f, 0, sizeof(*f));
+	f->display = tpfs_strdup(display);
+	if (!f->display)
+		return NULL;
+	f->dir = dir;
+	f->mtime = mtime;
+	L->nfolders++;
+	return f;
+}
+
+static int walk(struct loader *L, const char *path, const char *rel,
+		const char *display, uint32_t dir, const struct stat *self,
+		const struct ancestry *up)
+{
+	struct ancestry here = {self->st_dev, self->st_ino, up};
+	char **names;
+	size_t n;
+	int rc = list_dir(path, display, &names, &n, L->e);
+	size_t fi = L->nfolders;
+	if (rc == 0 && !add_folder(L, dir, display, self->st_mtim))
+		rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+	/* Subfolders are walked after this folder's files, in name order. */
+	char **subs = NULL;
+	size_t nsubs = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const char *name = names[i];
+		char *cpath = tpfs_path_join(path, name);
+		char *crel = tpfs_path_join(rel, name);
+		char *cdisp = tpfs_path_join(display, name);
+		struct stat st;
+		if (!cpath || !crel || !cdisp) {
+			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+		} else if (stat(cpath, &st) < 0) {
+			tpfs_log(LOG_WARNING, "skipping %s: %s", cdisp, strerror(errno));
+		} else if (S_ISDIR(st.st_mode)) {
+			bool loop = false;
+			for (const struct ancestry *a = &here; a; a = a->up)
+				loop |= a->dev == (uint64_t)st.st_dev &&
+					a->ino == (uint64_t)st.st_ino;
+			if (loop)
+				tpfs_log(LOG_WARNING, "skipping %s: it leads back to a folder "
+					 "above it", cdisp);
+			else if (tpfs_tree_lookup(&L->m->tree, dir, name) >= 0)
+				tpfs_log(LOG_WARNING, "skipping %s: the mount shows its own %s "
+					 "there", cdisp, name);
+			else if (!push_ptr(&subs, &nsubs, names[i]))
+				rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+		} else if (S_ISREG(st.st_mode)) {
+			bool is_st = ends_with(name, ST_SUFFIX);
+			struct tpfs_source *s = NULL;
+			if (!is_st && tpfs_tree_lookup(&L->m->tree, dir, name) >= 0) {
+				tpfs_log(LOG_WARNING, "skipping %s: the mount shows its own %s "
+					 "there", cdisp, name);
+			} else {
+				rc = source_open(L, cpath, crel, cdisp, is_st, &s);
+			}
+			struct folder *f = &L->folders[fi];
+			if (rc == 0 && s && is_st && !push_ptr(&f->st, &f->nst, s))
+				rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+			if (rc == 0 && s && !is_st) {
+				long leaf = tpfs_tree_leaf(&L->m->tree, dir, name,
+							   TPFS_NODE_FILE, s, s->mtime);
+				if (leaf < 0)
+					rc = tpfs_fail(L->e, (int)leaf, "out of memory");
+				else if (ends_with(name, INDEX_SUFFIX) &&
+					 !push_ptr(&f->idx, &f->nidx, s))
+					rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+			}
+		} else {
+			tpfs_log(LOG_DEBUG, "skipping %s: not a regular file or folder", cdisp);
+		}
+		free(cpath);
+		free(crel);
+		free(cdisp);
+	}
+	for (size_t i = 0; i < nsubs && rc == 0; i++) {
+		char *cpath = tpfs_path_join(path, subs[i]);
+		char *crel = tpfs_path_join(rel, subs[i]);
+		char *cdisp = tpfs_path_join(display, subs[i]);
+		struct stat st;
+		if (!cpath || !crel || !cdisp) {
+			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+		} else if (stat(cpath, &st) < 0) {
+			tpfs_log(LOG_WARNING, "skipping %s: %s", cdisp, strerror(errno));
+		} else {
+			long node = tpfs_tree_dir(&L->m->tree, dir, subs[i], st.st_mtim);
+			rc = node < 0 ? tpfs_fail(L->e, (int)node, "out of memory")
+				      : walk(L, cpath, crel, cdisp, (uint32_t)node, &st, &here);
+		}
+		free(cpath);
+		free(crel);
+		free(cdisp);
+	}
+	free(subs);
+	free_names(names, n);
+	return rc;
+}
+
+/* An index's weight_map and the shard headers must say the same thing. */
+static int check_index(struct loader *L, const struct folder *f,
+		       const struct tpfs_source *x)
+{
+	if (x->size > TPFS_ST_MAX_HEADER)
+		return tpfs_fail(L->e, -EINVAL, "%s: index larger than %llu bytes",
+				 x->display, TPFS_ST_MAX_HEADER);
+	char *text = malloc(x->size + 1);
+	if (!text)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	if (pread(x->fd, text, x->size, 0) != (ssize_t)x->size) {
+		free(text);
+		return tpfs_fail(L->e, -EIO, "%s: cannot read", x->display);
+	}
+	struct tpfs_st_index *ix;
+	int rc = tpfs_st_index_parse(x->display, text, x->size, &ix, L->e);
+	free(text);
+	if (rc < 0)
+		return rc;
+	/* Every entry names a shard of this folder that holds the tensor. */
+	for (size_t i = 0; i < ix->n && rc == 0; i++) {
+		const char *tn = ix->v[i].tensor, *fn = ix->v[i].file;
+		const struct tpfs_source *shard = NULL, *holder = NULL;
+		for (size_t k = 0; k < f->nst; k++) {
+			if (strcmp(base_name(f->st[k]->rel), fn) == 0)
+				shard = f->st[k];
+			if (!holder && tpfs_st_find(f->st[k]->st, tn))
+				holder = f->st[k];
+		}
+		if (!shard)
+			rc = tpfs_fail(L->e, -EINVAL,
+				       "%s: weight_map puts tensor '%s' in '%s', which is not a "
+				       ".safetensors file of %s",
+				       x->display, tn, fn, f->display);
+		else if (!tpfs_st_find(shard->st, tn))
+			rc = tpfs_fail(L->e, -EINVAL,
+				       "%s: weight_map puts tensor '%s' in %s, which has no such "
+				       "tensor%s%s%s",
+				       x->display, tn, fn, holder ? " (it is in " : "",
+				       holder ? base_name(holder->rel) : "", holder ? ")" : "");
+	}
+	/* Every tensor of a shard the index names is in the weight_map. */
+	for (size_t k = 0; k < f->nst && rc == 0; k++) {
+		const struct tpfs_source *s = f->st[k];
+		const char *sb = base_name(s->rel);
+		bool named = false;
+		for (size_t i = 0; i < ix->n && !named; i++)
+			named = strcmp(ix->v[i].file, sb) == 0;
+		for (size_t t = 0; named && t < s->st->ntensors && rc == 0; t++) {
+			const char *tn = s->st->tensors[t].name;
+			const char *fn = tpfs_st_index_find(ix, tn);
+			if (!fn)
+				rc = tpfs_fail(L->e, -EINVAL,
+					       "%s: tensor '%s' of %s is missing from the "
+					       "weight_map",
+					       x->display, tn, sb);
+			else if (strcmp(fn, sb) != 0)
+				rc = tpfs_fail(L->e, -EINVAL,
+					       "%s: weight_map puts tensor '%s' in %s, but it is "
+					       "in %s",
+					       x->display, tn, fn, sb);
+		}
+	}
+	tpfs_st_index_free(ix);
+	return rc;
+}
+
+/* Fill in one tensor and give it its place in the tree. */
+static int add_tensor(struct loader *L, uint32_t ns, struct tpfs_source *s,
+		      const struct tpfs_st_tensor *st)
+{
+	struct tpfs_model *m = L->m;
+	size_t idx = m->ntensors++;
+	struct tpfs_tensor *t = &m->tensors[idx];
+	t->st = st;
+	t->src = s;
+	t->conv = tpfs_conv_for(st->dtype);
+	L->tensor_node[idx] = -1;
+	if (!t->conv) {
+		m->unserved++;
+		return 0;
+	}
+	t->descr = t->conv->out_descr ? t->conv->out_descr
+				      : tpfs_dtype_info(st->dtype)->descr;
+	t->data_bytes = t->conv->out_bytes ? st->nelem * t->conv->out_bytes
+					   : st->end - st->begin;
+	long hl = tpfs_npy_header(t->descr, st->shape, st->ndim, &t->npy_header);
+	if (hl < 0)
+		return tpfs_fail(L->e, (int)hl, "%s: tensor '%s': cannot build the .npy "
+				 "header", s->display, st->name);
+	t->npy_header_len = (uint32_t)hl;
+	t->npy_size = (uint64_t)hl + t->data_bytes;
+	long node = tpfs_tree_add_tensor(&m->tree, ns, st->name, t, s->mtime);
+	if (node < 0)
+		return tpfs_fail(L->e, (int)node, "out of memory");
+	L->tensor_node[idx] = node;
+	return 0;
+}
+
+struct named {
+	const struct tpfs_st_tensor *t;
+	struct tpfs_source *s;
+};
+
+static int cmp_named(const void *a, const void *b)
+{
+	const struct named *x = a, *y = b;
+	int c = strcmp(x->t->name, y->t->name);
+	return c ? c : strcmp(x->s->rel, y->s->rel);
+}
+
+static int add_folder_tensors(struct loader *L, const struct folder *f)
+{
+	int rc = 0;
+	for (size_t i = 0; i < f->nidx && rc == 0; i++)
+		rc = check_index(L, f, f->idx[i]);
+	if (rc < 0)
+		return rc;
+	if (L->m->opt.by_file) {
+		for (size_t k = 0; k < f->nst && rc == 0; k++) {
+			struct tpfs_source *s = f->st[k];
+			char *stem = tpfs_strdup(base_name(s->rel));
+			if (!stem)
+				return tpfs_fail(L->e, -ENOMEM, "out of memory");
+			stem[strlen(stem) - strlen(ST_SUFFIX)] = '\0';
+			long ns = tpfs_tree_unique_dir(&L->m->tree, f->dir, stem, s->mtime);
+			free(stem);
+			if (ns < 0)
+				return tpfs_fail(L->e, (int)ns, "out of memory");
+			for (size_t t = 0; t < s->st->ntensors && rc == 0; t++)
+				rc = add_tensor(L, (uint32_t)ns, s, &s->st->tensors[t]);
+		}
+		return rc;
+	}
+	size_t n = 0;
+	for (size_t k = 0; k < f->nst; k++)
+		n += f->st[k]->st->ntensors;
+	struct named *all = calloc(n ? n : 1, sizeof(*all));
+	if (!all)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	n = 0;
+	for (size_t k = 0; k < f->nst; k++)
+		for (size_t t = 0; t < f->st[k]->st->ntensors; t++)
+			all[n++] = (struct named){&f->st[k]->st->tensors[t], f->st[k]};
+	qsort(all, n, sizeof(*all), cmp_named);
+	for (size_t i = 1; i < n && rc == 0; i++)
+		if (strcmp(all[i - 1].t->name, all[i].t->name) == 0)
+			rc = tpfs_fail(L->e, -EINVAL,
+				       "%s: tensor '%s' is in both %s and %s (rule: the "
+				       ".safetensors files of one folder share one namespace); "
+				       "mount with -o by_file to show each file's tensors in a "
+				       "folder of its own",
+				       f->display, all[i].t->name, base_name(all[i - 1].s->rel),
+				       base_name(all[i].s->rel));
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = add_tensor(L, f->dir, all[i].s, all[i].t);
+	free(all);
+	return rc;
+}
+
+static void warn_unserved(const struct tpfs_model *m)
+{
+	if (!m->unserved)
+		return;
+	size_t per[TPFS_DT_COUNT] = {0};
+	for (size_t i = 0; i < m->ntensors; i++)
+		if (!m->tensors[i].conv)
+			per[m->tensors[i].st->dtype]++;
+	char list[512];
+	size_t at = 0;
+	list[0] = '\0';
+	for (int d = 0; d < TPFS_DT_COUNT; d++)
+		if (per[d] && at < sizeof(list))
+			at += (size_t)snprintf(list + at, sizeof(list) - at, "%s%zu %s",
+					       at ? ", " : "", per[d],
+					       tpfs_dtype_info((enum tpfs_dtype)d)->name);
+	tpfs_log(LOG_WARNING,
+		 "%zu tensors are not served because their dtype is not converted yet "
+		 "(%s); manifest.json lists them",
+		 m->unserved, list);
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int build(struct loader *L, const char *path)
+{
+	struct tpfs_model *m = L->m;
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return tpfs_fail(L->e, -errno, "%s: %s", m->display_root, strerror(errno));
+	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+		return tpfs_fail(L->e, -EINVAL, "%s: not a folder or a .safetensors file",
+				 m->display_root);
+	int rc = tpfs_tree_init(&m->tree, st.st_mtim);
+	if (rc < 0)
+		return tpfs_fail(L->e, rc, "out of memory");
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	long hidden = tpfs_tree_dir(&m->tree, 0, HIDDEN_DIR, now);
+	if (hidden < 0 ||
+	    tpfs_tree_leaf(&m->tree, 0, MANIFEST_NAME, TPFS_NODE_MANIFEST, NULL,
+			   st.st_mtim) < 0 ||
+	    tpfs_tree_leaf(&m->tree, (uint32_t)hidden, "stats", TPFS_NODE_STATS, NULL,
+			   now) < 0)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+
+	if (S_ISDIR(st.st_mode)) {
+		rc = walk(L, path, "", m->display_root, 0, &st, NULL);
+	} else {
+		struct folder *f = add_folder(L, 0, m->display_root, st.st_mtim);
+		struct tpfs_source *s;
+		rc = f ? source_open(L, path, base_name(m->display_root), m->display_root,
+					 true, &s)
+		       : tpfs_fail(L->e, -ENOMEM, "out of memory");
+		if (rc == 0 && !push_ptr(&L->folders[0].st, &L->folders[0].nst, s))
+			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+	}
+	if (rc < 0)
+		return rc;
+
+	size_t total = 0;
+	for (size_t i = 0; i < m->nsources; i++)
+		if (m->sources[i]->st)
+			total += m->sources[i]->st->ntensors;
+	m->tensors = calloc(total ? total : 1, sizeof(*m->tensors));
+	L->tensor_node = calloc(total ? total : 1, sizeof(*L->tensor_node));
+	if (!m->tensors || !L->tensor_node)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < L->nfolders && rc == 0; i++)
+		rc = add_folder_tensors(L, &L->folders[i]);
+	if (rc < 0)
+		return rc;
+	if (tpfs_tree_finish(&m->tree) < 0)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < m->ntensors; i++) {
+		if (L->tensor_node[i] < 0)
+			continue;
+		m->tensors[i].path = tpfs_tree_path(&m->tree, (uint32_t)L->tensor_node[i]);
+		if (!m->tensors[i].path)
+			return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	}
+	m->manifest = tpfs_manifest_render(m, &m->manifest_len);
+	if (!m->manifest)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	warn_unserved(m);
+	return 0;
+}
+
+int tpfs_model_open(const char *path, const struct tpfs_options *opt,
+		    struct tpfs_model **out, struct tpfs_error *e)
+{
+	*out = NULL;
+	raise_fd_limit();
+	struct tpfs_model *m = calloc(1, sizeof(*m));
+	if (!m)
+		return tpfs_fail(e, -ENOMEM, "out of memory");
+	m->opt = *opt;
+	m->display_root = tpfs_strdup(path);
+	m->root = realpath(path, NULL);
+	if (!m->display_root) {
+		tpfs_model_close(m);
+		return tpfs_fail(e, -ENOMEM, "out of memory");
+	}
+	/* Trailing slashes would double up in messages. */
+	for (size_t n = strlen(m->display_root); n > 1 && m->display_root[n - 1] == '/';)
+		m->display_root[--n] = '\0';
+	if (!m->root) {
+		int err = errno;
+		tpfs_model_close(m);
+		return tpfs_fail(e, -err, "%s: %s", path, strerror(err));
+	}
+	struct loader L = {.m = m, .e = e};
+	int rc = build(&L, m->root);
+	for (size_t i = 0; i < L.nfolders; i++) {
+		free(L.folders[i].display);
+		free(L.folders[i].st);
+		free(L.folders[i].idx);
+	}
+	free(L.folders);
+	free(L.tensor_node);
+	if (rc < 0) {
+		tpfs_model_close(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}
+
+void tpfs_model_close(struct tpfs_model *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->ntensors; i++) {
+		free(m->tensors[i].npy_header);
+		free(m->tensors[i].path);
+	}
+	free(m->tensors);
+	for (size_t i = 0; i < m->nsources; i++)
+		source_free(m->sources[i]);
+	free(m->sources);
+	tpfs_tree_free(&m->tree);
+	free(m->manifest);
+	free(m->root);
+	free(m->display_root);
+	free(m);
+}
+
+int tpfs_source_check(struct tpfs_source *s)
+{
+	if (atomic_load_explicit(&s->stale, memory_order_relaxed))
+		return -EIO;
+	struct stat st;
+	if (fstat(s->fd, &st) == 0 && (uint64_t)st.st_size == s->size &&
+	    st.st_mtim.tv_sec == s->mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == s->mtime.tv_nsec && st.st_nlink > 0)
+		return 0;
+	if (!atomic_exchange(&s->stale, true)) {
+		if (st.st_nlink == 0)
+			tpfs_log(LOG_ERR, "%s was deleted or replaced while mounted; its "
+				 "files now fail with EIO (remount to see the new one)",
+				 s->display);
+		else
+			tpfs_log(LOG_ERR, "%s changed while mounted (size %" PRIu64
+				 " -> %lld); its files now fail with EIO (remount to see the "
+				 "new contents)",
+				 s->display, s->size, (long long)st.st_size);
+	}
+	return -EIO;
+}

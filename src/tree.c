@@ -1,0 +1,308 @@
+/*
+ * The virtual tree and the tensor-name-to-path rules (see tree.h).
+ */
+#include "tpfs/tree.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "tpfs/util.h"
+
+#define NAME_MAX_BYTES 255
+#define NPY_SUFFIX ".npy"
+#define HASHED_PREFIX 234 /* 234 + '~' + 16 hex + ".npy" = 255 */
+
+static uint64_t slot_hash(uint32_t parent, const char *name)
+{
+	return XXH3_64bits_withSeed(name, strlen(name), parent);
+}
+
+static int slots_grow(struct tpfs_tree *t)
+{
+	size_t n = t->nslots ? t->nslots * 2 : 1024;
+	uint32_t *s = calloc(n, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->nnodes; i++) {
+		if (i == 0)
+			continue; /* the root is nobody's child */
+		size_t at = slot_hash(t->nodes[i].parent, t->nodes[i].name) & (n - 1);
+		while (s[at])
+			at = (at + 1) & (n - 1);
+		s[at] = (uint32_t)i + 1;
+	}
+	free(t->slots);
+	t->slots = s;
+	t->nslots = n;
+	return 0;
+}
+
+int tpfs_tree_init(struct tpfs_tree *t, struct timespec root_mtime)
+{
+	memset(t, 0, sizeof(*t));
+	t->cap = 64;
+	t->nodes = calloc(t->cap, sizeof(*t->nodes));
+	if (!t->nodes)
+		return -ENOMEM;
+	t->nodes[0].kind = TPFS_NODE_DIR;
+	t->nodes[0].name = tpfs_strdup("");
+	t->nodes[0].mtime = root_mtime;
+	t->nnodes = 1;
+	if (!t->nodes[0].name || slots_grow(t) < 0) {
+		tpfs_tree_free(t);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void tpfs_tree_free(struct tpfs_tree *t)
+{
+	for (size_t i = 0; i < t->nnodes; i++)
+		free(t->nodes[i].name);
+	free(t->nodes);
+	free(t->children);
+	free(t->slots);
+	memset(t, 0, sizeof(*t));
+}
+
+long tpfs_tree_lookup(const struct tpfs_tree *t, uint32_t parent, const char *name)
+{
+	size_t at = slot_hash(parent, name) & (t->nslots - 1);
+	for (; t->slots[at]; at = (at + 1) & (t->nslots - 1)) {
+		const struct tpfs_node *n = &t->nodes[t->slots[at] - 1];
+		if (n->parent == parent && strcmp(n->name, name) == 0)
+			return (long)t->slots[at] - 1;
+	}
+	return -ENOENT;
+}
+
+static long add_node(struct tpfs_tree *t, uint32_t parent, const char *name,
+		     enum tpfs_node_kind kind, void *payload, struct timespec mtime)
+{
+	if (tpfs_tree_lookup(t, parent, name) >= 0)
+		return -EEXIST;
+	if (t->nnodes >= UINT32_MAX - 1)
+		return -ENOMEM;
+	if ((t->nnodes + 1) * 2 > t->nslots && slots_grow(t) < 0)
+		return -ENOMEM;
+	if (t->nnodes == t->cap) {
+		struct tpfs_node *n = realloc(t->nodes, t->cap * 2 * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		t->nodes = n;
+		t->cap *= 2;
+	}
+	struct tpfs_node *n = &t->nodes[t->nnodes];
+	memset(n, 0, sizeof(*n));
+	n->name = tpfs_strdup(name);
+	if (!n->name)
+		return -ENOMEM;
+	n->kind = kind;
+	n->parent = parent;
+	n->payload = payload;
+	n->mtime = mtime;
+	size_t at = slot_hash(parent, name) & (t->nslots - 1);
+	while (t->slots[at])
+		at = (at + 1) & (t->nslots - 1);
+	t->slots[at] = (uint32_t)t->nnodes + 1;
+	return (long)t->nnodes++;
+}
+
+long tpfs_tree_dir(struct tpfs_tree *t, uint32_t parent, const char *name,
+		   struct timespec mtime)
+{
+	long i = tpfs_tree_lookup(t, parent, name);
+	if (i >= 0)
+		return t->nodes[i].kind == TPFS_NODE_DIR ? i : -EEXIST;
+	return add_node(t, parent, name, TPFS_NODE_DIR, NULL, mtime);
+}
+
+long tpfs_tree_leaf(struct tpfs_tree *t, uint32_t parent, const char *name,
+		    enum tpfs_node_kind kind, void *payload, struct timespec mtime)
+{
+	return add_node(t, parent, name, kind, payload, mtime);
+}
+
+long tpfs_tree_unique_dir(struct tpfs_tree *t, uint32_t parent, const char *name,
+			  struct timespec mtime)
+{
+	long i = add_node(t, parent, name, TPFS_NODE_DIR, NULL, mtime);
+	for (unsigned k = 1; i == -EEXIST; k++) {
+		char alt[NAME_MAX_BYTES + 16];
+		snprintf(alt, sizeof(alt), "%s~%u", name, k);
+		i = add_node(t, parent, alt, TPFS_NODE_DIR, NULL, mtime);
+	}
+	return i;
+}
+
+static bool component_ok(const char *s, size_t n, size_t extra)
+{
+	if (n == 0 || n + extra > NAME_MAX_BYTES)
+		return false;
+	if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/* Rule 1. Returns the leaf index, -EAGAIN when the name cannot be split, or
+ * -ENOMEM. Nothing is created unless the whole path fits. */
+static long add_split(struct tpfs_tree *t, uint32_t ns, const char *name,
+		      void *payload, struct timespec mtime)
+{
+	/* Check every component, and walk the existing directories, first. */
+	long at = ns;
+	bool creating = false;
+	const char *p = name;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+		if (!component_ok(p, n, slash ? 0 : strlen(NPY_SUFFIX)))
+			return -EAGAIN;
+		char comp[NAME_MAX_BYTES + 1];
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		if (!slash) {
+			strcat(comp, NPY_SUFFIX);
+			if (!creating && tpfs_tree_lookup(t, (uint32_t)at, comp) >= 0)
+				return -EAGAIN;
+			break;
+		}
+		if (!creating) {
+			long c = tpfs_tree_lookup(t, (uint32_t)at, comp);
+			if (c >= 0 && t->nodes[c].kind != TPFS_NODE_DIR)
+				return -EAGAIN;
+			if (c >= 0)
+				at = c;
+			else
+				creating = true;
+		}
+		p = slash + 1;
+	}
+	/* Then create. */
+	at = ns;
+	p = name;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+		char comp[NAME_MAX_BYTES + 1];
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		if (!slash) {
+			strcat(comp, NPY_SUFFIX);
+			return tpfs_tree_leaf(t, (uint32_t)at, comp, TPFS_NODE_TENSOR,
+					      payload, mtime);
+		}
+		at = tpfs_tree_dir(t, (uint32_t)at, comp, mtime);
+		if (at < 0)
+			return at;
+		p = slash + 1;
+	}
+}
+
+/* Rule 2: the flat, escaped file name without the suffix. */
+static char *flat_name(const char *name)
+{
+	struct tpfs_buf b = {0};
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		if (*p == '%' || *p == '/' || *p < 0x20 || *p == 0x7f)
+			tpfs_buf_printf(&b, "%%%02X", *p);
+		else
+			tpfs_buf_append(&b, p, 1);
+	}
+	tpfs_buf_append(&b, "", 0);
+	char *s = tpfs_buf_take(&b, NULL);
+	if (s && strlen(s) + strlen(NPY_SUFFIX) > NAME_MAX_BYTES) {
+		/* Cut at a character boundary: not inside %XX, not inside UTF-8. */
+		size_t cut = HASHED_PREFIX;
+		while (cut > 0 && ((s[cut] & 0xc0) == 0x80))
+			cut--;
+		if (s[cut - 1] == '%')
+			cut -= 1;
+		else if (s[cut - 2] == '%')
+			cut -= 2;
+		snprintf(s + cut, strlen(s) + 1 - cut, "~%016llx",
+			 (unsigned long long)XXH3_64bits(name, strlen(name)));
+	}
+	return s;
+}
+
+long tpfs_tree_add_tensor(struct tpfs_tree *t, uint32_t ns, const char *name,
+			  void *payload, struct timespec mtime)
+{
+	long i = add_split(t, ns, name, payload, mtime);
+	if (i != -EAGAIN)
+		return i;
+	char *flat = flat_name(name);
+	if (!flat)
+		return -ENOMEM;
+	char file[NAME_MAX_BYTES + 32];
+	snprintf(file, sizeof(file), "%s%s", flat, NPY_SUFFIX);
+	i = tpfs_tree_leaf(t, ns, file, TPFS_NODE_TENSOR, payload, mtime);
+	for (unsigned k = 1; i == -EEXIST; k++) {
+		snprintf(file, sizeof(file), "%s~%u%s", flat, k, NPY_SUFFIX);
+		i = tpfs_tree_leaf(t, ns, file, TPFS_NODE_TENSOR, payload, mtime);
+	}
+	free(flat);
+	return i;
+}
+
+static int cmp_children(const void *a, const void *b, void *tree)
+{
+	const struct tpfs_tree *t = tree;
+	return strcmp(t->nodes[*(const uint32_t *)a].name,
+		      t->nodes[*(const uint32_t *)b].name);
+}
+
+int tpfs_tree_finish(struct tpfs_tree *t)
+{
+	free(t->children);
+	t->children = calloc(t->nnodes, sizeof(*t->children));
+	if (!t->children)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->nnodes; i++)
+		t->nodes[i].nchild = 0;
+	for (size_t i = 1; i < t->nnodes; i++)
+		t->nodes[t->nodes[i].parent].nchild++;
+	uint32_t at = 0;
+	for (size_t i = 0; i < t->nnodes; i++) {
+		t->nodes[i].child0 = at;
+		at += t->nodes[i].nchild;
+		t->nodes[i].nchild = 0;
+	}
+	for (size_t i = 1; i < t->nnodes; i++) {
+		struct tpfs_node *p = &t->nodes[t->nodes[i].parent];
+		t->children[p->child0 + p->nchild++] = (uint32_t)i;
+	}
+	for (size_t i = 0; i < t->nnodes; i++)
+		if (t->nodes[i].nchild > 1)
+			qsort_r(t->children + t->nodes[i].child0, t->nodes[i].nchild,
+				sizeof(uint32_t), cmp_children, t);
+	return 0;
+}
+
+char *tpfs_tree_path(const struct tpfs_tree *t, uint32_t node)
+{
+	size_t len = 0;
+	for (uint32_t i = node; i != 0; i = t->nodes[i].parent)
+		len += strlen(t->nodes[i].name) + 1;
+	char *p = malloc(len + 1);
+	if (!p)
+		return NULL;
+	p[len ? len - 1 : 0] = '\0';
+	size_t end = len ? len - 1 : 0;
+	for (uint32_t i = node; i != 0; i = t->nodes[i].parent) {
+		size_t n = strlen(t->nodes[i].name);
+		end -= n;
+		memcpy(p + end, t->nodes[i].name, n);
+		if (end > 0)
+			p[--end] = '/';
+	}
+	return p;
+}

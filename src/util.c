@@ -1,0 +1,278 @@
+/*
+ * Helpers with no state: error formatting, the growable buffer, size parsing
+ * and formatting, UTF-8 validation.
+ */
+#include "tpfs/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int tpfs_fail(struct tpfs_error *e, int code, const char *fmt, ...)
+{
+	if (e) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+static bool buf_reserve(struct tpfs_buf *b, size_t extra)
+{
+	if (b->oom)
+		return false;
+	if (b->len + extra + 1 <= b->cap)
+		return true;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < b->len + extra + 1) {
+		if (cap > SIZE_MAX / 2) {
+			b->oom = true;
+			return false;
+		}
+		cap *= 2;
+	}
+	char *p = realloc(b->data, cap);
+	if (!p) {
+		b->oom = true;
+		return false;
+	}
+	b->data = p;
+	b->cap = cap;
+	return true;
+}
+
+void tpfs_buf_append(struct tpfs_buf *b, const void *p, size_t n)
+{
+	if (!buf_reserve(b, n))
+		return;
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void tpfs_buf_puts(struct tpfs_buf *b, const char *s)
+{
+	tpfs_buf_append(b, s, strlen(s));
+}
+
+void tpfs_buf_vprintf(struct tpfs_buf *b, const char *fmt, va_list ap)
+{
+	va_list ap2;
+	va_copy(ap2, ap);
+	int n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0) {
+		b->oom = true;
+		return;
+	}
+	if (!buf_reserve(b, (size_t)n))
+		return;
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	b->len += (size_t)n;
+}
+
+void tpfs_buf_printf(struct tpfs_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	tpfs_buf_vprintf(b, fmt, ap);
+	va_end(ap);
+}
+
+void tpfs_buf_json_string(struct tpfs_buf *b, const char *s)
+{
+	tpfs_buf_append(b, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"':
+			tpfs_buf_append(b, "\\\"", 2);
+			break;
+		case '\\':
+			tpfs_buf_append(b, "\\\\", 2);
+			break;
+		case '\n':
+			tpfs_buf_append(b, "\\n", 2);
+			break;
+		case '\t':
+			tpfs_buf_append(b, "\\t", 2);
+			break;
+		case '\r':
+			tpfs_buf_append(b, "\\r", 2);
+			break;
+		default:
+			if (*p < 0x20 || *p == 0x7f)
+				tpfs_buf_printf(b, "\\u%04x", *p);
+			else
+				tpfs_buf_append(b, p, 1);
+		}
+	}
+	tpfs_buf_append(b, "\"", 1);
+}
+
+char *tpfs_buf_take(struct tpfs_buf *b, size_t *len)
+{
+	if (b->oom || !buf_reserve(b, 0)) {
+		tpfs_buf_free(b);
+		return NULL;
+	}
+	char *p = b->data;
+	if (len)
+		*len = b->len;
+	b->data = NULL;
+	b->len = b->cap = 0;
+	return p;
+}
+
+void tpfs_buf_free(struct tpfs_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+	b->oom = false;
+}
+
+int tpfs_parse_size(const char *s, uint64_t *out)
+{
+	if (!s || !isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || !isfinite(v) || v < 0)
+		return -EINVAL;
+	double mul = 1;
+	switch (toupper((unsigned char)*end)) {
+	case 'K':
+		mul = 1024.0;
+		end++;
+		break;
+	case 'M':
+		mul = 1024.0 * 1024;
+		end++;
+		break;
+	case 'G':
+		mul = 1024.0 * 1024 * 1024;
+		end++;
+		break;
+	case 'T':
+		mul = 1024.0 * 1024 * 1024 * 1024;
+		end++;
+		break;
+	default:
+		break;
+	}
+	if (mul > 1 && (end[0] == 'i' || end[0] == 'I'))
+		end++;
+	if (end[0] == 'B' || end[0] == 'b')
+		end++;
+	if (*end)
+		return -EINVAL;
+	double bytes = v * mul;
+	if (bytes >= 18446744073709551616.0)
+		return -EINVAL;
+	*out = (uint64_t)bytes;
+	return 0;
+}
+
+const char *tpfs_format_size(uint64_t n, char *buf, size_t len)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)n;
+	unsigned u = 0;
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)n);
+	else
+		snprintf(buf, len, "%.2f %s", v, units[u]);
+	return buf;
+}
+
+uint64_t tpfs_load_le64(const void *p)
+{
+	unsigned char b[8];
+	memcpy(b, p, 8);
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | b[i];
+	return v;
+}
+
+bool tpfs_utf8_valid(const char *str, size_t n, size_t *bad)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0;
+	while (i < n) {
+		unsigned c = s[i];
+		size_t need;
+		unsigned min;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			need = 1;
+			min = 0x80;
+			c &= 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			need = 2;
+			min = 0x800;
+			c &= 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			need = 3;
+			min = 0x10000;
+			c &= 0x07;
+		} else {
+			goto fail;
+		}
+		if (n - i <= need)
+			goto fail;
+		for (size_t k = 1; k <= need; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				goto fail;
+			c = (c << 6) | (s[i + k] & 0x3f);
+		}
+		/* Overlong forms, UTF-16 surrogates and values past U+10FFFF. */
+		if (c < min || (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+			goto fail;
+		i += need + 1;
+	}
+	return true;
+fail:
+	if (bad)
+		*bad = i;
+	return false;
+}
+
+char *tpfs_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = malloc(n);
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+char *tpfs_path_join(const char *a, const char *b)
+{
+	if (!a || !*a)
+		return tpfs_strdup(b);
+	if (!b || !*b)
+		return tpfs_strdup(a);
+	size_t la = strlen(a), lb = strlen(b);
+	bool slash = a[la - 1] != '/';
+	char *p = malloc(la + slash + lb + 1);
+	if (!p)
+		return NULL;
+	memcpy(p, a, la);
+	if (slash)
+		p[la] = '/';
+	memcpy(p + la + slash, b, lb + 1);
+	return p;
+}

@@ -492,6 +492,8 @@ static int build(struct loader *L, const char *path)
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	long hidden = tpfs_tree_dir(&m->tree, 0, HIDDEN_DIR, now);
+	if (hidden > 0)
+		tpfs_tree_seal(&m->tree, (uint32_t)hidden);
 	if (hidden < 0 ||
 	    tpfs_tree_leaf(&m->tree, 0, MANIFEST_NAME, TPFS_NODE_MANIFEST, NULL,
 			   st.st_mtim) < 0 ||

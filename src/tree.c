@@ -127,6 +127,11 @@ long tpfs_tree_leaf(struct tpfs_tree *t, uint32_t parent, const char *name,
 	return add_node(t, parent, name, kind, payload, mtime);
 }
 
+void tpfs_tree_seal(struct tpfs_tree *t, uint32_t dir)
+{
+	t->nodes[dir].sealed = true;
+}
+
 long tpfs_tree_unique_dir(struct tpfs_tree *t, uint32_t parent, const char *name,
 			  struct timespec mtime)
 {
@@ -176,7 +181,8 @@ static long add_split(struct tpfs_tree *t, uint32_t ns, const char *name,
 		}
 		if (!creating) {
 			long c = tpfs_tree_lookup(t, (uint32_t)at, comp);
-			if (c >= 0 && t->nodes[c].kind != TPFS_NODE_DIR)
+			if (c >= 0 && (t->nodes[c].kind != TPFS_NODE_DIR ||
+				       t->nodes[c].sealed))
 				return -EAGAIN;
 			if (c >= 0)
 				at = c;

@@ -11,7 +11,8 @@
  *   1. The name is split on '/' when every component is non-empty, not "."
  *      or "..", free of control characters (bytes below 0x20 and 0x7f), and
  *      at most 255 bytes long (the last one with ".npy" appended), and when
- *      no component clashes with a file (or the last with anything).
+ *      no component clashes with a file or with tpfs's own folder (.tpfs),
+ *      and the last with nothing.
  *   2. Otherwise the whole name becomes one file in the namespace folder:
  *      '%', '/' and control bytes are written as %XX (uppercase hex) and
  *      ".npy" is appended; a result over 255 bytes keeps its first 234 bytes
@@ -22,6 +23,7 @@
 #ifndef TPFS_TREE_H
 #define TPFS_TREE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -42,6 +44,7 @@ struct tpfs_node {
 	uint32_t nchild;         /* dirs: number of children (sorted by name) */
 	struct timespec mtime;
 	void *payload;           /* tensor or source, by kind */
+	bool sealed;             /* dirs: tpfs's own, no tensor goes inside */
 };
 
 struct tpfs_tree {
@@ -67,6 +70,9 @@ long tpfs_tree_lookup(const struct tpfs_tree *t, uint32_t parent, const char *na
  * when a non-directory has that name, or -ENOMEM. */
 long tpfs_tree_dir(struct tpfs_tree *t, uint32_t parent, const char *name,
 		   struct timespec mtime);
+
+/* Mark a directory as tpfs's own: tensors never go inside it. */
+void tpfs_tree_seal(struct tpfs_tree *t, uint32_t dir);
 
 /* A new directory called name, or name~1, name~2... if taken. */
 long tpfs_tree_unique_dir(struct tpfs_tree *t, uint32_t parent, const char *name,

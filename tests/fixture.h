@@ -1,0 +1,101 @@
+/*
+ * Test fixtures: temporary folders and files, and Safetensors files written
+ * from a literal header and data, independent of the code under test.
+ */
+#ifndef TPFS_FIXTURE_H
+#define TPFS_FIXTURE_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A new empty folder under $TMPDIR (or /tmp); malloc'd path. */
+static inline char *fx_tmpdir(void)
+{
+	const char *base = getenv("TMPDIR");
+	char *p;
+	if (asprintf(&p, "%s/tpfs-test-XXXXXX", base ? base : "/tmp") < 0)
+		return NULL;
+	if (!mkdtemp(p)) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* mkdir -p of the folders leading to dir/rel. */
+static inline void fx_parents(const char *dir, const char *rel)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	for (char *s = path + strlen(dir) + 1; (s = strchr(s, '/')) != NULL; s++) {
+		*s = '\0';
+		mkdir(path, 0755);
+		*s = '/';
+	}
+}
+
+static inline int fx_write(const char *dir, const char *rel, const void *data,
+			   size_t len)
+{
+	fx_parents(dir, rel);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return -errno;
+	size_t w = len ? fwrite(data, 1, len, f) : 0;
+	int rc = fclose(f);
+	return w == len && rc == 0 ? 0 : -EIO;
+}
+
+/* A Safetensors file: the 8-byte length, json as given, then the data. */
+static inline int fx_write_st(const char *dir, const char *rel, const char *json,
+			      const void *data, size_t len)
+{
+	size_t n = strlen(json);
+	unsigned char *b = malloc(8 + n + len + 1);
+	for (int i = 0; i < 8; i++)
+		b[i] = (unsigned char)((uint64_t)n >> (8 * i));
+	memcpy(b + 8, json, n);
+	if (len)
+		memcpy(b + 8 + n, data, len);
+	int rc = fx_write(dir, rel, b, 8 + n + len);
+	free(b);
+	return rc;
+}
+
+static inline int fx_symlink(const char *dir, const char *rel, const char *target)
+{
+	fx_parents(dir, rel);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	return symlink(target, path);
+}
+
+static inline char *fx_path(const char *dir, const char *rel)
+{
+	char *p;
+	return asprintf(&p, "%s/%s", dir, rel) < 0 ? NULL : p;
+}
+
+static int fx_rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(p);
+}
+
+static inline void fx_rmtree(char *dir)
+{
+	if (dir)
+		nftw(dir, fx_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(dir);
+}
+
+#endif

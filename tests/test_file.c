@@ -1,0 +1,288 @@
+/*
+ * The read primitive: every byte of every virtual file, read at awkward
+ * offsets and lengths, equals the same byte of the whole file as computed
+ * here (the .npy header from the format's dict literal, the data from the
+ * source bytes); a cache smaller than one tensor still serves it; a source
+ * truncated or replaced under the model gives -EIO while the rest still reads.
+ */
+#include <cjson/cJSON.h>
+
+#include "check.h"
+#include "fixture.h"
+#include "tpfs/file.h"
+#include "tpfs/guard.h"
+
+#define NB 150000 /* BF16 elements of the big tensor */
+
+static unsigned char src[7 + 2 * NB + 4000 + 8];
+static size_t src_len;
+
+static void make_source(void)
+{
+	uint32_t x = 12345;
+	for (size_t i = 0; i < sizeof(src); i++) {
+		x = x * 1103515245u + 12345u;
+		src[i] = (unsigned char)(x >> 16);
+	}
+	src_len = sizeof(src);
+}
+
+static char json[1024];
+
+/* u8odd [0,7), big BF16 [7, 300007) (so its source is misaligned), f32,
+ * a 0-d F64, an empty BF16. */
+static void write_model(const char *d)
+{
+	snprintf(json, sizeof(json),
+		 "{\"u8odd\":{\"dtype\":\"U8\",\"shape\":[7],\"data_offsets\":[0,7]},"
+		 "\"big\":{\"dtype\":\"BF16\",\"shape\":[300,500],\"data_offsets\":[7,%d]},"
+		 "\"f32\":{\"dtype\":\"F32\",\"shape\":[1000],\"data_offsets\":[%d,%d]},"
+		 "\"scalar\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[%d,%d]},"
+		 "\"empty\":{\"dtype\":\"BF16\",\"shape\":[0,5],\"data_offsets\":[%d,%d]}}",
+		 7 + 2 * NB, 7 + 2 * NB, 7 + 2 * NB + 4000, 7 + 2 * NB + 4000,
+		 7 + 2 * NB + 4008, 7 + 2 * NB + 4008, 7 + 2 * NB + 4008);
+	CHECK(fx_write_st(d, "model.safetensors", json, src, src_len) == 0);
+	CHECK(fx_write(d, "config.json", "{\"hidden\": 8}\n", 14) == 0);
+}
+
+/* The whole .npy as NumPy would write it. */
+static unsigned char *expected_npy(const char *descr, const char *shape,
+				   const unsigned char *data, size_t n, size_t item_in,
+				   bool bf16, size_t *len)
+{
+	char dict[256];
+	int dl = snprintf(dict, sizeof(dict),
+			  "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr,
+			  shape);
+	size_t hl = ((size_t)dl + 11 + 63) / 64 * 64;
+	size_t out_item = bf16 ? 4 : item_in;
+	*len = hl + n * out_item;
+	unsigned char *b = malloc(*len + 1);
+	memcpy(b, "\x93NUMPY\x01\x00", 8);
+	b[8] = (unsigned char)((hl - 10) & 0xff);
+	b[9] = (unsigned char)((hl - 10) >> 8);
+	memcpy(b + 10, dict, (size_t)dl);
+	memset(b + 10 + dl, ' ', hl - 11 - (size_t)dl);
+	b[hl - 1] = '\n';
+	for (size_t i = 0; i < n; i++) {
+		if (bf16) {
+			/* bf16 bits are the high half of the float32 */
+			b[hl + 4 * i] = 0;
+			b[hl + 4 * i + 1] = 0;
+			b[hl + 4 * i + 2] = data[2 * i];
+			b[hl + 4 * i + 3] = data[2 * i + 1];
+		} else {
+			memcpy(b + hl + i * item_in, data + i * item_in, item_in);
+		}
+	}
+	return b;
+}
+
+static uint32_t node(struct tpfs_model *m, const char *name)
+{
+	long i = tpfs_tree_lookup(&m->tree, 0, name);
+	CHECKF(i > 0, "no %s", name);
+	return i > 0 ? (uint32_t)i : 0;
+}
+
+/* Compare reads of [off, off+len) with the expectation, for many pairs. */
+static void reads_agree(struct tpfs_fs *fs, uint32_t n, const unsigned char *want,
+			size_t size)
+{
+	CHECK(tpfs_node_size(fs, n) == size);
+	unsigned char *buf = malloc(size + 70000);
+	ssize_t got = tpfs_file_read(fs, n, 0, size + 1000, buf);
+	CHECKF(got == (ssize_t)size, "whole read gave %zd of %zu", got, size);
+	CHECK(got < 0 || memcmp(buf, want, size) == 0);
+	const size_t offs[] = {0, 1, 63, 64, 65, 127, 128, 129, 4095, 65535, 65536,
+			       65537, 65536 + 128, 131072 + 127, size / 2, size - 1,
+			       size, size + 5};
+	const size_t lens[] = {1, 2, 3, 7, 64, 4095, 65536, 65537, 131073, 400000};
+	int bad = 0;
+	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+		for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+			size_t off = offs[i], len = lens[k];
+			if (off > size + 5 || len > size + 65536)
+				continue;
+			size_t expect = off >= size ? 0 : (size - off < len ? size - off : len);
+			got = tpfs_file_read(fs, n, off, len, buf);
+			if (got != (ssize_t)expect || memcmp(buf, want + (off < size ? off : 0),
+							     expect) != 0) {
+				if (bad++ < 5)
+					fprintf(stderr, "  read(%zu, %zu) -> %zd\n", off, len, got);
+			}
+		}
+	}
+	uint32_t x = 99;
+	for (int r = 0; r < 300; r++) {
+		x = x * 1664525u + 1013904223u;
+		size_t off = x % (size + 1);
+		x = x * 1664525u + 1013904223u;
+		size_t len = x % 70000;
+		size_t expect = size - off < len ? size - off : len;
+		got = tpfs_file_read(fs, n, off, len, buf);
+		if (got != (ssize_t)expect || memcmp(buf, want + off, expect) != 0)
+			bad++;
+	}
+	CHECKF(bad == 0, "%d reads disagreed", bad);
+	free(buf);
+}
+
+static struct tpfs_model *open_model(const char *d, uint64_t cache, uint64_t block)
+{
+	struct tpfs_options o;
+	tpfs_options_defaults(&o);
+	o.cache_size = cache;
+	o.block_size = block;
+	struct tpfs_model *m = NULL;
+	struct tpfs_error e = {{0}};
+	CHECKF(tpfs_model_open(d, &o, &m, &e) == 0, "%s", e.msg);
+	return m;
+}
+
+static void every_file_reads_the_same_at_any_offset(void)
+{
+	char *d = fx_tmpdir();
+	write_model(d);
+	/* Two 64 KiB blocks of cache for a 600 KB converted tensor. */
+	struct tpfs_model *m = open_model(d, 2 * (65536 + 1024), 65536);
+	struct tpfs_fs *fs = m ? tpfs_fs_create(m) : NULL;
+	if (!fs) {
+		CHECK(0);
+		fx_rmtree(d);
+		return;
+	}
+	size_t len;
+	unsigned char *w;
+
+	w = expected_npy("<f4", "(300, 500)", src + 7, NB, 2, true, &len);
+	reads_agree(fs, node(m, "big.npy"), w, len);
+	free(w);
+	w = expected_npy("<f4", "(1000,)", src + 7 + 2 * NB, 1000, 4, false, &len);
+	reads_agree(fs, node(m, "f32.npy"), w, len);
+	free(w);
+	w = expected_npy("|u1", "(7,)", src, 7, 1, false, &len);
+	reads_agree(fs, node(m, "u8odd.npy"), w, len);
+	free(w);
+	w = expected_npy("<f8", "()", src + 7 + 2 * NB + 4000, 1, 8, false, &len);
+	reads_agree(fs, node(m, "scalar.npy"), w, len);
+	free(w);
+	w = expected_npy("<f4", "(0, 5)", NULL, 0, 2, true, &len);
+	reads_agree(fs, node(m, "empty.npy"), w, len);
+	free(w);
+	reads_agree(fs, node(m, "config.json"), (const unsigned char *)"{\"hidden\": 8}\n",
+		    14);
+	reads_agree(fs, node(m, "manifest.json"), (const unsigned char *)m->manifest,
+		    m->manifest_len);
+
+	size_t sl;
+	char *stats = tpfs_fs_stats_json(fs, &sl);
+	cJSON *j = cJSON_Parse(stats);
+	CHECK(j != NULL);
+	if (j) {
+		const char *keys[] = {"reads", "bytes_served", "cache_hits", "cache_misses",
+				      "cache_evictions", "bytes_converted", "errors"};
+		for (size_t i = 0; i < 7; i++)
+			CHECKF(cJSON_IsNumber(cJSON_GetObjectItem(j, keys[i])), "%s", keys[i]);
+		CHECK(cJSON_GetObjectItem(j, "cache_evictions")->valuedouble > 0);
+		CHECK(cJSON_GetObjectItem(j, "bytes_converted")->valuedouble >= 4.0 * NB);
+		CHECK(cJSON_GetObjectItem(j, "errors")->valuedouble == 0);
+		CHECK(cJSON_GetObjectItem(j, "cache_bytes")->valuedouble <=
+		      cJSON_GetObjectItem(j, "cache_capacity")->valuedouble);
+	}
+	cJSON_Delete(j);
+	free(stats);
+	tpfs_fs_destroy(fs);
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void spans_of_stored_data_point_into_the_source(void)
+{
+	char *d = fx_tmpdir();
+	write_model(d);
+	struct tpfs_model *m = open_model(d, 1 << 20, 1 << 20);
+	struct tpfs_fs *fs = tpfs_fs_create(m);
+	struct tpfs_spans sp;
+	uint32_t f = node(m, "f32.npy");
+	const struct tpfs_tensor *t = m->tree.nodes[f].payload;
+	ssize_t got = tpfs_file_spans(fs, f, 100, 1000, &sp);
+	CHECK(got == 1000 && sp.n == 2 && sp.npins == 0);
+	/* Header bytes first, then the source mapping itself: no copy. */
+	CHECK(sp.v[1].ptr == t->src->map + t->st->begin);
+	CHECK(sp.v[0].len == t->npy_header_len - 100);
+	tpfs_spans_release(fs, &sp);
+	tpfs_fs_destroy(fs);
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void truncated_source_gives_eio_and_the_rest_still_reads(void)
+{
+	char *d = fx_tmpdir();
+	write_model(d);
+	struct tpfs_model *m = open_model(d, 1 << 20, 65536);
+	struct tpfs_fs *fs = tpfs_fs_create(m);
+	char *p = fx_path(d, "model.safetensors");
+	CHECK(truncate(p, 1000) == 0);
+	static unsigned char buf[1 << 20];
+	CHECK(tpfs_file_read(fs, node(m, "f32.npy"), 0, 4096, buf) == -EIO);
+	CHECK(tpfs_file_read(fs, node(m, "big.npy"), 0, 1 << 20, buf) == -EIO);
+	CHECK(tpfs_file_read(fs, node(m, "config.json"), 0, 100, buf) == 14);
+	CHECK(tpfs_file_read(fs, node(m, "manifest.json"), 0, 10, buf) == 10);
+	CHECK(atomic_load(&fs->errors) >= 2);
+	free(p);
+	tpfs_fs_destroy(fs);
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void mapping_past_a_truncation_faults_into_eio(void)
+{
+	char *d = fx_tmpdir();
+	write_model(d);
+	struct tpfs_model *m = open_model(d, 1 << 20, 65536);
+	struct tpfs_fs *fs = tpfs_fs_create(m);
+	uint32_t big = node(m, "big.npy");
+	const struct tpfs_tensor *t = m->tree.nodes[big].payload;
+	static unsigned char buf[1 << 20];
+	/* The mapping itself faults past the cut; the guard turns it to EIO. */
+	char *p = fx_path(d, "model.safetensors");
+	CHECK(truncate(p, 100) == 0);
+	CHECK(tpfs_guard_copy(buf, t->src->map + 8192, 4096) == -EIO);
+	CHECK(tpfs_file_read(fs, big, 200, 4096, buf) == -EIO);
+	free(p);
+	tpfs_fs_destroy(fs);
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void replaced_source_gives_eio(void)
+{
+	char *d = fx_tmpdir();
+	write_model(d);
+	struct tpfs_model *m = open_model(d, 1 << 20, 65536);
+	struct tpfs_fs *fs = tpfs_fs_create(m);
+	CHECK(fx_write_st(d, "new.safetensors", json, src, src_len) == 0);
+	char *from = fx_path(d, "new.safetensors"), *to = fx_path(d, "model.safetensors");
+	CHECK(rename(from, to) == 0);
+	static unsigned char buf[4096];
+	CHECK(tpfs_file_read(fs, node(m, "f32.npy"), 0, 4096, buf) == -EIO);
+	free(from);
+	free(to);
+	tpfs_fs_destroy(fs);
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+int main(void)
+{
+	make_source();
+	CHECK(tpfs_guard_install() == 0);
+	RUN(every_file_reads_the_same_at_any_offset);
+	RUN(spans_of_stored_data_point_into_the_source);
+	RUN(truncated_source_gives_eio_and_the_rest_still_reads);
+	RUN(mapping_past_a_truncation_faults_into_eio);
+	RUN(replaced_source_gives_eio);
+	return check_done();
+}

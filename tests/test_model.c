@@ -1,0 +1,398 @@
+/*
+ * Loading model folders: the mirror of folders and passed-through files,
+ * Hugging Face cache symlinks, sharded namespaces, index checks, duplicate
+ * names and by_file, unserved dtypes, reserved names, symlink loops, and the
+ * manifest's fields against offsets computed here from the headers written.
+ */
+#include <cjson/cJSON.h>
+
+#include "check.h"
+#include "fixture.h"
+#include "tpfs/model.h"
+
+static struct tpfs_options defaults(void)
+{
+	struct tpfs_options o;
+	tpfs_options_defaults(&o);
+	return o;
+}
+
+static struct tpfs_model *open_ok(const char *dir, const struct tpfs_options *o)
+{
+	struct tpfs_model *m = NULL;
+	struct tpfs_error e = {{0}};
+	int rc = tpfs_model_open(dir, o, &m, &e);
+	CHECKF(rc == 0 && m, "refused: %s", e.msg);
+	return m;
+}
+
+static void refused(const char *dir, const struct tpfs_options *o, const char *f1,
+		    const char *f2)
+{
+	struct tpfs_model *m = NULL;
+	struct tpfs_error e = {{0}};
+	int rc = tpfs_model_open(dir, o, &m, &e);
+	CHECK(rc < 0 && m == NULL);
+	CHECK_CONTAINS(e.msg, f1);
+	if (f2)
+		CHECK_CONTAINS(e.msg, f2);
+	CHECK(strchr(e.msg, '\n') == NULL);
+}
+
+/* The node at path (relative to the root), or -1. */
+static long node_at(const struct tpfs_model *m, const char *path)
+{
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s", path);
+	long at = 0;
+	for (char *save = NULL, *c = strtok_r(buf, "/", &save); c && at >= 0;
+	     c = strtok_r(NULL, "/", &save))
+		at = tpfs_tree_lookup(&m->tree, (uint32_t)at, c);
+	return at;
+}
+
+static enum tpfs_node_kind kind_at(const struct tpfs_model *m, const char *path)
+{
+	long i = node_at(m, path);
+	CHECKF(i >= 0, "no %s", path);
+	return i >= 0 ? m->tree.nodes[i].kind : TPFS_NODE_DIR;
+}
+
+#define U8x4 "{\"%s\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}"
+
+static void st_u8(const char *dir, const char *rel, const char *tensor)
+{
+	char json[512];
+	snprintf(json, sizeof(json), U8x4, tensor);
+	CHECK(fx_write_st(dir, rel, json, "abcd", 4) == 0);
+}
+
+static void folder_is_mirrored_with_passthrough_and_subfolders(void)
+{
+	char *d = fx_tmpdir();
+	CHECK(fx_write(d, "config.json", "{\"a\": 1}\n", 9) == 0);
+	CHECK(fx_write(d, "README.md", "# model\n", 8) == 0);
+	CHECK(fx_write(d, "empty.txt", "", 0) == 0);
+	st_u8(d, "model.safetensors", "embed");
+	st_u8(d, "unet/diffusion_pytorch_model.safetensors", "conv.weight");
+	st_u8(d, "unet/nested/deeper/w.safetensors", "enc/k");
+	CHECK(fx_write(d, "unet/config.json", "{}", 2) == 0);
+	struct tpfs_options o = defaults();
+	struct tpfs_model *m = open_ok(d, &o);
+	if (m) {
+		CHECK(kind_at(m, "config.json") == TPFS_NODE_FILE);
+		CHECK(kind_at(m, "README.md") == TPFS_NODE_FILE);
+		CHECK(kind_at(m, "empty.txt") == TPFS_NODE_FILE);
+		CHECK(kind_at(m, "embed.npy") == TPFS_NODE_TENSOR);
+		CHECK(kind_at(m, "unet") == TPFS_NODE_DIR);
+		CHECK(kind_at(m, "unet/conv.weight.npy") == TPFS_NODE_TENSOR);
+		CHECK(kind_at(m, "unet/config.json") == TPFS_NODE_FILE);
+		CHECK(kind_at(m, "unet/nested/deeper/enc/k.npy") == TPFS_NODE_TENSOR);
+		CHECK(kind_at(m, "manifest.json") == TPFS_NODE_MANIFEST);
+		CHECK(kind_at(m, ".tpfs/stats") == TPFS_NODE_STATS);
+		CHECK(node_at(m, "model.safetensors") < 0);
+		CHECK(m->ntensors == 3 && m->unserved == 0);
+		const struct tpfs_tensor *t = &m->tensors[0];
+		CHECK(strcmp(t->path, "embed.npy") == 0);
+		CHECK(strcmp(t->src->rel, "model.safetensors") == 0);
+	}
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void hugging_face_cache_symlinks_are_followed(void)
+{
+	char *d = fx_tmpdir();
+	st_u8(d, "blobs/4f1c", "lm_head.weight");
+	CHECK(fx_write(d, "blobs/9e0a", "{\"model_type\": \"x\"}", 20) == 0);
+	CHECK(fx_symlink(d, "snapshots/rev1/model.safetensors", "../../blobs/4f1c") == 0);
+	CHECK(fx_symlink(d, "snapshots/rev1/config.json", "../../blobs/9e0a") == 0);
+	char *snap = fx_path(d, "snapshots/rev1");
+	struct tpfs_options o = defaults();
+	struct tpfs_model *m = open_ok(snap, &o);
+	if (m) {
+		CHECK(kind_at(m, "lm_head.weight.npy") == TPFS_NODE_TENSOR);
+		CHECK(kind_at(m, "config.json") == TPFS_NODE_FILE);
+		long c = node_at(m, "config.json");
+		if (c >= 0)
+			CHECK(((struct tpfs_source *)m->tree.nodes[c].payload)->size == 20);
+		CHECK(strcmp(m->tensors[0].src->rel, "model.safetensors") == 0);
+	}
+	tpfs_model_close(m);
+	/* One symlinked file as the source: named as the link, not the blob. */
+	char *one = fx_path(d, "snapshots/rev1/model.safetensors");
+	m = open_ok(one, &o);
+	if (m) {
+		CHECK(strcmp(m->tensors[0].src->rel, "model.safetensors") == 0);
+		CHECK(kind_at(m, "lm_head.weight.npy") == TPFS_NODE_TENSOR);
+		CHECK(node_at(m, "config.json") < 0);
+	}
+	tpfs_model_close(m);
+	free(one);
+	free(snap);
+	fx_rmtree(d);
+}
+
+static void loops_and_broken_links_are_skipped(void)
+{
+	char *d = fx_tmpdir();
+	st_u8(d, "model.safetensors", "w");
+	CHECK(fx_symlink(d, "sub/up", "..") == 0);
+	CHECK(fx_symlink(d, "dangling.json", "nowhere.json") == 0);
+	CHECK(fx_write(d, "sub/ok.txt", "ok", 2) == 0);
+	struct tpfs_options o = defaults();
+	struct tpfs_model *m = open_ok(d, &o);
+	if (m) {
+		CHECK(kind_at(m, "sub/ok.txt") == TPFS_NODE_FILE);
+		CHECK(node_at(m, "sub/up") < 0);
+		CHECK(node_at(m, "dangling.json") < 0);
+	}
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+#define SHARD                                                                    \
+	"{\"__metadata__\":{\"format\":\"pt\"},"                                        \
+	"\"%s\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"               \
+	"\"%s\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[2,4]}}"
+
+static void write_shards(const char *d)
+{
+	char json[512];
+	snprintf(json, sizeof(json), SHARD, "a", "b");
+	CHECK(fx_write_st(d, "model-00001-of-00002.safetensors", json, "abcd", 4) == 0);
+	snprintf(json, sizeof(json), SHARD, "c", "d");
+	CHECK(fx_write_st(d, "model-00002-of-00002.safetensors", json, "efgh", 4) == 0);
+}
+
+static void write_index(const char *d, const char *map)
+{
+	char text[1024];
+	snprintf(text, sizeof(text), "{\"metadata\":{\"total_size\":8},\"weight_map\":{%s}}",
+		 map);
+	CHECK(fx_write(d, "model.safetensors.index.json", text, strlen(text)) == 0);
+}
+
+#define S1 "\"model-00001-of-00002.safetensors\""
+#define S2 "\"model-00002-of-00002.safetensors\""
+
+static void sharded_folder_is_one_namespace(void)
+{
+	char *d = fx_tmpdir();
+	write_shards(d);
+	write_index(d, "\"a\":" S1 ",\"b\":" S1 ",\"c\":" S2 ",\"d\":" S2);
+	struct tpfs_options o = defaults();
+	struct tpfs_model *m = open_ok(d, &o);
+	if (m) {
+		CHECK(m->ntensors == 4);
+		for (int i = 0; i < 4; i++) {
+			char want[8];
+			snprintf(want, sizeof(want), "%c.npy", 'a' + i);
+			CHECK(strcmp(m->tensors[i].path, want) == 0);
+		}
+		CHECK(kind_at(m, "model.safetensors.index.json") == TPFS_NODE_FILE);
+	}
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void index_that_disagrees_with_the_shards_is_refused(void)
+{
+	struct tpfs_options o = defaults();
+	const struct {
+		const char *map;
+		const char *frag;
+	} cases[] = {
+		{"\"a\":" S1 ",\"b\":" S1 ",\"c\":" S2 ",\"d\":\"model-00003-of-00003.safetensors\"",
+		 "weight_map puts tensor 'd' in 'model-00003-of-00003.safetensors', which is "
+		 "not a .safetensors file"},
+		{"\"a\":" S1 ",\"b\":" S2 ",\"c\":" S2 ",\"d\":" S2,
+		 "weight_map puts tensor 'b' in model-00002-of-00002.safetensors, which has no "
+		 "such tensor (it is in model-00001-of-00002.safetensors)"},
+		{"\"a\":" S1 ",\"b\":" S1 ",\"c\":" S2,
+		 "tensor 'd' of model-00002-of-00002.safetensors is missing from the weight_map"},
+		{"\"a\":" S1 ",\"b\":" S1 ",\"c\":" S2 ",\"d\":" S2 ",\"e\":" S2,
+		 "weight_map puts tensor 'e' in model-00002-of-00002.safetensors, which has no "
+		 "such tensor"},
+		{"\"a\":" S1 ",\"a\":" S1, "duplicate key 'a'"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *d = fx_tmpdir();
+		write_shards(d);
+		write_index(d, cases[i].map);
+		refused(d, &o, "model.safetensors.index.json: ", cases[i].frag);
+		fx_rmtree(d);
+	}
+}
+
+static void duplicate_names_are_refused_unless_by_file(void)
+{
+	char *d = fx_tmpdir();
+	st_u8(d, "model.safetensors", "x");
+	st_u8(d, "adapter_model.safetensors", "x");
+	st_u8(d, "model/inner.safetensors", "y");
+	struct tpfs_options o = defaults();
+	refused(d, &o, "tensor 'x' is in both adapter_model.safetensors and "
+		       "model.safetensors",
+		"-o by_file");
+	o.by_file = true;
+	struct tpfs_model *m = open_ok(d, &o);
+	if (m) {
+		CHECK(kind_at(m, "adapter_model/x.npy") == TPFS_NODE_TENSOR);
+		/* "model" is a real folder: the file's folder takes the next name. */
+		CHECK(kind_at(m, "model~1/x.npy") == TPFS_NODE_TENSOR);
+		CHECK(kind_at(m, "model/inner/y.npy") == TPFS_NODE_TENSOR);
+	}
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void bad_header_refuses_the_whole_model(void)
+{
+	char *d = fx_tmpdir();
+	st_u8(d, "good.safetensors", "w");
+	CHECK(fx_write_st(d, "sub/bad.safetensors",
+			  "{\"w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,3]}}",
+			  "abc", 3) == 0);
+	struct tpfs_options o = defaults();
+	char want[4200];
+	snprintf(want, sizeof(want), "%s/sub/bad.safetensors: tensor 'w': shape [4] of U8 "
+				     "needs 4 bytes",
+		 d);
+	refused(d, &o, want, NULL);
+	fx_rmtree(d);
+}
+
+static void unconverted_dtypes_are_listed_but_not_served(void)
+{
+	char *d = fx_tmpdir();
+	CHECK(fx_write_st(d, "model.safetensors",
+			  "{\"f8\":{\"dtype\":\"F8_E4M3\",\"shape\":[2],\"data_offsets\":[0,2]},"
+			  "\"u\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[2,4]}}",
+			  "abcd", 4) == 0);
+	struct tpfs_options o = defaults();
+	struct tpfs_model *m = open_ok(d, &o);
+	if (m) {
+		CHECK(m->unserved == 1 && m->ntensors == 2);
+		CHECK(m->tensors[0].conv == NULL && m->tensors[0].path == NULL);
+		CHECK(node_at(m, "f8.npy") < 0);
+		CHECK(kind_at(m, "u.npy") == TPFS_NODE_TENSOR);
+		CHECK_CONTAINS(m->manifest, "\"conversion\": \"not yet converted\"");
+	}
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void reserved_names_in_the_source_are_hidden(void)
+{
+	char *d = fx_tmpdir();
+	st_u8(d, "model.safetensors", "w");
+	CHECK(fx_write(d, "manifest.json", "{\"old\": 1}", 10) == 0);
+	CHECK(fx_write(d, ".tpfs/stats", "x", 1) == 0);
+	CHECK(fx_write(d, "sub/manifest.json", "{}", 2) == 0);
+	struct tpfs_options o = defaults();
+	struct tpfs_model *m = open_ok(d, &o);
+	if (m) {
+		CHECK(kind_at(m, "manifest.json") == TPFS_NODE_MANIFEST);
+		CHECK(kind_at(m, ".tpfs/stats") == TPFS_NODE_STATS);
+		/* Only the root's names are reserved. */
+		CHECK(kind_at(m, "sub/manifest.json") == TPFS_NODE_FILE);
+	}
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void missing_or_odd_sources_are_refused(void)
+{
+	char *d = fx_tmpdir();
+	struct tpfs_options o = defaults();
+	char *nope = fx_path(d, "nope");
+	refused(nope, &o, nope, "No such file or directory");
+	free(nope);
+	/* An empty folder is a valid, empty model. */
+	struct tpfs_model *m = open_ok(d, &o);
+	if (m)
+		CHECK(m->ntensors == 0 && m->manifest_len > 0);
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static cJSON *item(const cJSON *o, const char *k)
+{
+	return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+static void manifest_lists_every_tensor_with_its_source(void)
+{
+	char *d = fx_tmpdir();
+	const char *h1 = "{\"__metadata__\":{\"format\":\"pt\"},"
+			 "\"layers/0/w\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,12]},"
+			 "\"bias\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[12,16]}}";
+	unsigned char data[16] = {0};
+	CHECK(fx_write_st(d, "a.safetensors", h1, data, 16) == 0);
+	const char *h2 = "{\"__metadata__\":null,"
+			 "\"e\":{\"dtype\":\"I64\",\"shape\":[0,4],\"data_offsets\":[0,0]}}";
+	CHECK(fx_write_st(d, "b.safetensors", h2, NULL, 0) == 0);
+	struct tpfs_options o = defaults();
+	o.cache_size = 1 << 20;
+	struct tpfs_model *m = open_ok(d, &o);
+	cJSON *j = m ? cJSON_Parse(m->manifest) : NULL;
+	CHECK(j != NULL);
+	if (j) {
+		CHECK(item(item(j, "options"), "cache_size")->valuedouble == 1 << 20);
+		const cJSON *files = item(j, "files");
+		CHECK(cJSON_GetArraySize(files) == 2);
+		const cJSON *fa = cJSON_GetArrayItem(files, 0);
+		const cJSON *fb = cJSON_GetArrayItem(files, 1);
+		CHECK(strcmp(item(fa, "path")->valuestring, "a.safetensors") == 0);
+		CHECK(strcmp(item(item(fa, "metadata"), "format")->valuestring, "pt") == 0);
+		CHECK(cJSON_IsNull(item(fb, "metadata")));
+		const cJSON *ts = item(j, "tensors");
+		CHECK(cJSON_GetArraySize(ts) == 3);
+		/* Sorted by name: "bias", "e", "layers/0/w". */
+		const cJSON *w = cJSON_GetArrayItem(ts, 2);
+		CHECK(strcmp(item(w, "name")->valuestring, "layers/0/w") == 0);
+		CHECK(strcmp(item(w, "path")->valuestring, "layers/0/w.npy") == 0);
+		CHECK(strcmp(item(w, "dtype")->valuestring, "<f4") == 0);
+		CHECK(strcmp(item(w, "source_dtype")->valuestring, "BF16") == 0);
+		CHECK(strcmp(item(w, "source_file")->valuestring, "a.safetensors") == 0);
+		CHECK(strcmp(item(w, "conversion")->valuestring, "bf16->f32") == 0);
+		CHECK(cJSON_IsTrue(item(w, "exact")));
+		const cJSON *shape = item(w, "shape");
+		CHECK(cJSON_GetArraySize(shape) == 2 &&
+		      cJSON_GetArrayItem(shape, 0)->valuedouble == 2 &&
+		      cJSON_GetArrayItem(shape, 1)->valuedouble == 3);
+		double data_start = 8 + (double)strlen(h1);
+		const cJSON *r = item(w, "source_range");
+		CHECK(cJSON_GetArrayItem(r, 0)->valuedouble == data_start);
+		CHECK(cJSON_GetArrayItem(r, 1)->valuedouble == data_start + 12);
+		/* A 59-byte dict with the 10-byte preamble and newline needs 128. */
+		CHECK(item(w, "npy_bytes")->valuedouble == 128 + 6 * 4);
+		const cJSON *b = cJSON_GetArrayItem(ts, 0);
+		CHECK(cJSON_GetArraySize(item(b, "shape")) == 0);
+		CHECK(strcmp(item(b, "conversion")->valuestring, "none") == 0);
+		CHECK(item(b, "npy_bytes")->valuedouble == 128 + 4);
+		const cJSON *e = cJSON_GetArrayItem(ts, 1);
+		CHECK(strcmp(item(e, "dtype")->valuestring, "<i8") == 0);
+		CHECK(item(e, "npy_bytes")->valuedouble == 128);
+	}
+	cJSON_Delete(j);
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+int main(void)
+{
+	RUN(folder_is_mirrored_with_passthrough_and_subfolders);
+	RUN(hugging_face_cache_symlinks_are_followed);
+	RUN(loops_and_broken_links_are_skipped);
+	RUN(sharded_folder_is_one_namespace);
+	RUN(index_that_disagrees_with_the_shards_is_refused);
+	RUN(duplicate_names_are_refused_unless_by_file);
+	RUN(bad_header_refuses_the_whole_model);
+	RUN(unconverted_dtypes_are_listed_but_not_served);
+	RUN(reserved_names_in_the_source_are_hidden);
+	RUN(missing_or_odd_sources_are_refused);
+	RUN(manifest_lists_every_tensor_with_its_source);
+	return check_done();
+}

@@ -1,0 +1,115 @@
+/*
+ * The .npy header against the NPY format specification: magic, version,
+ * little-endian header length, the dict literal NumPy writes, space padding,
+ * a final newline, and data starting at a multiple of 64.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "tpfs/npy.h"
+
+/* Checks h against the format, with dict as the expected literal. */
+static void check_header(const uint8_t *h, long len, int version, const char *dict)
+{
+	size_t pre = version == 1 ? 10 : 12;
+	CHECK(len > 0 && len % 64 == 0);
+	CHECK(memcmp(h, "\x93NUMPY", 6) == 0);
+	CHECK(h[6] == version && h[7] == 0);
+	uint64_t hlen = h[8] | (uint64_t)h[9] << 8;
+	if (version == 2)
+		hlen |= (uint64_t)h[10] << 16 | (uint64_t)h[11] << 24;
+	CHECK(hlen == (uint64_t)len - pre);
+	size_t dl = strlen(dict);
+	CHECK(memcmp(h + pre, dict, dl) == 0);
+	for (size_t i = pre + dl; i + 1 < (size_t)len; i++)
+		CHECKF(h[i] == ' ', "byte %zu is 0x%02x, not a space", i, h[i]);
+	CHECK(h[len - 1] == '\n');
+	/* No more padding than needed to reach the next multiple of 64. */
+	CHECK((size_t)len - (pre + dl + 1) < 64);
+}
+
+static void zero_d_shape_is_empty_parentheses(void)
+{
+	uint8_t *h = NULL;
+	long n = tpfs_npy_header("<f4", NULL, 0, &h);
+	CHECK(n == 128);
+	check_header(h, n, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (), }");
+	free(h);
+}
+
+static void one_d_shape_has_a_trailing_comma(void)
+{
+	uint8_t *h = NULL;
+	uint64_t shape[] = {3};
+	long n = tpfs_npy_header("|b1", shape, 1, &h);
+	CHECK(n == 128);
+	check_header(h, n, 1, "{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }");
+	free(h);
+}
+
+static void n_d_shape_is_a_tuple(void)
+{
+	uint8_t *h = NULL;
+	uint64_t shape[] = {201088, 2880, 0, 1};
+	long n = tpfs_npy_header("<f4", shape, 4, &h);
+	check_header(h, n, 1,
+		     "{'descr': '<f4', 'fortran_order': False, "
+		     "'shape': (201088, 2880, 0, 1), }");
+	free(h);
+}
+
+static void large_dimensions_are_printed_exactly(void)
+{
+	uint8_t *h = NULL;
+	uint64_t shape[] = {18446744073709551615ULL, 9007199254740993ULL};
+	long n = tpfs_npy_header("<c8", shape, 2, &h);
+	check_header(h, n, 1,
+		     "{'descr': '<c8', 'fortran_order': False, "
+		     "'shape': (18446744073709551615, 9007199254740993), }");
+	free(h);
+}
+
+static void data_always_starts_on_a_64_byte_boundary(void)
+{
+	/* Dict lengths crossing several multiples of 64. */
+	uint64_t shape[40];
+	for (uint32_t nd = 0; nd < 40; nd++) {
+		shape[nd] = (uint64_t)1 << (nd % 40);
+		uint8_t *h = NULL;
+		long n = tpfs_npy_header("<i8", shape, nd, &h);
+		CHECK(n > 0 && n % 64 == 0 && h[n - 1] == '\n');
+		free(h);
+	}
+}
+
+static void huge_headers_switch_to_version_2(void)
+{
+	/* 30000 dims of "1, " make a dict of about 90 KB: past 65535. */
+	enum { ND = 30000 };
+	uint64_t *shape = malloc(ND * sizeof(*shape));
+	char *dict = malloc(ND * 3 + 128);
+	char *p = dict + sprintf(dict, "{'descr': '<u2', 'fortran_order': False, 'shape': (");
+	for (int i = 0; i < ND; i++) {
+		shape[i] = 1;
+		p += sprintf(p, i ? ", 1" : "1");
+	}
+	strcpy(p, "), }");
+	uint8_t *h = NULL;
+	long n = tpfs_npy_header("<u2", shape, ND, &h);
+	check_header(h, n, 2, dict);
+	free(h);
+	free(dict);
+	free(shape);
+}
+
+int main(void)
+{
+	RUN(zero_d_shape_is_empty_parentheses);
+	RUN(one_d_shape_has_a_trailing_comma);
+	RUN(n_d_shape_is_a_tuple);
+	RUN(large_dimensions_are_printed_exactly);
+	RUN(data_always_starts_on_a_64_byte_boundary);
+	RUN(huge_headers_switch_to_version_2);
+	return check_done();
+}

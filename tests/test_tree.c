@@ -1,0 +1,241 @@
+/*
+ * Tensor names to paths, checked against the rules as the README states them
+ * (split on '/', flatten and %XX-escape unsafe names, hash names that are too
+ * long, ~N on clashes), with the expected paths written out by hand.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <xxhash.h>
+
+#include "check.h"
+#include "tpfs/tree.h"
+
+static struct tpfs_tree tree;
+static const struct timespec T0 = {1700000000, 0};
+
+static void setup(void)
+{
+	CHECK(tpfs_tree_init(&tree, T0) == 0);
+	/* What model.c puts there before any tensor. */
+	CHECK(tpfs_tree_leaf(&tree, 0, "manifest.json", TPFS_NODE_MANIFEST, NULL, T0) > 0);
+	long hidden = tpfs_tree_dir(&tree, 0, ".tpfs", T0);
+	CHECK(hidden > 0);
+	tpfs_tree_seal(&tree, (uint32_t)hidden);
+	CHECK(tpfs_tree_leaf(&tree, 0, "config.json", TPFS_NODE_FILE, NULL, T0) > 0);
+	CHECK(tpfs_tree_leaf(&tree, 0, "w.npy", TPFS_NODE_FILE, NULL, T0) > 0);
+}
+
+/* Adds the tensor and checks where it landed. */
+static void lands(const char *name, const char *want)
+{
+	long i = tpfs_tree_add_tensor(&tree, 0, name, NULL, T0);
+	CHECKF(i > 0, "'%s' not added (%ld)", name, i);
+	if (i <= 0)
+		return;
+	char *p = tpfs_tree_path(&tree, (uint32_t)i);
+	CHECKF(p && strcmp(p, want) == 0, "'%s' -> '%s', expected '%s'", name,
+	       p ? p : "(null)", want);
+	CHECK(tree.nodes[i].kind == TPFS_NODE_TENSOR);
+	free(p);
+}
+
+static void slashes_make_folders(void)
+{
+	setup();
+	lands("model.embed_tokens.weight", "model.embed_tokens.weight.npy");
+	lands("encoder/layer_0/kernel", "encoder/layer_0/kernel.npy");
+	lands("encoder/layer_0/bias", "encoder/layer_0/bias.npy");
+	lands("encoder/norm", "encoder/norm.npy");
+	long enc = tpfs_tree_lookup(&tree, 0, "encoder");
+	CHECK(enc > 0 && tree.nodes[enc].kind == TPFS_NODE_DIR);
+	tpfs_tree_free(&tree);
+}
+
+static void unicode_spaces_and_percent_are_kept(void)
+{
+	setup();
+	lands("\xc3\xa9mbed/\xe6\x9d\x83\xe9\x87\x8d weight",
+	      "\xc3\xa9mbed/\xe6\x9d\x83\xe9\x87\x8d weight.npy");
+	lands("with space", "with space.npy");
+	lands("100%/x", "100%/x.npy");
+	lands("-dash", "-dash.npy");
+	tpfs_tree_free(&tree);
+}
+
+static void unsafe_names_are_flattened_and_escaped(void)
+{
+	setup();
+	lands("a//b", "a%2F%2Fb.npy");
+	lands("../etc/passwd", "..%2Fetc%2Fpasswd.npy");
+	lands("./x", ".%2Fx.npy");
+	lands("x/.", "x%2F..npy");
+	lands("x/", "x%2F.npy");
+	lands("/abs", "%2Fabs.npy");
+	lands(".", "..npy");
+	lands("..", "...npy");
+	lands("", ".npy");
+	lands("tab\there", "tab%09here.npy");
+	lands("new\nline/x", "new%0Aline%2Fx.npy");
+	lands("del\x7f", "del%7F.npy");
+	/* Once flattened, '%' is escaped too, so the escape can be undone. */
+	lands("50%/../y", "50%25%2F..%2Fy.npy");
+	/* No path escapes the mount: nothing created above the root. */
+	CHECK(tpfs_tree_lookup(&tree, 0, "..") == -ENOENT);
+	CHECK(tpfs_tree_lookup(&tree, 0, "etc") == -ENOENT);
+	tpfs_tree_free(&tree);
+}
+
+static char *repeat(char c, size_t n)
+{
+	char *s = malloc(n + 1);
+	memset(s, c, n);
+	s[n] = '\0';
+	return s;
+}
+
+static void long_names_are_cut_and_hashed(void)
+{
+	setup();
+	char *ok = repeat('a', 251); /* 251 + ".npy" = 255: fits */
+	char want[600];
+	snprintf(want, sizeof(want), "%s.npy", ok);
+	lands(ok, want);
+	char *over = repeat('b', 252);
+	snprintf(want, sizeof(want), "%.234s~%016llx.npy", over,
+		 (unsigned long long)XXH3_64bits(over, strlen(over)));
+	lands(over, want);
+	CHECK(strlen(want) == 255);
+	/* A long folder component flattens the whole name. */
+	char *dir = repeat('c', 256);
+	char name[600];
+	snprintf(name, sizeof(name), "%s/w", dir);
+	snprintf(want, sizeof(want), "%.234s~%016llx.npy", name,
+		 (unsigned long long)XXH3_64bits(name, strlen(name)));
+	lands(name, want);
+	free(ok);
+	free(over);
+	free(dir);
+	tpfs_tree_free(&tree);
+}
+
+static void cut_never_splits_an_escape_or_a_character(void)
+{
+	setup();
+	for (int lead = 0; lead < 3; lead++) {
+		/* "x..x", many '%' (3 bytes each once escaped), and a trailing
+		 * '/' that makes the name unsafe, hence flattened. */
+		char name[200];
+		memset(name, 'x', (size_t)lead);
+		memset(name + lead, '%', 120);
+		strcpy(name + lead + 120, "/");
+		long i = tpfs_tree_add_tensor(&tree, 0, name, NULL, T0);
+		const char *f = tree.nodes[i].name;
+		const char *tilde = strrchr(f, '~');
+		CHECK(tilde && strlen(f) <= 255);
+		for (const char *p = f; tilde && p < tilde; p++)
+			if (*p == '%')
+				CHECK(tilde - p >= 3 && p[1] == '2' && p[2] == '5');
+	}
+	/* Two-byte characters: the cut lands between them. */
+	char name[600] = "";
+	for (int k = 0; k < 150; k++)
+		strcat(name, "\xc3\xa9");
+	strcat(name, "/");
+	long i = tpfs_tree_add_tensor(&tree, 0, name, NULL, T0);
+	const char *f = tree.nodes[i].name;
+	size_t prefix = (size_t)(strrchr(f, '~') - f);
+	CHECK(prefix % 2 == 0 && prefix <= 234);
+	tpfs_tree_free(&tree);
+}
+
+static void clashes_get_a_numbered_suffix(void)
+{
+	setup();
+	/* w.npy is a passed-through file: the tensor w must not replace it. */
+	lands("w", "w~1.npy");
+	lands("manifest.json", "manifest.json.npy");
+	/* A tensor folder cannot go where a file is... */
+	lands("layer", "layer.npy");
+	lands("layer.npy/x", "layer.npy%2Fx.npy");
+	/* ...nor a file where a folder is. */
+	lands("q.npy/a", "q.npy/a.npy");
+	lands("q", "q~1.npy");
+	/* The hidden folder is tpfs's own. */
+	lands(".tpfs/stats", ".tpfs%2Fstats.npy");
+	/* A flat name already taken by a real name. */
+	lands("a%2Fb", "a%2Fb.npy");
+	lands("a/../b", "a%2F..%2Fb.npy");
+	lands("a/./b", "a%2F.%2Fb.npy");
+	lands("a//b", "a%2F%2Fb.npy");
+	CHECK(tpfs_tree_add_tensor(&tree, 0, "a%2F%2Fb", NULL, T0) > 0);
+	lands("a%2F/", "a%252F%2F.npy");
+	tpfs_tree_free(&tree);
+}
+
+static void unique_folders_are_numbered(void)
+{
+	setup();
+	long a = tpfs_tree_unique_dir(&tree, 0, "config.json", T0);
+	CHECK(a > 0 && strcmp(tree.nodes[a].name, "config.json~1") == 0);
+	long b = tpfs_tree_unique_dir(&tree, 0, "model", T0);
+	long c = tpfs_tree_unique_dir(&tree, 0, "model", T0);
+	CHECK(strcmp(tree.nodes[b].name, "model") == 0);
+	CHECK(strcmp(tree.nodes[c].name, "model~1") == 0);
+	CHECK(tpfs_tree_dir(&tree, 0, "config.json", T0) == -EEXIST);
+	CHECK(tpfs_tree_leaf(&tree, 0, "model", TPFS_NODE_FILE, NULL, T0) == -EEXIST);
+	tpfs_tree_free(&tree);
+}
+
+static void finished_tree_lists_children_sorted(void)
+{
+	setup();
+	const char *names[] = {"zeta", "alpha", "mid/x", "mid/a", "Beta"};
+	for (int i = 0; i < 5; i++)
+		tpfs_tree_add_tensor(&tree, 0, names[i], NULL, T0);
+	CHECK(tpfs_tree_finish(&tree) == 0);
+	const struct tpfs_node *root = &tree.nodes[0];
+	const char *want[] = {".tpfs", "Beta.npy", "alpha.npy", "config.json",
+			      "manifest.json", "mid", "w.npy", "zeta.npy"};
+	CHECK(root->nchild == 8);
+	for (uint32_t i = 0; i < root->nchild && i < 8; i++)
+		CHECKF(strcmp(tree.nodes[tree.children[root->child0 + i]].name, want[i]) == 0,
+		       "child %u is %s", i, tree.nodes[tree.children[root->child0 + i]].name);
+	long mid = tpfs_tree_lookup(&tree, 0, "mid");
+	CHECK(mid > 0 && tree.nodes[mid].nchild == 2);
+	CHECK(strcmp(tree.nodes[tree.children[tree.nodes[mid].child0]].name, "a.npy") == 0);
+	char *p = tpfs_tree_path(&tree, 0);
+	CHECK(p && strcmp(p, "") == 0);
+	free(p);
+	tpfs_tree_free(&tree);
+}
+
+static void many_entries_in_one_folder_stay_fast_to_look_up(void)
+{
+	setup();
+	char name[64];
+	for (int i = 0; i < 100000; i++) {
+		snprintf(name, sizeof(name), "layers.%d.weight", i);
+		CHECK(tpfs_tree_add_tensor(&tree, 0, name, NULL, T0) > 0);
+	}
+	CHECK(tpfs_tree_finish(&tree) == 0);
+	for (int i = 0; i < 100000; i += 997) {
+		snprintf(name, sizeof(name), "layers.%d.weight.npy", i);
+		CHECK(tpfs_tree_lookup(&tree, 0, name) > 0);
+	}
+	tpfs_tree_free(&tree);
+}
+
+int main(void)
+{
+	RUN(slashes_make_folders);
+	RUN(unicode_spaces_and_percent_are_kept);
+	RUN(unsafe_names_are_flattened_and_escaped);
+	RUN(long_names_are_cut_and_hashed);
+	RUN(cut_never_splits_an_escape_or_a_character);
+	RUN(clashes_get_a_numbered_suffix);
+	RUN(unique_folders_are_numbered);
+	RUN(finished_tree_lists_children_sorted);
+	RUN(many_entries_in_one_folder_stay_fast_to_look_up);
+	return check_done();
+}

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "fuse_ops.h"
@@ -167,7 +168,10 @@ static void fuse_log_to_tpfs(enum fuse_log_level level, const char *fmt, va_list
 static char *check_mountpoint(const char *mnt)
 {
 	struct stat st;
-	if (stat(mnt, &st) < 0) {
+	struct statvfs sv;
+	/* statvfs always asks the filesystem, so it sees a dead FUSE mount
+	 * that a cached stat would hide. */
+	if (stat(mnt, &st) < 0 || statvfs(mnt, &sv) < 0) {
 		if (errno == ENOTCONN)
 			fprintf(stderr,
 				"tpfs: %s: a previous mount there died (transport endpoint is "

@@ -1,0 +1,453 @@
+"""Real mounts: every tensor, file and folder a mount serves, checked against
+expectations computed here from the source files."""
+
+import concurrent.futures
+import errno
+import json
+import os
+import random
+import shutil
+import stat
+import tempfile
+import unittest
+
+import numpy as np
+
+import tpfstest as T
+
+rng = np.random.default_rng(20261126)
+
+
+def rand_bytes(n):
+    return rng.integers(0, 256, size=n, dtype=np.uint8).tobytes()
+
+
+def model_tensors():
+    """One tensor of every dtype tpfs serves, plus shapes that test edges."""
+    t = []
+    for dt, shape in [("F32", (17, 33)), ("F16", (5, 7)), ("F64", ()),
+                      ("I8", (11,)), ("U8", (3, 3, 3)), ("I16", (9,)),
+                      ("U16", (4, 2)), ("I32", (6,)), ("U32", (6,)),
+                      ("I64", (2, 2)), ("U64", (3,)), ("C64", (4,)),
+                      ("F32", (0, 4)), ("BF16", (3, 0))]:
+        n = int(np.prod(shape)) if shape else 1
+        name = "%s_%s" % (dt.lower(), "x".join(map(str, shape)) or "scalar")
+        t.append((name, dt, shape, rand_bytes(n * T.BITS[dt] // 8)))
+    t.append(("bool", "BOOL", (10,), bytes(rng.integers(0, 2, 10, dtype=np.uint8))))
+    # Every BF16 bit pattern: NaN payloads, infinities, zeros, subnormals.
+    t.append(("bf16_all", "BF16", (256, 256),
+              np.arange(65536, dtype="<u2").tobytes()))
+    # Many blocks of converted output (6 MiB with the default 1 MiB blocks).
+    t.append(("layers/0/bf16_big", "BF16", (1024, 1536), rand_bytes(1024 * 1536 * 2)))
+    t.append(("odd", "U8", (5,), rand_bytes(5)))   # misaligns what follows
+    t.append(("f8", "F8_E4M3", (4,), rand_bytes(4)))
+    return t
+
+
+def build_source(root):
+    src = os.path.join(root, "src")
+    tensors = model_tensors()
+    # Data laid out in reverse name order, header not padded.
+    order = [x[0] for x in sorted(tensors, key=lambda x: x[0], reverse=True)]
+    T.write_safetensors(os.path.join(src, "model.safetensors"), tensors,
+                        data_order=order, pad=False)
+    with open(os.path.join(src, "config.json"), "w") as f:
+        json.dump({"hidden_size": 8, "name": "t\u00e9st"}, f)
+    with open(os.path.join(src, "tokenizer.json"), "wb") as f:
+        f.write(rand_bytes(300000))
+    with open(os.path.join(src, "README.md"), "w") as f:
+        f.write("# test model\n")
+    T.write_safetensors(os.path.join(src, "unet", "diffusion_pytorch_model.safetensors"),
+                        [("conv_in.weight", "F16", (2, 3), rand_bytes(12))],
+                        metadata={"format": "pt"})
+    with open(os.path.join(src, "unet", "config.json"), "w") as f:
+        f.write("{}")
+    # A Hugging Face cache snapshot links into a blob store.
+    blobs = os.path.join(root, "blobs")
+    T.write_safetensors(os.path.join(blobs, "0a1b2c"),
+                        [("decoder.weight", "BF16", (8, 8), rand_bytes(128))],
+                        metadata_null=True)
+    os.makedirs(os.path.join(src, "vae"))
+    os.symlink(os.path.join(blobs, "0a1b2c"),
+               os.path.join(src, "vae", "model.safetensors"))
+    return src
+
+
+def all_files(top):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            out[os.path.relpath(p, top)] = p
+    return out
+
+
+class MountedModel(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not T.fuse_available():
+            cls.mount = None
+            return
+        cls.tmp = tempfile.mkdtemp(prefix="tpfs-test-")
+        cls.src = build_source(cls.tmp)
+        cls.mount = T.Mount(cls.src).__enter__()
+        with open(cls.mount.path("manifest.json")) as f:
+            cls.manifest = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.mount is not None:
+            cls.mount.__exit__(None, None, None)
+            shutil.rmtree(cls.tmp)
+
+    def setUp(self):
+        T.require_fuse(self)
+
+    def test_every_tensor_equals_its_source(self):
+        n = T.check_source_tree(self, self.src, self.mount, self.manifest)
+        self.assertEqual(n, len(model_tensors()) - 1 + 2)  # f8 aside, + unet, vae
+
+    def test_sizes_equal_the_bytes_read(self):
+        files = all_files(self.mount.mnt)
+        self.assertIn("manifest.json", files)
+        self.assertIn(os.path.join(".tpfs", "stats"), files)
+        for rel, p in files.items():
+            with open(p, "rb") as f:
+                data = f.read()
+            self.assertEqual(os.stat(p).st_size, len(data), rel)
+
+    def test_tree_mirrors_the_source(self):
+        files = set(all_files(self.mount.mnt))
+        want = {"config.json", "tokenizer.json", "README.md", "manifest.json",
+                ".tpfs/stats", "unet/config.json", "unet/conv_in.weight.npy",
+                "vae/decoder.weight.npy", "layers/0/bf16_big.npy", "bool.npy",
+                "bf16_all.npy", "odd.npy"}
+        self.assertTrue(want <= files, want - files)
+        self.assertFalse(any(f.endswith(".safetensors") for f in files))
+        self.assertNotIn("f8.npy", files)
+        self.assertEqual(sorted(os.listdir(self.mount.path("unet"))),
+                         ["config.json", "conv_in.weight.npy"])
+
+    def test_passed_through_files_are_identical(self):
+        for rel in ("config.json", "tokenizer.json", "README.md", "unet/config.json"):
+            with open(os.path.join(self.src, rel), "rb") as a, \
+                    open(self.mount.path(rel), "rb") as b:
+                self.assertEqual(a.read(), b.read(), rel)
+
+    def test_random_preads_agree_with_whole_reads(self):
+        r = random.Random(7)
+        for rel in ("layers/0/bf16_big.npy", "f32_17x33.npy", "tokenizer.json",
+                    "bf16_all.npy", "manifest.json"):
+            p = self.mount.path(rel)
+            with open(p, "rb") as f:
+                whole = f.read()
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                for _ in range(200):
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    off = r.randrange(0, len(whole) + 10)
+                    n = r.choice([1, 3, 63, 64, 65, 4096, 65537, 1 << 20, 3 << 20])
+                    self.assertEqual(os.pread(fd, n, off), whole[off:off + n],
+                                     (rel, off, n))
+            finally:
+                os.close(fd)
+
+    def test_sixteen_threads_reading_at_once_agree(self):
+        rels = ["layers/0/bf16_big.npy", "bf16_all.npy", "f32_17x33.npy",
+                "tokenizer.json"]
+        whole = {}
+        for rel in rels:
+            with open(self.mount.path(rel), "rb") as f:
+                whole[rel] = f.read()
+
+        def worker(seed):
+            r = random.Random(seed)
+            fds = {rel: os.open(self.mount.path(rel), os.O_RDONLY) for rel in rels}
+            bad = 0
+            try:
+                for _ in range(60):
+                    rel = r.choice(rels)
+                    fd = fds[rel]
+                    # Drop the kernel's copy so the reads reach the daemon.
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    off = r.randrange(0, len(whole[rel]))
+                    n = r.choice([4096, 1 << 20, 1 << 19, 12345])
+                    bad += os.pread(fd, n, off) != whole[rel][off:off + n]
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
+            return bad
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            self.assertEqual(sum(pool.map(worker, range(16))), 0)
+
+    def test_writes_fail_with_erofs(self):
+        p = self.mount.path("bool.npy")
+        attempts = [
+            lambda: open(p, "r+b"),
+            lambda: open(p, "wb"),
+            lambda: open(p, "ab"),
+            lambda: open(self.mount.path("new.npy"), "wb"),
+            lambda: os.mkdir(self.mount.path("newdir")),
+            lambda: os.rename(p, self.mount.path("moved.npy")),
+            lambda: os.unlink(p),
+            lambda: os.rmdir(self.mount.path("unet")),
+            lambda: os.chmod(p, 0o644),
+            lambda: os.truncate(p, 0),
+            lambda: os.utime(p, (0, 0)),
+            lambda: os.symlink("x", self.mount.path("link")),
+            lambda: os.link(p, self.mount.path("hard")),
+            lambda: os.setxattr(p, "user.k", b"v"),
+        ]
+        for i, attempt in enumerate(attempts):
+            with self.assertRaises(OSError, msg=str(i)) as cm:
+                attempt()
+            self.assertEqual(cm.exception.errno, errno.EROFS, str(i))
+
+    def test_modes_owner_and_times(self):
+        st_src = os.stat(os.path.join(self.src, "model.safetensors"))
+        st = os.stat(self.mount.path("bool.npy"))
+        self.assertTrue(stat.S_ISREG(st.st_mode))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o444)
+        self.assertEqual(st.st_uid, os.getuid())
+        self.assertEqual(st.st_gid, os.getgid())
+        self.assertEqual(st.st_mtime_ns, st_src.st_mtime_ns)
+        d = os.stat(self.mount.path("unet"))
+        self.assertTrue(stat.S_ISDIR(d.st_mode))
+        self.assertEqual(stat.S_IMODE(d.st_mode), 0o555)
+        cfg = os.stat(self.mount.path("config.json"))
+        self.assertEqual(cfg.st_mtime_ns,
+                         os.stat(os.path.join(self.src, "config.json")).st_mtime_ns)
+
+    def test_manifest_describes_every_tensor(self):
+        m = self.manifest
+        self.assertEqual(m["source"], os.path.realpath(self.src))
+        self.assertEqual(m["options"]["cache_size"], 256 << 20)
+        names = {(t["source_file"], t["name"]) for t in m["tensors"]}
+        want = {("model.safetensors", t[0]) for t in model_tensors()}
+        want |= {("unet/diffusion_pytorch_model.safetensors", "conv_in.weight"),
+                 ("vae/model.safetensors", "decoder.weight")}
+        self.assertEqual(names, want)
+        served = {t["path"] for t in m["tensors"] if t["path"]}
+        on_disk = {p for p in all_files(self.mount.mnt) if p.endswith(".npy")}
+        self.assertEqual(served, on_disk)
+        f8 = [t for t in m["tensors"] if t["name"] == "f8"][0]
+        self.assertIsNone(f8["path"])
+        self.assertIsNone(f8["dtype"])
+        self.assertEqual(f8["conversion"], "not yet converted")
+        big = [t for t in m["tensors"] if t["name"] == "layers/0/bf16_big"][0]
+        self.assertEqual(big["conversion"], "bf16->f32")
+        self.assertIs(big["exact"], True)
+        self.assertEqual(big["dtype"], "<f4")
+        self.assertEqual(big["npy_bytes"], 128 + 1024 * 1536 * 4)
+        files = {f["path"]: f for f in m["files"]}
+        self.assertNotIn("metadata", files["model.safetensors"])
+        self.assertEqual(files["unet/diffusion_pytorch_model.safetensors"]["metadata"],
+                         {"format": "pt"})
+        self.assertIsNone(files["vae/model.safetensors"]["metadata"])
+
+    def test_stats_count_reads_and_conversions(self):
+        def stats():
+            with open(self.mount.path(".tpfs/stats")) as f:
+                return json.load(f)
+        before = stats()
+        for key in ("reads", "bytes_served", "cache_hits", "cache_misses",
+                    "cache_evictions", "bytes_converted", "errors"):
+            self.assertIsInstance(before[key], int, key)
+        p = self.mount.path("bf16_all.npy")
+        fd = os.open(p, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        n = len(os.pread(fd, 1 << 20, 0))
+        os.close(fd)
+        after = stats()
+        self.assertGreater(after["reads"], before["reads"])
+        self.assertGreaterEqual(after["bytes_served"] - before["bytes_served"], n)
+        self.assertGreater(after["cache_hits"] + after["cache_misses"],
+                           before["cache_hits"] + before["cache_misses"])
+        self.assertGreaterEqual(after["bytes_converted"], 65536 * 4)
+        self.assertLessEqual(after["cache_bytes"], after["cache_capacity"])
+        self.assertEqual(after["errors"], 0)
+
+
+class SmallCacheMount(unittest.TestCase):
+    """A cache far smaller than the tensor and small blocks: every read
+    converts, evicts and still returns the right bytes."""
+
+    def test_tiny_cache_serves_large_tensor(self):
+        T.require_fuse(self)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            raw = rand_bytes(600000 * 2)
+            T.write_safetensors(os.path.join(src, "m.safetensors"),
+                                [("w", "BF16", (600000,), raw)])
+            want = T.npy_bytes(T.expected_array("BF16", (600000,), raw))
+            with T.Mount(src, opts="cache_size=200K,block_size=64K") as m:
+                p = m.path("w.npy")
+                with open(p, "rb") as f:
+                    self.assertEqual(f.read(), want)
+                got = np.load(p, mmap_mode="r")
+                self.assertTrue(T.same_bits(np.asarray(got),
+                                            T.expected_array("BF16", (600000,), raw)))
+                del got
+                with open(m.path(".tpfs/stats")) as f:
+                    s = json.load(f)
+                self.assertGreater(s["cache_evictions"], 0)
+                self.assertLessEqual(s["cache_bytes"], s["cache_capacity"])
+
+
+# Tensor name -> path, as the README's naming rules say.
+NAMES = {
+    "model.embed_tokens.weight": "model.embed_tokens.weight.npy",
+    "encoder/layer_0/kernel": "encoder/layer_0/kernel.npy",
+    "encoder/layer_0/bias": "encoder/layer_0/bias.npy",
+    "\u00e9mbed/\u6743\u91cd weight": "\u00e9mbed/\u6743\u91cd weight.npy",
+    "with space": "with space.npy",
+    "../etc/passwd": "..%2Fetc%2Fpasswd.npy",
+    "a//b": "a%2F%2Fb.npy",
+    "..": "...npy",
+    ".": "..npy",
+    "": ".npy",
+    "tab\there": "tab%09here.npy",
+    "x/../y": "x%2F..%2Fy.npy",
+    "config": "config.npy",
+    "config.json": "config.json.npy",
+    "w": "w~1.npy",                 # w.npy is a real file of the folder
+    "q": "q.npy",                   # names are placed in sorted order...
+    "q.npy/a": "q.npy%2Fa.npy",     # ...so this folder would clash with it
+}
+LONG = "x" * 300  # over 255 bytes: cut to 234, then ~ and its XXH3-64 in hex
+
+
+class Names(unittest.TestCase):
+    def test_names_map_to_the_documented_paths(self):
+        T.require_fuse(self)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            names = sorted(list(NAMES) + [LONG])
+            tensors = [(n, "U8", (2,), bytes([i % 256, 7])) for i, n in enumerate(names)]
+            T.write_safetensors(os.path.join(src, "model.safetensors"), tensors)
+            with open(os.path.join(src, "w.npy"), "wb") as f:
+                f.write(b"not a tensor")
+            with T.Mount(src) as m:
+                with open(m.path("manifest.json")) as f:
+                    manifest = json.load(f)
+                paths = {t["name"]: t["path"] for t in manifest["tensors"]}
+                for name in names:
+                    got = paths[name]
+                    if name == LONG:
+                        self.assertEqual(len(got), 255)
+                        self.assertTrue(got.startswith("x" * 234 + "~"), got)
+                        self.assertRegex(got[235:], r"^[0-9a-f]{16}\.npy$")
+                    else:
+                        self.assertEqual(got, NAMES[name], repr(name))
+                    i = names.index(name)
+                    arr = np.load(m.path(got))
+                    self.assertEqual(arr.tolist(), [i % 256, 7], repr(name))
+                with open(m.path("w.npy"), "rb") as f:
+                    self.assertEqual(f.read(), b"not a tensor")
+                # Nothing escapes the mount.
+                for dirpath, dirs, files in os.walk(m.mnt):
+                    self.assertTrue(os.path.realpath(dirpath).startswith(
+                        os.path.realpath(m.mnt)))
+
+
+class SourceChanges(unittest.TestCase):
+    def test_truncated_source_fails_with_eio_and_the_mount_survives(self):
+        T.require_fuse(self)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            a = rand_bytes(4 << 20)
+            b = rand_bytes(1 << 20)
+            T.write_safetensors(os.path.join(src, "a.safetensors"),
+                                [("native", "F32", (1 << 20,), a),
+                                 ("conv", "BF16", (1 << 19,), b[: 1 << 20])])
+            T.write_safetensors(os.path.join(src, "b.safetensors"),
+                                [("other", "U8", (1 << 20,), b)])
+            with T.Mount(src) as m:
+                with open(m.path("native.npy"), "rb") as f:
+                    f.read(4096)
+                os.truncate(os.path.join(src, "a.safetensors"), 1000)
+                for rel in ("native.npy", "conv.npy"):
+                    fd = os.open(m.path(rel), os.O_RDONLY)
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    with self.assertRaises(OSError) as cm:
+                        os.pread(fd, 1 << 20, 1 << 20)
+                    self.assertEqual(cm.exception.errno, errno.EIO, rel)
+                    os.close(fd)
+                # Everything else still works.
+                with open(m.path("other.npy"), "rb") as f:
+                    self.assertEqual(f.read()[128:], b)
+                self.assertIn("native.npy", os.listdir(m.mnt))
+                with open(m.path(".tpfs/stats")) as f:
+                    self.assertGreater(json.load(f)["errors"], 0)
+                self.assertIn("a.safetensors changed while mounted", m.stderr())
+
+    def test_replaced_source_fails_with_eio(self):
+        T.require_fuse(self)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            raw = rand_bytes(1 << 16)
+            T.write_safetensors(os.path.join(src, "a.safetensors"),
+                                [("w", "U8", (1 << 16,), raw)])
+            with T.Mount(src) as m:
+                T.write_safetensors(os.path.join(tmp, "new.safetensors"),
+                                    [("w", "U8", (1 << 16,), raw)])
+                os.rename(os.path.join(tmp, "new.safetensors"),
+                          os.path.join(src, "a.safetensors"))
+                with self.assertRaises(OSError) as cm:
+                    with open(m.path("w.npy"), "rb") as f:
+                        f.read()
+                self.assertEqual(cm.exception.errno, errno.EIO)
+                self.assertIn("deleted or replaced while mounted", m.stderr())
+
+
+class HeadersOnly(unittest.TestCase):
+    def test_mounting_reads_no_tensor_data(self):
+        """After dropping the source's pages from memory, mounting and
+        listing bring back only the header's pages (mincore says which)."""
+        T.require_fuse(self)
+        import ctypes
+        import mmap
+        libc = ctypes.CDLL(None, use_errno=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            size = 64 << 20
+            path = os.path.join(src, "m.safetensors")
+            T.write_safetensors(path, [("w", "F32", (size // 4,), rand_bytes(size)),
+                                       ("v", "BF16", (1024,), rand_bytes(2048))])
+            fd = os.open(path, os.O_RDONLY)
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+            libc.mmap.restype = ctypes.c_void_p
+            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                                  ctypes.c_int, ctypes.c_int, ctypes.c_long]
+            libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+            libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+            length = os.fstat(fd).st_size
+
+            def resident_pages():
+                addr = libc.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+                pages = (length + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+                vec = (ctypes.c_ubyte * pages)()
+                rc = libc.mincore(addr, length, vec)
+                libc.munmap(addr, length)
+                self.assertEqual(rc, 0)
+                return sum(v & 1 for v in vec)
+
+            before = resident_pages()
+            self.assertLess(before, 16, "the page cache could not be dropped")
+            with T.Mount(src) as m:
+                os.listdir(m.mnt)
+                os.stat(m.path("w.npy"))
+                with open(m.path("manifest.json")) as f:
+                    json.load(f)
+                after = resident_pages()
+            os.close(fd)
+            # The header is a few hundred bytes: one page (plus readahead of
+            # the first read) at most, against 16384 pages of data.
+            self.assertLess(after, 64, after)
+
+
+if __name__ == "__main__":
+    T.main()

@@ -169,7 +169,8 @@ static int list_dir(const char *path, const char *display, char ***names,
 		}
 	}
 	closedir(d);
-	qsort(*names, *n, sizeof(char *), cmp_names);
+	if (*n > 1)
+		qsort(*names, *n, sizeof(char *), cmp_names);
 	return rc;
 }
 

@@ -245,7 +245,8 @@ static int check_tiling(const char *file, struct tpfs_st_header *h,
 	}
 	for (size_t i = 0; i < h->ntensors; i++)
 		by_off[i] = &h->tensors[i];
-	qsort(by_off, h->ntensors, sizeof(*by_off), cmp_tensor_offsets);
+	if (h->ntensors > 1)
+		qsort(by_off, h->ntensors, sizeof(*by_off), cmp_tensor_offsets);
 	uint64_t at = h->data_start;
 	const char *prev = NULL;
 	for (size_t i = 0; i < h->ntensors && rc == 0; i++) {
@@ -350,7 +351,7 @@ static int parse_json(const char *file, const char *json, size_t n,
 	}
 	if (rc == 0)
 		rc = check_tiling(file, h, e);
-	if (rc == 0)
+	if (rc == 0 && h->ntensors > 1)
 		qsort(h->tensors, h->ntensors, sizeof(*h->tensors), cmp_tensor_names);
 out:
 	cJSON_Delete(root);

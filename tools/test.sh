@@ -1,0 +1,18 @@
+#!/bin/sh
+# Runs the whole test suite: installs what is missing, builds tpfs twice
+# (optimised, and with AddressSanitizer + UndefinedBehaviorSanitizer) and
+# runs every test in both builds: unit tests and real FUSE mounts read with
+# NumPy. Set TPFS_REQUIRE_FUSE=1 to make a missing /dev/fuse a failure.
+set -eu
+cd "$(dirname "$0")/.."
+sh tools/deps.sh
+jobs=$(nproc)
+for variant in release asan; do
+	dir=build-test-$variant
+	flags="-DCMAKE_BUILD_TYPE=RelWithDebInfo"
+	[ "$variant" = asan ] && flags="$flags -DTPFS_SANITIZE=ON"
+	echo "== $variant build"
+	cmake -S . -B "$dir" $flags -DPython3_EXECUTABLE=/usr/bin/python3 >/dev/null
+	cmake --build "$dir" -j "$jobs" >/dev/null
+	(cd "$dir" && ctest --output-on-failure -j "$jobs")
+done

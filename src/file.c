@@ -62,12 +62,22 @@ static bool add_span(struct tpfs_spans *sp, const void *p, size_t len)
 	return true;
 }
 
-/* Ask the kernel to start reading a source range ahead of use. */
-static void prefetch(const struct tpfs_source *s, uint64_t begin, uint64_t len)
+/* Advise the kernel about the pages of a source range (rounded out to whole
+ * pages): MADV_WILLNEED starts reading them ahead of use; MADV_DONTNEED drops
+ * them from this process's page tables once used. The data stays in the page
+ * cache either way, but without the second the daemon's resident size would
+ * grow to the size of the model, and with it its standing with the
+ * out-of-memory killer. */
+static void advise(const struct tpfs_source *s, uint64_t begin, uint64_t len,
+		   int advice)
 {
-	long page = sysconf(_SC_PAGESIZE);
-	uint64_t a = begin & ~(uint64_t)(page - 1);
-	madvise((void *)(s->map + a), len + (begin - a), MADV_WILLNEED);
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t a = begin & ~(page - 1);
+	uint64_t end = begin + len;
+	if (len == 0 || !s->map)
+		return;
+	end = end > s->size ? s->size : end;
+	madvise((void *)(s->map + a), (size_t)(end - a), advice);
 }
 
 struct fill_ctx {
@@ -86,8 +96,9 @@ static int fill_block(void *arg, void *dst, size_t len)
 	unsigned in_bits = tpfs_dtype_info(t->st->dtype)->bits;
 	uint64_t src_off = t->st->begin + elem0 * in_bits / 8;
 	uint64_t src_len = (uint64_t)n * in_bits / 8;
-	prefetch(t->src, src_off, src_len);
+	advise(t->src, src_off, src_len, MADV_WILLNEED);
 	int rc = tpfs_guard_run(cv->kernel, t->src->map + src_off, dst, n);
+	advise(t->src, src_off, src_len, MADV_DONTNEED);
 	if (rc < 0) {
 		tpfs_source_check(t->src);
 		tpfs_log(LOG_ERR, "%s: tensor '%s': source bytes vanished while "
@@ -151,6 +162,9 @@ static ssize_t tensor_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 	uint64_t k = off + done - t->npy_header_len;
 	if (t->conv->id == TPFS_CONV_NONE) {
 		add_span(sp, t->src->map + t->st->begin + k, len - done);
+		sp->mapped = t->src;
+		sp->mapped_off = t->st->begin + k;
+		sp->mapped_len = len - done;
 		return (ssize_t)len;
 	}
 	ssize_t got = converted_spans(fs, t, k, len - done, sp);
@@ -163,6 +177,7 @@ static ssize_t spans(struct tpfs_fs *fs, uint32_t node, uint64_t off, size_t len
 		     struct tpfs_spans *sp)
 {
 	sp->n = sp->npins = 0;
+	sp->mapped = NULL;
 	const struct tpfs_node *n = &fs->model->tree.nodes[node];
 	uint64_t size = tpfs_node_size(fs, node);
 	if (n->kind == TPFS_NODE_DIR)
@@ -182,6 +197,9 @@ static ssize_t spans(struct tpfs_fs *fs, uint32_t node, uint64_t off, size_t len
 		if (rc < 0)
 			return rc;
 		add_span(sp, s->map + off, len);
+		sp->mapped = s;
+		sp->mapped_off = off;
+		sp->mapped_len = len;
 		return (ssize_t)len;
 	}
 	case TPFS_NODE_MANIFEST:
@@ -214,7 +232,10 @@ void tpfs_spans_release(struct tpfs_fs *fs, struct tpfs_spans *sp)
 {
 	for (size_t i = 0; i < sp->npins; i++)
 		tpfs_cache_put(fs->cache, sp->pins[i]);
+	if (sp->mapped)
+		advise(sp->mapped, sp->mapped_off, sp->mapped_len, MADV_DONTNEED);
 	sp->npins = sp->n = 0;
+	sp->mapped = NULL;
 }
 
 ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t node, uint64_t off,

@@ -12,7 +12,9 @@
 #include <signal.h>
 #include <string.h>
 
-static _Thread_local sigjmp_buf *guard_jump;
+/* volatile: the handler reads it, which the compiler cannot see, so it
+ * would otherwise drop the store before a call it knows (memcpy) as dead. */
+static _Thread_local sigjmp_buf *volatile guard_jump;
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {

@@ -46,13 +46,15 @@ struct tpfs_span {
 	size_t len;
 };
 
-/* The pieces of one read. Pinned cache blocks are released by
- * tpfs_spans_release. */
+/* The pieces of one read. Pinned cache blocks are released, and the source
+ * pages the read mapped are unmapped again, by tpfs_spans_release. */
 struct tpfs_spans {
 	size_t n;
 	struct tpfs_span v[TPFS_MAX_SPANS];
 	size_t npins;
 	struct tpfs_cache_block *pins[TPFS_MAX_SPANS];
+	const struct tpfs_source *mapped; /* source read in place, or NULL */
+	uint64_t mapped_off, mapped_len;
 };
 
 /* Takes no ownership of m. Returns NULL on allocation failure. */

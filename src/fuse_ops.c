@@ -35,10 +35,20 @@ static struct tpfs_fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-/* Inode -> node index, or -1 for an inode this mount never handed out. */
-static long node_of(struct tpfs_fs *fs, fuse_ino_t ino)
+/* Inode -> node index. For an inode this mount never handed out, or a
+ * non-directory where want_dir, replies with the error and returns -1. */
+static long node_of(fuse_req_t req, struct tpfs_fs *fs, fuse_ino_t ino,
+		    bool want_dir)
 {
-	return ino >= 1 && ino <= fs->model->tree.nnodes ? (long)ino - 1 : -1;
+	if (ino < 1 || ino > fs->model->tree.nnodes) {
+		fuse_reply_err(req, ESTALE);
+		return -1;
+	}
+	if (want_dir && fs->model->tree.nodes[ino - 1].kind != TPFS_NODE_DIR) {
+		fuse_reply_err(req, ENOTDIR);
+		return -1;
+	}
+	return (long)ino - 1;
 }
 
 static void fill_attr(struct tpfs_fs *fs, uint32_t idx, struct stat *st)
@@ -89,11 +99,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct tpfs_fs *fs = fs_of(req);
-	long p = node_of(fs, parent);
-	if (p < 0 || fs->model->tree.nodes[p].kind != TPFS_NODE_DIR) {
-		fuse_reply_err(req, p < 0 ? ESTALE : ENOTDIR);
+	long p = node_of(req, fs, parent, true);
+	if (p < 0)
 		return;
-	}
 	long idx = tpfs_tree_lookup(&fs->model->tree, (uint32_t)p, name);
 	if (idx < 0) {
 		fuse_reply_err(req, ENOENT);
@@ -113,11 +121,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	(void)fi;
 	struct tpfs_fs *fs = fs_of(req);
-	long idx = node_of(fs, ino);
-	if (idx < 0) {
-		fuse_reply_err(req, ESTALE);
+	long idx = node_of(req, fs, ino, false);
+	if (idx < 0)
 		return;
-	}
 	struct stat st;
 	fill_attr(fs, (uint32_t)idx, &st);
 	fuse_reply_attr(req, &st, attr_timeout(fs, (uint32_t)idx));
@@ -126,11 +132,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct tpfs_fs *fs = fs_of(req);
-	long idx = node_of(fs, ino);
-	if (idx < 0) {
-		fuse_reply_err(req, ESTALE);
+	long idx = node_of(req, fs, ino, false);
+	if (idx < 0)
 		return;
-	}
 	const struct tpfs_node *n = &fs->model->tree.nodes[idx];
 	if (n->kind == TPFS_NODE_DIR) {
 		fuse_reply_err(req, EISDIR);
@@ -188,11 +192,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct tpfs_fs *fs = fs_of(req);
-	long idx = node_of(fs, ino);
-	if (idx < 0) {
-		fuse_reply_err(req, ESTALE);
+	long idx = node_of(req, fs, ino, false);
+	if (idx < 0)
 		return;
-	}
 	struct snapshot *snap = (struct snapshot *)(uintptr_t)fi->fh;
 	if (snap) {
 		size_t at = (uint64_t)off < snap->len ? (size_t)off : snap->len;
@@ -231,11 +233,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct tpfs_fs *fs = fs_of(req);
-	long idx = node_of(fs, ino);
-	if (idx < 0 || fs->model->tree.nodes[idx].kind != TPFS_NODE_DIR) {
-		fuse_reply_err(req, idx < 0 ? ESTALE : ENOTDIR);
+	if (node_of(req, fs, ino, true) < 0)
 		return;
-	}
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
 	fuse_reply_open(req, fi);
@@ -246,11 +245,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       bool plus)
 {
 	struct tpfs_fs *fs = fs_of(req);
-	long idx = node_of(fs, ino);
-	if (idx < 0) {
-		fuse_reply_err(req, ESTALE);
+	long idx = node_of(req, fs, ino, true);
+	if (idx < 0)
 		return;
-	}
 	const struct tpfs_tree *t = &fs->model->tree;
 	const struct tpfs_node *dir = &t->nodes[idx];
 	char *buf = malloc(size);

@@ -2,7 +2,8 @@
 # Runs the whole test suite: installs what is missing, builds tpfs twice
 # (optimised, and with AddressSanitizer + UndefinedBehaviorSanitizer) and
 # runs every test in both builds: unit tests and real FUSE mounts read with
-# NumPy. Set TPFS_REQUIRE_FUSE=1 to make a missing /dev/fuse a failure.
+# NumPy; then, where clang is installed, fuzzes the header parser for 30
+# seconds. Set TPFS_REQUIRE_FUSE=1 to make a missing /dev/fuse a failure.
 set -eu
 cd "$(dirname "$0")/.."
 sh tools/deps.sh
@@ -16,3 +17,9 @@ for variant in release asan; do
 	cmake --build "$dir" -j "$jobs" >/dev/null
 	(cd "$dir" && ctest --output-on-failure -j "$jobs")
 done
+if command -v clang >/dev/null 2>&1; then
+	echo "== fuzzing the header parser for 30 s"
+	tools/fuzz.sh 30 2>&1 | tail -n 3
+else
+	echo "== clang not installed: header fuzzing skipped"
+fi

@@ -19,7 +19,14 @@ for variant in release asan; do
 done
 if command -v clang >/dev/null 2>&1; then
 	echo "== fuzzing the header parser for 30 s"
-	tools/fuzz.sh 30 2>&1 | tail -n 3
+	log=$(mktemp)
+	if ! tools/fuzz.sh 30 > "$log" 2>&1; then
+		tail -n 40 "$log"
+		rm -f "$log"
+		exit 1
+	fi
+	tail -n 1 "$log"
+	rm -f "$log"
 else
 	echo "== clang not installed: header fuzzing skipped"
 fi

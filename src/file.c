@@ -86,27 +86,66 @@ struct fill_ctx {
 	uint64_t block;
 };
 
+static void run_kernel(void *arg)
+{
+	struct tpfs_kernel_args *a = arg;
+	a->conv->kernel(a);
+}
+
+/* Produce block c->block of a converted tensor: output elements
+ * [elem0, elem0 + n) from source elements at the same indices (an MXFP4
+ * pair: blocks byte elem0 / 2 and scale elem0 / 32; block sizes keep elem0
+ * a multiple of 32). */
 static int fill_block(void *arg, void *dst, size_t len)
 {
 	const struct fill_ctx *c = arg;
 	const struct tpfs_tensor *t = c->t;
 	const struct tpfs_conv *cv = t->conv;
+	const struct tpfs_part *p = t->part;
 	uint64_t elem0 = c->block * c->fs->model->opt.block_size / cv->out_bytes;
 	size_t n = len / cv->out_bytes;
-	unsigned in_bits = tpfs_dtype_info(t->st->dtype)->bits;
-	uint64_t src_off = t->st->begin + elem0 * in_bits / 8;
-	uint64_t src_len = (uint64_t)n * in_bits / 8;
-	advise(t->src, src_off, src_len, MADV_WILLNEED);
-	int rc = tpfs_guard_run(cv->kernel, t->src->map + src_off, dst, n);
-	advise(t->src, src_off, src_len, MADV_DONTNEED);
+	unsigned in_bits = cv->kind == TPFS_CONV_MXFP4 ? 4
+						       : tpfs_dtype_info(p[0].st->dtype)->bits;
+	uint64_t off = p[0].st->begin + elem0 * in_bits / 8;
+	uint64_t bytes = (uint64_t)n * in_bits / 8;
+	uint64_t off2 = p[1].st ? p[1].st->begin + elem0 / 32 : 0;
+	uint64_t bytes2 = p[1].st ? n / 32 : 0;
+	struct tpfs_kernel_args a = {
+		.conv = cv,
+		.src = p[0].src->map + off,
+		.src2 = p[1].st ? p[1].src->map + off2 : NULL,
+		.dst = dst,
+		.n = n,
+	};
+	advise(p[0].src, off, bytes, MADV_WILLNEED);
+	if (p[1].st)
+		advise(p[1].src, off2, bytes2, MADV_WILLNEED);
+	int rc = tpfs_guard_run(run_kernel, &a);
+	advise(p[0].src, off, bytes, MADV_DONTNEED);
+	if (p[1].st)
+		advise(p[1].src, off2, bytes2, MADV_DONTNEED);
 	if (rc < 0) {
-		tpfs_source_check(t->src);
+		for (int i = 0; i < 2 && p[i].st; i++)
+			tpfs_source_check(p[i].src);
 		tpfs_log(LOG_ERR, "%s: tensor '%s': source bytes vanished while "
-			 "converting", t->src->display, t->st->name);
+			 "converting", p[0].src->display, t->name);
 		return rc;
 	}
 	atomic_fetch_add_explicit(&c->fs->bytes_converted, len, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->fs->overflows, a.overflows, memory_order_relaxed);
 	return 0;
+}
+
+static void key_part(struct tpfs_cache_ref *r, const struct tpfs_part *p)
+{
+	if (!p->st)
+		return;
+	r->dev = p->src->dev;
+	r->ino = p->src->ino;
+	r->size = p->src->size;
+	r->mtime_ns = (uint64_t)p->src->mtime.tv_sec * 1000000000u +
+		      (uint64_t)p->src->mtime.tv_nsec;
+	r->offset = p->st->begin;
 }
 
 /* Spans for data bytes [k, k + len) of a converted tensor. */
@@ -121,16 +160,12 @@ static ssize_t converted_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 		uint64_t bstart = block * bs;
 		size_t blen = (size_t)(t->data_bytes - bstart < bs ? t->data_bytes - bstart
 								      : bs);
-		struct tpfs_cache_key key = {
-			.dev = t->src->dev,
-			.ino = t->src->ino,
-			.size = t->src->size,
-			.mtime_ns = (uint64_t)t->src->mtime.tv_sec * 1000000000u +
-				    (uint64_t)t->src->mtime.tv_nsec,
-			.tensor = t->st->begin,
-			.block = block,
-			.conv = t->conv->id,
-		};
+		struct tpfs_cache_key key;
+		memset(&key, 0, sizeof(key));
+		key_part(&key.src[0], &t->part[0]);
+		key_part(&key.src[1], &t->part[1]);
+		key.block = block;
+		key.conv = (uint32_t)t->conv->id;
 		struct fill_ctx ctx = {fs, t, block};
 		struct tpfs_cache_block *b;
 		int rc = tpfs_cache_get(fs->cache, &key, blen, fill_block, &ctx, &b);
@@ -148,9 +183,11 @@ static ssize_t converted_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 static ssize_t tensor_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 			    uint64_t off, size_t len, struct tpfs_spans *sp)
 {
-	int rc = tpfs_source_check(t->src);
-	if (rc < 0)
-		return rc;
+	for (int i = 0; i < 2 && t->part[i].st; i++) {
+		int rc = tpfs_source_check(t->part[i].src);
+		if (rc < 0)
+			return rc;
+	}
 	size_t done = 0;
 	if (off < t->npy_header_len) {
 		size_t take = t->npy_header_len - off < len ? t->npy_header_len - off : len;
@@ -160,10 +197,11 @@ static ssize_t tensor_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 	if (done == len)
 		return (ssize_t)done;
 	uint64_t k = off + done - t->npy_header_len;
-	if (t->conv->id == TPFS_CONV_NONE) {
-		add_span(sp, t->src->map + t->st->begin + k, len - done);
-		sp->mapped = t->src;
-		sp->mapped_off = t->st->begin + k;
+	if (t->conv->kind == TPFS_CONV_STORED) {
+		const struct tpfs_part *p = &t->part[0];
+		add_span(sp, p->src->map + p->st->begin + k, len - done);
+		sp->mapped = p->src;
+		sp->mapped_off = p->st->begin + k;
 		sp->mapped_len = len - done;
 		return (ssize_t)len;
 	}
@@ -250,8 +288,10 @@ ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t node, uint64_t off,
 		for (size_t i = 0; rc > 0 && i < sp.n; i++) {
 			if (tpfs_guard_copy((char *)buf + at, sp.v[i].ptr, sp.v[i].len) < 0) {
 				const struct tpfs_node *n = &fs->model->tree.nodes[node];
+				const struct tpfs_tensor *t = n->payload;
 				if (n->kind == TPFS_NODE_TENSOR)
-					tpfs_source_check(((struct tpfs_tensor *)n->payload)->src);
+					for (int k = 0; k < 2 && t->part[k].st; k++)
+						tpfs_source_check(t->part[k].src);
 				else if (n->kind == TPFS_NODE_FILE)
 					tpfs_source_check(n->payload);
 				rc = -EIO;
@@ -279,11 +319,12 @@ char *tpfs_fs_stats_json(struct tpfs_fs *fs, size_t *len)
 		",\n  \"cache_hits\": %" PRIu64 ",\n  \"cache_misses\": %" PRIu64
 		",\n  \"cache_evictions\": %" PRIu64 ",\n  \"cache_bytes\": %" PRIu64
 		",\n  \"cache_capacity\": %" PRIu64 ",\n  \"cache_blocks\": %" PRIu64
-		",\n  \"bytes_converted\": %" PRIu64 ",\n  \"errors\": %" PRIu64 "\n}\n",
+		",\n  \"bytes_converted\": %" PRIu64 ",\n  \"overflows\": %" PRIu64
+		",\n  \"errors\": %" PRIu64 "\n}\n",
 		(uint64_t)atomic_load(&fs->reads), (uint64_t)atomic_load(&fs->bytes_served),
 		cs.hits, cs.misses, cs.evictions, cs.used, cs.capacity, cs.blocks,
 		(uint64_t)atomic_load(&fs->bytes_converted),
-		(uint64_t)atomic_load(&fs->errors));
+		(uint64_t)atomic_load(&fs->overflows), (uint64_t)atomic_load(&fs->errors));
 	return tpfs_buf_take(&b, len);
 }
 

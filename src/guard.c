@@ -35,8 +35,7 @@ int tpfs_guard_install(void)
 	return sigaction(SIGBUS, &sa, NULL) < 0 ? -errno : 0;
 }
 
-int tpfs_guard_run(void (*fn)(const void *src, void *dst, size_t n),
-		   const void *src, void *dst, size_t n)
+int tpfs_guard_run(void (*fn)(void *arg), void *arg)
 {
 	sigjmp_buf jb;
 	if (sigsetjmp(jb, 0)) {
@@ -44,17 +43,25 @@ int tpfs_guard_run(void (*fn)(const void *src, void *dst, size_t n),
 		return -EIO;
 	}
 	guard_jump = &jb;
-	fn(src, dst, n);
+	fn(arg);
 	guard_jump = NULL;
 	return 0;
 }
 
-static void copy_bytes(const void *src, void *dst, size_t n)
+struct copy {
+	void *dst;
+	const void *src;
+	size_t n;
+};
+
+static void copy_bytes(void *arg)
 {
-	memcpy(dst, src, n);
+	const struct copy *c = arg;
+	memcpy(c->dst, c->src, c->n);
 }
 
 int tpfs_guard_copy(void *dst, const void *src, size_t n)
 {
-	return tpfs_guard_run(copy_bytes, src, dst, n);
+	struct copy c = {dst, src, n};
+	return tpfs_guard_run(copy_bytes, &c);
 }

@@ -317,8 +317,7 @@ static int cmd_mount(int argc, char **argv)
 		goto out;
 	if (!a.foreground)
 		tpfs_log_use_syslog(true);
-	tpfs_log(LOG_INFO, "serving %s on %s: %zu tensors, %zu not served", m->root,
-		 mnt, m->ntensors - m->unserved, m->unserved);
+	tpfs_log(LOG_INFO, "serving %s on %s: %zu tensors", m->root, mnt, m->ntensors);
 	rc = serve(se, a.single);
 	if (rc < 0)
 		tpfs_log(LOG_ERR, "the FUSE loop failed: %s", strerror(-rc));

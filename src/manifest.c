@@ -7,36 +7,54 @@
 
 #include "tpfs/model.h"
 
+static void render_shape(struct tpfs_buf *b, const uint64_t *shape, uint32_t ndim)
+{
+	tpfs_buf_puts(b, "[");
+	for (uint32_t i = 0; i < ndim; i++)
+		tpfs_buf_printf(b, "%s%" PRIu64, i ? ", " : "", shape[i]);
+	tpfs_buf_puts(b, "]");
+}
+
+static void render_part(struct tpfs_buf *b, const struct tpfs_part *p)
+{
+	tpfs_buf_puts(b, "{\"name\": ");
+	tpfs_buf_json_string(b, p->st->name);
+	tpfs_buf_puts(b, ", \"file\": ");
+	tpfs_buf_json_string(b, p->src->rel);
+	tpfs_buf_printf(b, ", \"range\": [%" PRIu64 ", %" PRIu64 "], \"dtype\": \"%s\", "
+			   "\"shape\": ",
+			p->st->begin, p->st->end, tpfs_dtype_info(p->st->dtype)->name);
+	render_shape(b, p->st->shape, p->st->ndim);
+	tpfs_buf_puts(b, "}");
+}
+
 static void render_tensor(struct tpfs_buf *b, const struct tpfs_tensor *t)
 {
-	const struct tpfs_st_tensor *st = t->st;
+	const struct tpfs_st_tensor *st = t->part[0].st;
 	tpfs_buf_puts(b, "    {\"name\": ");
-	tpfs_buf_json_string(b, st->name);
+	tpfs_buf_json_string(b, t->name);
 	tpfs_buf_puts(b, ", \"path\": ");
-	if (t->path)
-		tpfs_buf_json_string(b, t->path);
-	else
-		tpfs_buf_puts(b, "null");
+	tpfs_buf_json_string(b, t->path);
 	tpfs_buf_puts(b, ", \"dtype\": ");
-	if (t->descr)
-		tpfs_buf_json_string(b, t->descr);
-	else
-		tpfs_buf_puts(b, "null");
-	tpfs_buf_puts(b, ", \"shape\": [");
-	for (uint32_t i = 0; i < st->ndim; i++)
-		tpfs_buf_printf(b, "%s%" PRIu64, i ? ", " : "", st->shape[i]);
-	tpfs_buf_printf(b, "], \"source_dtype\": \"%s\", \"source_file\": ",
-			tpfs_dtype_info(st->dtype)->name);
-	tpfs_buf_json_string(b, t->src->rel);
+	tpfs_buf_json_string(b, t->descr);
+	tpfs_buf_puts(b, ", \"shape\": ");
+	render_shape(b, t->shape, t->ndim);
+	tpfs_buf_printf(b, ", \"source_dtype\": \"%s\", \"source_shape\": ", t->source_dtype);
+	render_shape(b, st->shape, st->ndim);
+	tpfs_buf_puts(b, ", \"source_file\": ");
+	tpfs_buf_json_string(b, t->part[0].src->rel);
 	tpfs_buf_printf(b, ", \"source_range\": [%" PRIu64 ", %" PRIu64 "]", st->begin,
 			st->end);
-	if (t->conv)
-		tpfs_buf_printf(b, ", \"npy_bytes\": %" PRIu64
-				", \"conversion\": \"%s\", \"exact\": %s}",
-				t->npy_size, t->conv->name, t->conv->exact ? "true" : "false");
-	else
-		tpfs_buf_puts(b, ", \"npy_bytes\": null, \"conversion\": \"not yet "
-				 "converted\", \"exact\": null}");
+	if (t->part[1].st) {
+		tpfs_buf_puts(b, ", \"sources\": [");
+		render_part(b, &t->part[0]);
+		tpfs_buf_puts(b, ", ");
+		render_part(b, &t->part[1]);
+		tpfs_buf_puts(b, "]");
+	}
+	tpfs_buf_printf(b, ", \"npy_bytes\": %" PRIu64 ", \"conversion\": \"%s\", "
+			   "\"exact\": %s}",
+			t->npy_size, t->conv->name, t->conv->exact ? "true" : "false");
 }
 
 char *tpfs_manifest_render(const struct tpfs_model *m, size_t *len)

@@ -354,48 +354,228 @@ static int check_index(struct loader *L, const struct folder *f,
 	return rc;
 }
 
-/* Fill in one tensor and give it its place in the tree. */
-static int add_tensor(struct loader *L, uint32_t ns, struct tpfs_source *s,
-		      const struct tpfs_st_tensor *st)
+/* One tensor of a namespace before it gets its place: a tensor of a file,
+ * or an MXFP4 pair under its base name. */
+struct entry {
+	const char *name;
+	char *owned;               /* the storage of name for a pair */
+	struct tpfs_part part[2];  /* part[1].st is set for a pair */
+	bool hidden;               /* a half of a pair that is not shown */
+};
+
+static int cmp_entries(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	return c ? c : strcmp(x->part[0].src->rel, y->part[0].src->rel);
+}
+
+static uint64_t *copy_shape(const uint64_t *shape, uint32_t ndim)
+{
+	uint64_t *s = calloc(ndim ? ndim : 1, sizeof(*s));
+	if (s && ndim)
+		memcpy(s, shape, ndim * sizeof(*s));
+	return s;
+}
+
+/* The shape served: an MXFP4 pair [..., G, 16] gives [..., G * 32]; bytes
+ * served raw because their packing is unknown (F6) are one flat row. */
+static uint64_t *served_shape(const struct tpfs_tensor *t, uint32_t *ndim)
+{
+	const struct tpfs_st_tensor *st = t->part[0].st;
+	if (t->part[1].st) {
+		*ndim = st->ndim - 1;
+		uint64_t *s = copy_shape(st->shape, *ndim);
+		if (s)
+			s[*ndim - 1] = st->shape[*ndim - 1] * 32;
+		return s;
+	}
+	if (t->conv->kind == TPFS_CONV_STORED && tpfs_dtype_info(st->dtype)->bits % 8) {
+		uint64_t bytes = st->end - st->begin;
+		*ndim = 1;
+		return copy_shape(&bytes, 1);
+	}
+	*ndim = st->ndim;
+	return copy_shape(st->shape, st->ndim);
+}
+
+/* Fill in one tensor and give it its place in the tree. Takes the entry's
+ * owned name. */
+static int add_tensor(struct loader *L, uint32_t ns, struct entry *en)
 {
 	struct tpfs_model *m = L->m;
 	size_t idx = m->ntensors++;
 	struct tpfs_tensor *t = &m->tensors[idx];
-	t->st = st;
-	t->src = s;
-	t->conv = tpfs_conv_for(st->dtype);
+	const struct tpfs_st_tensor *st = en->part[0].st;
+	struct tpfs_source *s = en->part[0].src;
+	t->part[0] = en->part[0];
+	t->part[1] = en->part[1];
+	t->owned_name = en->owned;
+	en->owned = NULL;
+	t->name = t->owned_name ? t->owned_name : st->name;
 	L->tensor_node[idx] = -1;
-	if (!t->conv) {
-		m->unserved++;
-		return 0;
-	}
+	bool pair = t->part[1].st != NULL;
+	t->conv = pair ? tpfs_conv_mxfp4(&m->opt) : tpfs_conv_for(st->dtype, &m->opt);
+	t->source_dtype = pair ? "MXFP4" : tpfs_dtype_info(st->dtype)->name;
 	t->descr = t->conv->out_descr ? t->conv->out_descr
 				      : tpfs_dtype_info(st->dtype)->descr;
-	t->data_bytes = t->conv->out_bytes ? st->nelem * t->conv->out_bytes
-					   : st->end - st->begin;
-	long hl = tpfs_npy_header(t->descr, st->shape, st->ndim, &t->npy_header);
+	t->shape = served_shape(t, &t->ndim);
+	if (!t->shape)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	t->nelem = 1;
+	for (uint32_t i = 0; i < t->ndim; i++)
+		t->nelem *= t->shape[i]; /* no overflow: bounded by the source's bytes */
+	t->data_bytes = t->conv->kind == TPFS_CONV_STORED ? st->end - st->begin
+							  : t->nelem * t->conv->out_bytes;
+	long hl = tpfs_npy_header(t->descr, t->shape, t->ndim, &t->npy_header);
 	if (hl < 0)
 		return tpfs_fail(L->e, (int)hl, "%s: tensor '%s': cannot build the .npy "
-				 "header", s->display, st->name);
+				 "header", s->display, t->name);
 	t->npy_header_len = (uint32_t)hl;
 	t->npy_size = (uint64_t)hl + t->data_bytes;
-	long node = tpfs_tree_add_tensor(&m->tree, ns, st->name, t, s->mtime);
+	long node = tpfs_tree_add_tensor(&m->tree, ns, t->name, t, s->mtime);
 	if (node < 0)
 		return tpfs_fail(L->e, (int)node, "out of memory");
 	L->tensor_node[idx] = node;
 	return 0;
 }
 
-struct named {
-	const struct tpfs_st_tensor *t;
-	struct tpfs_source *s;
-};
-
-static int cmp_named(const void *a, const void *b)
+/* "model.safetensors", or "the MXFP4 pair w_blocks/w_scales (model.safetensors)". */
+static void describe(const struct entry *en, char *buf, size_t len)
 {
-	const struct named *x = a, *y = b;
-	int c = strcmp(x->t->name, y->t->name);
-	return c ? c : strcmp(x->s->rel, y->s->rel);
+	if (en->part[1].st)
+		snprintf(buf, len, "the MXFP4 pair %s/%s (%s)", en->part[0].st->name,
+			 en->part[1].st->name, base_name(en->part[0].src->rel));
+	else
+		snprintf(buf, len, "%s", base_name(en->part[0].src->rel));
+}
+
+static struct entry *find_entry(struct entry *v, size_t n, const char *name)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(v[mid].name, name);
+		if (c == 0) {
+			while (mid > 0 && strcmp(v[mid - 1].name, name) == 0)
+				mid--;
+			return &v[mid];
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Find the GPT-OSS MXFP4 pairs among the n sorted entries (X_blocks with
+ * X_scales, or X.blocks with X.scales, both U8) and append an entry for
+ * each as X. Unless mxfp4=both, the halves are hidden. */
+static int pair_mxfp4(struct loader *L, const char *where, struct entry *v,
+		      size_t *n)
+{
+	const struct tpfs_options *o = &L->m->opt;
+	if (!tpfs_conv_mxfp4(o))
+		return 0; /* mxfp4=raw: the pairs stay two U8 tensors */
+	bool both = o->dtype == TPFS_OUT_AUTO && o->mxfp4 == TPFS_OUT_BOTH;
+	size_t count = *n;
+	for (size_t i = 0; i < count; i++) {
+		const char *name = v[i].name;
+		size_t len = strlen(name);
+		if (len < 8 || strcmp(name + len - 6, "blocks") != 0 ||
+		    (name[len - 7] != '_' && name[len - 7] != '.'))
+			continue;
+		char *base = strndup(name, len - 7);
+		char *scales_name = malloc(len + 1);
+		if (!base || !scales_name) {
+			free(base);
+			free(scales_name);
+			return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		}
+		snprintf(scales_name, len + 1, "%s%cscales", base, name[len - 7]);
+		struct entry *sc = find_entry(v, count, scales_name);
+		free(scales_name);
+		const struct tpfs_st_tensor *b = v[i].part[0].st;
+		const struct tpfs_st_tensor *s = sc ? sc->part[0].st : NULL;
+		if (!s || b->dtype != TPFS_DT_U8 || s->dtype != TPFS_DT_U8) {
+			free(base);
+			continue;
+		}
+		bool agree = b->ndim >= 2 && b->shape[b->ndim - 1] == 16 &&
+			     s->ndim == b->ndim - 1;
+		for (uint32_t k = 0; agree && k < s->ndim; k++)
+			agree = s->shape[k] == b->shape[k];
+		if (!agree) {
+			char bs[256], ss[256];
+			tpfs_shape_str(b->shape, b->ndim, bs, sizeof(bs));
+			tpfs_shape_str(s->shape, s->ndim, ss, sizeof(ss));
+			free(base);
+			return tpfs_fail(L->e, -EINVAL,
+					 "%s: MXFP4 pair '%s' %s and '%s' %s do not agree (rule: "
+					 "blocks [..., G, 16] and scales [..., G] with the same "
+					 "leading dimensions)",
+					 where, b->name, bs, s->name, ss);
+		}
+		v[*n] = (struct entry){base, base, {v[i].part[0], sc->part[0]}, false};
+		(*n)++;
+		if (!both)
+			v[i].hidden = sc->hidden = true;
+	}
+	return 0;
+}
+
+/* Give the n entries of one namespace (v has room for n + n / 2 + 1) their
+ * places under the folder ns. */
+static int add_namespace(struct loader *L, uint32_t ns, const char *where,
+			 struct entry *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_entries);
+	int rc = pair_mxfp4(L, where, v, &n);
+	if (rc == 0)
+		qsort(v, n, sizeof(*v), cmp_entries);
+	const struct entry *prev = NULL;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (v[i].hidden)
+			continue;
+		if (prev && strcmp(prev->name, v[i].name) == 0) {
+			char a[512], b[512];
+			describe(prev, a, sizeof(a));
+			describe(&v[i], b, sizeof(b));
+			rc = tpfs_fail(L->e, -EINVAL,
+				       "%s: tensor '%s' is in both %s and %s (rule: the "
+				       ".safetensors files of one folder share one namespace); "
+				       "mount with -o by_file to show each file's tensors in a "
+				       "folder of its own",
+				       where, v[i].name, a, b);
+		}
+		prev = &v[i];
+	}
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (!v[i].hidden)
+			rc = add_tensor(L, ns, &v[i]);
+	for (size_t i = 0; i < n; i++)
+		free(v[i].owned);
+	return rc;
+}
+
+/* Entries for the tensors of the given files, with room for the pairs. */
+static struct entry *entries_of(struct tpfs_source *const *files, size_t nfiles,
+				size_t *n)
+{
+	size_t total = 0;
+	for (size_t k = 0; k < nfiles; k++)
+		total += files[k]->st->ntensors;
+	struct entry *v = calloc(total + total / 2 + 1, sizeof(*v));
+	if (!v)
+		return NULL;
+	*n = 0;
+	for (size_t k = 0; k < nfiles; k++)
+		for (size_t t = 0; t < files[k]->st->ntensors; t++)
+			v[(*n)++] = (struct entry){files[k]->st->tensors[t].name, NULL,
+						   {{&files[k]->st->tensors[t], files[k]}},
+						   false};
+	return v;
 }
 
 static int add_folder_tensors(struct loader *L, const struct folder *f)
@@ -403,70 +583,45 @@ static int add_folder_tensors(struct loader *L, const struct folder *f)
 	int rc = 0;
 	for (size_t i = 0; i < f->nidx && rc == 0; i++)
 		rc = check_index(L, f, f->idx[i]);
-	if (rc < 0)
-		return rc;
-	if (L->m->opt.by_file) {
-		for (size_t k = 0; k < f->nst && rc == 0; k++) {
-			struct tpfs_source *s = f->st[k];
-			char *stem = tpfs_strdup(base_name(s->rel));
-			if (!stem)
-				return tpfs_fail(L->e, -ENOMEM, "out of memory");
-			stem[strlen(stem) - strlen(ST_SUFFIX)] = '\0';
-			long ns = tpfs_tree_unique_dir(&L->m->tree, f->dir, stem, s->mtime);
+	/* One namespace for the folder, or one per file with by_file. */
+	bool by_file = L->m->opt.by_file;
+	size_t groups = by_file ? f->nst : 1;
+	for (size_t k = 0; k < groups && rc == 0; k++) {
+		long ns = f->dir;
+		char *where = NULL;
+		if (by_file) {
+			char *stem = tpfs_strdup(base_name(f->st[k]->rel));
+			if (stem)
+				stem[strlen(stem) - strlen(ST_SUFFIX)] = '\0';
+			ns = stem ? tpfs_tree_unique_dir(&L->m->tree, f->dir, stem,
+							 f->st[k]->mtime)
+				  : -ENOMEM;
 			free(stem);
-			if (ns < 0)
-				return tpfs_fail(L->e, (int)ns, "out of memory");
-			for (size_t t = 0; t < s->st->ntensors && rc == 0; t++)
-				rc = add_tensor(L, (uint32_t)ns, s, &s->st->tensors[t]);
+			where = f->st[k]->display;
 		}
-		return rc;
+		size_t n;
+		struct entry *v = ns >= 0 ? entries_of(by_file ? &f->st[k] : f->st,
+						       by_file ? 1 : f->nst, &n)
+					  : NULL;
+		if (!v)
+			return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		rc = add_namespace(L, (uint32_t)ns, where ? where : f->display, v, n);
+		free(v);
 	}
-	size_t n = 0;
-	for (size_t k = 0; k < f->nst; k++)
-		n += f->st[k]->st->ntensors;
-	struct named *all = calloc(n ? n : 1, sizeof(*all));
-	if (!all)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
-	n = 0;
-	for (size_t k = 0; k < f->nst; k++)
-		for (size_t t = 0; t < f->st[k]->st->ntensors; t++)
-			all[n++] = (struct named){&f->st[k]->st->tensors[t], f->st[k]};
-	qsort(all, n, sizeof(*all), cmp_named);
-	for (size_t i = 1; i < n && rc == 0; i++)
-		if (strcmp(all[i - 1].t->name, all[i].t->name) == 0)
-			rc = tpfs_fail(L->e, -EINVAL,
-				       "%s: tensor '%s' is in both %s and %s (rule: the "
-				       ".safetensors files of one folder share one namespace); "
-				       "mount with -o by_file to show each file's tensors in a "
-				       "folder of its own",
-				       f->display, all[i].t->name, base_name(all[i - 1].s->rel),
-				       base_name(all[i].s->rel));
-	for (size_t i = 0; i < n && rc == 0; i++)
-		rc = add_tensor(L, f->dir, all[i].s, all[i].t);
-	free(all);
 	return rc;
 }
 
-static void warn_unserved(const struct tpfs_model *m)
+static void warn_raw(const struct tpfs_model *m)
 {
-	if (!m->unserved)
-		return;
-	size_t per[TPFS_DT_COUNT] = {0};
+	size_t n = 0;
 	for (size_t i = 0; i < m->ntensors; i++)
-		if (!m->tensors[i].conv)
-			per[m->tensors[i].st->dtype]++;
-	char list[512];
-	size_t at = 0;
-	list[0] = '\0';
-	for (int d = 0; d < TPFS_DT_COUNT; d++)
-		if (per[d] && at < sizeof(list))
-			at += (size_t)snprintf(list + at, sizeof(list) - at, "%s%zu %s",
-					       at ? ", " : "", per[d],
-					       tpfs_dtype_info((enum tpfs_dtype)d)->name);
-	tpfs_log(LOG_WARNING,
-		 "%zu tensors are not served because their dtype is not converted yet "
-		 "(%s); manifest.json lists them",
-		 m->unserved, list);
+		n += m->tensors[i].part[0].st->dtype == TPFS_DT_F6_E2M3 ||
+		     m->tensors[i].part[0].st->dtype == TPFS_DT_F6_E3M2;
+	if (n)
+		tpfs_log(LOG_WARNING,
+			 "%zu F6 tensors are served as their raw bytes (|u1): the "
+			 "Safetensors format does not define how 6-bit values are packed",
+			 n);
 }
 
 static void raise_fd_limit(void)
@@ -520,8 +675,9 @@ static int build(struct loader *L, const char *path)
 	for (size_t i = 0; i < m->nsources; i++)
 		if (m->sources[i]->st)
 			total += m->sources[i]->st->ntensors;
-	m->tensors = calloc(total ? total : 1, sizeof(*m->tensors));
-	L->tensor_node = calloc(total ? total : 1, sizeof(*L->tensor_node));
+	/* Room for one more tensor per MXFP4 pair. */
+	m->tensors = calloc(total + total / 2 + 1, sizeof(*m->tensors));
+	L->tensor_node = calloc(total + total / 2 + 1, sizeof(*L->tensor_node));
 	if (!m->tensors || !L->tensor_node)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < L->nfolders && rc == 0; i++)
@@ -540,7 +696,7 @@ static int build(struct loader *L, const char *path)
 	m->manifest = tpfs_manifest_render(m, &m->manifest_len);
 	if (!m->manifest)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
-	warn_unserved(m);
+	warn_raw(m);
 	return 0;
 }
 
@@ -549,6 +705,9 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 {
 	*out = NULL;
 	raise_fd_limit();
+	int rc = tpfs_options_check(opt, e);
+	if (rc < 0)
+		return rc;
 	struct tpfs_model *m = calloc(1, sizeof(*m));
 	if (!m)
 		return tpfs_fail(e, -ENOMEM, "out of memory");
@@ -568,7 +727,7 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 		return tpfs_fail(e, -err, "%s: %s", path, strerror(err));
 	}
 	struct loader L = {.m = m, .e = e};
-	int rc = build(&L, m->root);
+	rc = build(&L, m->root);
 	for (size_t i = 0; i < L.nfolders; i++) {
 		free(L.folders[i].display);
 		free(L.folders[i].st);
@@ -591,6 +750,8 @@ void tpfs_model_close(struct tpfs_model *m)
 	for (size_t i = 0; i < m->ntensors; i++) {
 		free(m->tensors[i].npy_header);
 		free(m->tensors[i].path);
+		free(m->tensors[i].shape);
+		free(m->tensors[i].owned_name);
 	}
 	free(m->tensors);
 	for (size_t i = 0; i < m->nsources; i++)

@@ -5,13 +5,28 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
+
+static const char *const out_names[] = {
+	[TPFS_OUT_AUTO] = "auto", [TPFS_OUT_F32] = "f32", [TPFS_OUT_F16] = "f16",
+	[TPFS_OUT_BF16] = "bf16", [TPFS_OUT_RAW] = "raw", [TPFS_OUT_BOTH] = "both",
+};
+
+const char *tpfs_out_name(enum tpfs_out v)
+{
+	return out_names[v];
+}
 
 void tpfs_options_defaults(struct tpfs_options *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->cache_size = TPFS_DEFAULT_CACHE_SIZE;
 	o->block_size = TPFS_DEFAULT_BLOCK_SIZE;
+	o->bf16 = TPFS_OUT_F32;
+	o->fp8 = TPFS_OUT_F16;
+	o->mxfp4 = TPFS_OUT_F32;
+	o->dtype = TPFS_OUT_AUTO;
 }
 
 static bool key_is(const char *opt, const char *key, const char **value)
@@ -30,9 +45,34 @@ static bool key_is(const char *opt, const char *key, const char **value)
 	return false;
 }
 
+/* Set *out from value if it is one of the valid spellings (a
+ * NULL-terminated list), else explain. */
+static int pick(const char *key, const char *value, const char *const *valid,
+		enum tpfs_out *out, struct tpfs_error *e)
+{
+	for (const char *const *v = valid; value && *v; v++) {
+		if (strcmp(value, *v) == 0) {
+			for (int i = 0; i <= TPFS_OUT_BOTH; i++)
+				if (strcmp(out_names[i], *v) == 0)
+					*out = (enum tpfs_out)i;
+			return 0;
+		}
+	}
+	char list[128] = "";
+	for (const char *const *v = valid; *v; v++)
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+			 v == valid ? "" : ", ", *v);
+	return tpfs_fail(e, -EINVAL, "option %s=%s: valid values are %s", key,
+			 value ? value : "", list);
+}
+
 int tpfs_options_apply(struct tpfs_options *o, const char *opt,
 		       struct tpfs_error *e)
 {
+	static const char *const bf16_valid[] = {"f32", "f16", "raw", NULL};
+	static const char *const fp8_valid[] = {"f16", "f32", "raw", NULL};
+	static const char *const mxfp4_valid[] = {"f32", "f16", "bf16", "raw", "both", NULL};
+	static const char *const dtype_valid[] = {"auto", "f32", "f16", NULL};
 	const char *v;
 	if (key_is(opt, "cache_size", &v)) {
 		if (!v || tpfs_parse_size(v, &o->cache_size) < 0)
@@ -58,15 +98,55 @@ int tpfs_options_apply(struct tpfs_options *o, const char *opt,
 		o->by_file = true;
 		return 0;
 	}
+	if (key_is(opt, "bf16", &v)) {
+		o->bf16_set = true;
+		return pick("bf16", v, bf16_valid, &o->bf16, e);
+	}
+	if (key_is(opt, "fp8", &v)) {
+		o->fp8_set = true;
+		return pick("fp8", v, fp8_valid, &o->fp8, e);
+	}
+	if (key_is(opt, "mxfp4", &v)) {
+		o->mxfp4_set = true;
+		return pick("mxfp4", v, mxfp4_valid, &o->mxfp4, e);
+	}
+	if (key_is(opt, "dtype", &v))
+		return pick("dtype", v, dtype_valid, &o->dtype, e);
 	return 1;
+}
+
+int tpfs_options_check(const struct tpfs_options *o, struct tpfs_error *e)
+{
+	if (o->dtype == TPFS_OUT_AUTO)
+		return 0;
+	const struct {
+		const char *key;
+		bool set;
+		enum tpfs_out value;
+	} per_type[] = {
+		{"bf16", o->bf16_set, o->bf16},
+		{"fp8", o->fp8_set, o->fp8},
+		{"mxfp4", o->mxfp4_set, o->mxfp4},
+	};
+	for (size_t i = 0; i < sizeof(per_type) / sizeof(per_type[0]); i++)
+		if (per_type[i].set && per_type[i].value != o->dtype)
+			return tpfs_fail(e, -EINVAL,
+					 "options dtype=%s and %s=%s conflict: dtype casts every "
+					 "floating tensor to %s; drop one of them",
+					 out_names[o->dtype], per_type[i].key,
+					 out_names[per_type[i].value], out_names[o->dtype]);
+	return 0;
 }
 
 void tpfs_options_json(const struct tpfs_options *o, struct tpfs_buf *b)
 {
 	tpfs_buf_printf(b,
 			"{\"cache_size\": %" PRIu64 ", \"block_size\": %" PRIu64
-			", \"by_file\": %s}",
-			o->cache_size, o->block_size, o->by_file ? "true" : "false");
+			", \"by_file\": %s, \"bf16\": \"%s\", \"fp8\": \"%s\", "
+			"\"mxfp4\": \"%s\", \"dtype\": \"%s\"}",
+			o->cache_size, o->block_size, o->by_file ? "true" : "false",
+			out_names[o->bf16], out_names[o->fp8], out_names[o->mxfp4],
+			out_names[o->dtype]);
 }
 
 const char *tpfs_options_help(void)
@@ -76,5 +156,21 @@ const char *tpfs_options_help(void)
 	       "    block_size=SIZE   conversion unit, a power of two from 64K to "
 	       "64M (default 1M)\n"
 	       "    by_file           one folder per .safetensors file instead of "
-	       "one namespace per folder\n";
+	       "one namespace per folder\n"
+	       "    bf16=f32|f16|raw  BF16 as float32 (exact, default), float16 "
+	       "(rounded) or raw\n"
+	       "                      bits (descr |V2: jax.numpy.load sees "
+	       "bfloat16)\n"
+	       "    fp8=f16|f32|raw   FP8 as float16 (exact, default), float32, or "
+	       "raw bits (|u1)\n"
+	       "    mxfp4=f32|f16|bf16|raw|both\n"
+	       "                      GPT-OSS MXFP4 pairs dequantized to float32 "
+	       "(default), float16,\n"
+	       "                      bfloat16 bits (|V2), left as the raw "
+	       "_blocks/_scales pair, or both\n"
+	       "    dtype=auto|f32|f16\n"
+	       "                      cast every floating tensor to one type after "
+	       "the rules above\n"
+	       "                      (f16 rounds to nearest even; overflows count "
+	       "in .tpfs/stats)\n";
 }

@@ -28,10 +28,10 @@ static struct tpfs_cache_key key_of(uint64_t block)
 {
 	struct tpfs_cache_key k;
 	memset(&k, 0, sizeof(k));
-	k.dev = 1;
-	k.ino = 42;
-	k.size = 1000;
-	k.tensor = 8;
+	k.src[0].dev = 1;
+	k.src[0].ino = 42;
+	k.src[0].size = 1000;
+	k.src[0].offset = 8;
 	k.block = block;
 	k.conv = 1;
 	return k;

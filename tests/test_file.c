@@ -209,7 +209,7 @@ static void spans_of_stored_data_point_into_the_source(void)
 	ssize_t got = tpfs_file_spans(fs, f, 100, 1000, &sp);
 	CHECK(got == 1000 && sp.n == 2 && sp.npins == 0);
 	/* Header bytes first, then the source mapping itself: no copy. */
-	CHECK(sp.v[1].ptr == t->src->map + t->st->begin);
+	CHECK(sp.v[1].ptr == t->part[0].src->map + t->part[0].st->begin);
 	CHECK(sp.v[0].len == t->npy_header_len - 100);
 	tpfs_spans_release(fs, &sp);
 	tpfs_fs_destroy(fs);
@@ -249,7 +249,7 @@ static void mapping_past_a_truncation_faults_into_eio(void)
 	/* The mapping itself faults past the cut; the guard turns it to EIO. */
 	char *p = fx_path(d, "model.safetensors");
 	CHECK(truncate(p, 100) == 0);
-	CHECK(tpfs_guard_copy(buf, t->src->map + 8192, 4096) == -EIO);
+	CHECK(tpfs_guard_copy(buf, t->part[0].src->map + 8192, 4096) == -EIO);
 	CHECK(tpfs_file_read(fs, big, 200, 4096, buf) == -EIO);
 	free(p);
 	tpfs_fs_destroy(fs);

@@ -1,7 +1,8 @@
 /*
  * Loading model folders: the mirror of folders and passed-through files,
  * Hugging Face cache symlinks, sharded namespaces, index checks, duplicate
- * names and by_file, unserved dtypes, reserved names, symlink loops, and the
+ * names and by_file, GPT-OSS MXFP4 pairs, raw F6, reserved names, symlink
+ * loops, and the
  * manifest's fields against offsets computed here from the headers written.
  */
 #include <cjson/cJSON.h>
@@ -91,10 +92,10 @@ static void folder_is_mirrored_with_passthrough_and_subfolders(void)
 		CHECK(kind_at(m, "manifest.json") == TPFS_NODE_MANIFEST);
 		CHECK(kind_at(m, ".tpfs/stats") == TPFS_NODE_STATS);
 		CHECK(node_at(m, "model.safetensors") < 0);
-		CHECK(m->ntensors == 3 && m->unserved == 0);
+		CHECK(m->ntensors == 3);
 		const struct tpfs_tensor *t = &m->tensors[0];
 		CHECK(strcmp(t->path, "embed.npy") == 0);
-		CHECK(strcmp(t->src->rel, "model.safetensors") == 0);
+		CHECK(strcmp(t->part[0].src->rel, "model.safetensors") == 0);
 	}
 	tpfs_model_close(m);
 	fx_rmtree(d);
@@ -116,14 +117,14 @@ static void hugging_face_cache_symlinks_are_followed(void)
 		long c = node_at(m, "config.json");
 		if (c >= 0)
 			CHECK(((struct tpfs_source *)m->tree.nodes[c].payload)->size == 20);
-		CHECK(strcmp(m->tensors[0].src->rel, "model.safetensors") == 0);
+		CHECK(strcmp(m->tensors[0].part[0].src->rel, "model.safetensors") == 0);
 	}
 	tpfs_model_close(m);
 	/* One symlinked file as the source: named as the link, not the blob. */
 	char *one = fx_path(d, "snapshots/rev1/model.safetensors");
 	m = open_ok(one, &o);
 	if (m) {
-		CHECK(strcmp(m->tensors[0].src->rel, "model.safetensors") == 0);
+		CHECK(strcmp(m->tensors[0].part[0].src->rel, "model.safetensors") == 0);
 		CHECK(kind_at(m, "lm_head.weight.npy") == TPFS_NODE_TENSOR);
 		CHECK(node_at(m, "config.json") < 0);
 	}
@@ -263,23 +264,149 @@ static void bad_header_refuses_the_whole_model(void)
 	fx_rmtree(d);
 }
 
-static void unconverted_dtypes_are_listed_but_not_served(void)
+static const struct tpfs_tensor *tensor_named(const struct tpfs_model *m, const char *name)
+{
+	for (size_t i = 0; i < m->ntensors; i++)
+		if (strcmp(m->tensors[i].name, name) == 0)
+			return &m->tensors[i];
+	return NULL;
+}
+
+static void every_dtype_is_served(void)
 {
 	char *d = fx_tmpdir();
 	CHECK(fx_write_st(d, "model.safetensors",
 			  "{\"f8\":{\"dtype\":\"F8_E4M3\",\"shape\":[2],\"data_offsets\":[0,2]},"
-			  "\"u\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[2,4]}}",
-			  "abcd", 4) == 0);
+			  "\"f6\":{\"dtype\":\"F6_E2M3\",\"shape\":[2,4],\"data_offsets\":[2,8]},"
+			  "\"f4\":{\"dtype\":\"F4\",\"shape\":[3,2],\"data_offsets\":[8,11]},"
+			  "\"u\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[11,13]}}",
+			  "abcdefghijklm", 13) == 0);
 	struct tpfs_options o = defaults();
 	struct tpfs_model *m = open_ok(d, &o);
 	if (m) {
-		CHECK(m->unserved == 1 && m->ntensors == 2);
-		CHECK(m->tensors[0].conv == NULL && m->tensors[0].path == NULL);
-		CHECK(node_at(m, "f8.npy") < 0);
-		CHECK(kind_at(m, "u.npy") == TPFS_NODE_TENSOR);
-		CHECK_CONTAINS(m->manifest, "\"conversion\": \"not yet converted\"");
+		CHECK(m->ntensors == 4);
+		const struct tpfs_tensor *f8 = tensor_named(m, "f8");
+		CHECK(f8 && strcmp(f8->descr, "<f2") == 0 && kind_at(m, "f8.npy") == TPFS_NODE_TENSOR);
+		/* F6 packing is not defined by the format: its bytes, flat. */
+		const struct tpfs_tensor *f6 = tensor_named(m, "f6");
+		CHECK(f6 && strcmp(f6->descr, "|u1") == 0 && f6->ndim == 1 && f6->shape[0] == 6);
+		CHECK_CONTAINS(m->manifest, "\"conversion\": \"f6 bytes (raw; packing undefined)\"");
+		/* F4: the shape counts values. */
+		const struct tpfs_tensor *f4 = tensor_named(m, "f4");
+		CHECK(f4 && f4->ndim == 2 && f4->shape[1] == 2 && f4->data_bytes == 12);
 	}
 	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+/* A GPT-OSS-shaped MXFP4 pair: blocks [E, R, G, 16], scales [E, R, G]. */
+static void write_pair(const char *d, const char *rel, const char *base, char sep,
+		       unsigned e, unsigned r, unsigned g, unsigned g_scales)
+{
+	unsigned nb = e * r * g * 16, ns = e * r * g_scales;
+	char json[1024];
+	snprintf(json, sizeof(json),
+		 "{\"%s%cblocks\":{\"dtype\":\"U8\",\"shape\":[%u,%u,%u,16],\"data_offsets\":[0,%u]},"
+		 "\"%s%cscales\":{\"dtype\":\"U8\",\"shape\":[%u,%u,%u],\"data_offsets\":[%u,%u]},"
+		 "\"%s%cbias\":{\"dtype\":\"BF16\",\"shape\":[%u,%u],\"data_offsets\":[%u,%u]}}",
+		 base, sep, e, r, g, nb, base, sep, e, r, g_scales, nb, nb + ns, base, sep, e, r,
+		 nb + ns, nb + ns + 2 * e * r);
+	size_t len = nb + ns + 2 * e * r;
+	unsigned char *data = calloc(1, len);
+	CHECK(fx_write_st(d, rel, json, data, len) == 0);
+	free(data);
+}
+
+static void mxfp4_pairs_become_one_tensor(void)
+{
+	char *d = fx_tmpdir();
+	write_pair(d, "model.safetensors", "model.layers.0.mlp.experts.gate_up_proj", '_', 2, 6, 3, 3);
+	write_pair(d, "original/model.safetensors", "block.0.mlp.mlp1_weight", '.', 2, 4, 2, 2);
+	struct tpfs_options o = defaults();
+	struct tpfs_model *m = open_ok(d, &o);
+	if (m) {
+		const struct tpfs_tensor *t = tensor_named(m, "model.layers.0.mlp.experts.gate_up_proj");
+		CHECK(t && t->part[1].st && strcmp(t->source_dtype, "MXFP4") == 0);
+		CHECK(t && t->ndim == 3 && t->shape[0] == 2 && t->shape[1] == 6 && t->shape[2] == 96);
+		CHECK(t && t->data_bytes == 2 * 6 * 96 * 4 && strcmp(t->conv->name, "mxfp4->f32") == 0);
+		CHECK(kind_at(m, "model.layers.0.mlp.experts.gate_up_proj.npy") == TPFS_NODE_TENSOR);
+		CHECK(node_at(m, "model.layers.0.mlp.experts.gate_up_proj_blocks.npy") < 0);
+		CHECK(node_at(m, "model.layers.0.mlp.experts.gate_up_proj_scales.npy") < 0);
+		CHECK(kind_at(m, "model.layers.0.mlp.experts.gate_up_proj_bias.npy") == TPFS_NODE_TENSOR);
+		/* The original layout's ".blocks"/".scales" names. */
+		CHECK(kind_at(m, "original/block.0.mlp.mlp1_weight.npy") == TPFS_NODE_TENSOR);
+		CHECK_CONTAINS(m->manifest, "\"source_dtype\": \"MXFP4\"");
+		CHECK_CONTAINS(m->manifest, "\"sources\": [{\"name\": \"block.0.mlp.mlp1_weight.blocks\"");
+	}
+	tpfs_model_close(m);
+	o.mxfp4 = TPFS_OUT_BOTH;
+	o.mxfp4_set = true;
+	m = open_ok(d, &o);
+	if (m) {
+		CHECK(kind_at(m, "model.layers.0.mlp.experts.gate_up_proj.npy") == TPFS_NODE_TENSOR);
+		CHECK(kind_at(m, "model.layers.0.mlp.experts.gate_up_proj_blocks.npy") == TPFS_NODE_TENSOR);
+		CHECK(kind_at(m, "model.layers.0.mlp.experts.gate_up_proj_scales.npy") == TPFS_NODE_TENSOR);
+	}
+	tpfs_model_close(m);
+	o.mxfp4 = TPFS_OUT_RAW;
+	m = open_ok(d, &o);
+	if (m) {
+		CHECK(node_at(m, "model.layers.0.mlp.experts.gate_up_proj.npy") < 0);
+		CHECK(kind_at(m, "model.layers.0.mlp.experts.gate_up_proj_blocks.npy") == TPFS_NODE_TENSOR);
+	}
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void mxfp4_pairs_match_across_shards(void)
+{
+	char *d = fx_tmpdir();
+	unsigned char data[2 * 3 * 16 + 2 * 3];
+	memset(data, 0x21, sizeof(data));
+	CHECK(fx_write_st(d, "model-00001-of-00002.safetensors",
+			  "{\"x_blocks\":{\"dtype\":\"U8\",\"shape\":[2,3,16],\"data_offsets\":[0,96]}}",
+			  data, 96) == 0);
+	CHECK(fx_write_st(d, "model-00002-of-00002.safetensors",
+			  "{\"x_scales\":{\"dtype\":\"U8\",\"shape\":[2,3],\"data_offsets\":[0,6]}}",
+			  data, 6) == 0);
+	struct tpfs_options o = defaults();
+	struct tpfs_model *m = open_ok(d, &o);
+	if (m) {
+		const struct tpfs_tensor *t = tensor_named(m, "x");
+		CHECK(t && t->part[0].src != t->part[1].src);
+		CHECK(t && t->ndim == 2 && t->shape[1] == 96);
+		CHECK(m->ntensors == 1);
+	}
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void mxfp4_pairs_that_disagree_are_refused(void)
+{
+	char *d = fx_tmpdir();
+	write_pair(d, "model.safetensors", "w", '_', 2, 4, 3, 2);
+	struct tpfs_options o = defaults();
+	refused(d, &o, "MXFP4 pair 'w_blocks' [2, 4, 3, 16] and 'w_scales' [2, 4, 2] do not agree",
+		NULL);
+	fx_rmtree(d);
+	d = fx_tmpdir();
+	/* The pair's name taken by a plain tensor too. */
+	write_pair(d, "a.safetensors", "w", '_', 1, 1, 1, 1);
+	st_u8(d, "b.safetensors", "w");
+	refused(d, &o, "tensor 'w' is in both the MXFP4 pair w_blocks/w_scales (a.safetensors) "
+		       "and b.safetensors", NULL);
+	fx_rmtree(d);
+}
+
+static void conflicting_options_are_refused(void)
+{
+	char *d = fx_tmpdir();
+	st_u8(d, "model.safetensors", "w");
+	struct tpfs_options o = defaults();
+	o.dtype = TPFS_OUT_F16;
+	o.bf16 = TPFS_OUT_RAW;
+	o.bf16_set = true;
+	refused(d, &o, "dtype=f16 and bf16=raw conflict", NULL);
 	fx_rmtree(d);
 }
 
@@ -390,7 +517,11 @@ int main(void)
 	RUN(index_that_disagrees_with_the_shards_is_refused);
 	RUN(duplicate_names_are_refused_unless_by_file);
 	RUN(bad_header_refuses_the_whole_model);
-	RUN(unconverted_dtypes_are_listed_but_not_served);
+	RUN(every_dtype_is_served);
+	RUN(mxfp4_pairs_become_one_tensor);
+	RUN(mxfp4_pairs_match_across_shards);
+	RUN(mxfp4_pairs_that_disagree_are_refused);
+	RUN(conflicting_options_are_refused);
 	RUN(reserved_names_in_the_source_are_hidden);
 	RUN(missing_or_odd_sources_are_refused);
 	RUN(manifest_lists_every_tensor_with_its_source);

@@ -26,12 +26,18 @@
 struct tpfs_cache;
 struct tpfs_cache_block;
 
+/* A tensor of a source file: the file's identity and the tensor's offset. */
+struct tpfs_cache_ref {
+	uint64_t dev, ino, size, mtime_ns;
+	uint64_t offset;
+};
+
+/* Zero the whole key (padding included: it is hashed) before filling it. */
 struct tpfs_cache_key {
-	uint64_t dev, ino, size, mtime_ns; /* source file identity */
-	uint64_t tensor;                   /* the tensor's first byte in that file */
-	uint64_t block;                    /* block index in output space */
-	uint32_t conv;                     /* conversion id */
-	uint32_t zero;                     /* must be 0 (hashed) */
+	struct tpfs_cache_ref src[2]; /* the source tensor(s); src[1] zero if one */
+	uint64_t block;               /* block index in output space */
+	uint32_t conv;                /* conversion id */
+	uint32_t zero;
 };
 
 /* Produces the len bytes of a missing block into dst. Returns 0 or a negative

@@ -13,7 +13,8 @@
  * H + k is source byte begin + k. Converted data is cut into blocks of B
  * output bytes (B = block_size): file offset H + k lies in block k / B at
  * k % B, and block j holds output elements [j*B/s, (j+1)*B/s) for output item
- * size s, converted from the same source elements. Blocks live in the cache.
+ * size s, converted from the same source elements (for an MXFP4 pair, blocks
+ * bytes e / 2 and scales e / 32 for element e). Blocks live in the cache.
  *
  * Thread-safe: the model is immutable, the cache locks itself and the
  * counters are atomic.
@@ -35,6 +36,7 @@ struct tpfs_fs {
 	atomic_uint_fast64_t reads;           /* read requests */
 	atomic_uint_fast64_t bytes_served;
 	atomic_uint_fast64_t bytes_converted; /* output bytes produced by fills */
+	atomic_uint_fast64_t overflows;       /* finite values made infinite */
 	atomic_uint_fast64_t errors;          /* reads that failed */
 };
 

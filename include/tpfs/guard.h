@@ -14,9 +14,8 @@
 /* Install the process-wide SIGBUS handler. Idempotent; call before threads. */
 int tpfs_guard_install(void);
 
-/* Run fn(src, dst, n). Returns 0, or -EIO if it faulted on a mapping. */
-int tpfs_guard_run(void (*fn)(const void *src, void *dst, size_t n),
-		   const void *src, void *dst, size_t n);
+/* Run fn(arg). Returns 0, or -EIO if it faulted on a mapping. */
+int tpfs_guard_run(void (*fn)(void *arg), void *arg);
 
 /* memcpy with the same protection. */
 int tpfs_guard_copy(void *dst, const void *src, size_t n);

@@ -34,16 +34,27 @@ struct tpfs_source {
 	atomic_bool stale;           /* set once the file changed under the mount */
 };
 
-struct tpfs_tensor {
+/* A tensor of a .safetensors file that a served tensor reads. */
+struct tpfs_part {
 	const struct tpfs_st_tensor *st; /* name, dtype, shape, byte range */
 	struct tpfs_source *src;
-	const struct tpfs_conv *conv;    /* NULL: listed in the manifest, not served */
+};
+
+struct tpfs_tensor {
+	const char *name;                /* for an MXFP4 pair, the name without _blocks */
+	struct tpfs_part part[2];        /* the source; MXFP4: _blocks, then _scales */
+	const struct tpfs_conv *conv;
+	const char *source_dtype;        /* "BF16"..., or "MXFP4" for a pair */
 	const char *descr;               /* NumPy descr served */
+	uint32_t ndim;                   /* the shape served */
+	uint64_t *shape;
+	uint64_t nelem;
 	uint8_t *npy_header;
 	uint32_t npy_header_len;
 	uint64_t data_bytes;             /* bytes after the .npy header */
 	uint64_t npy_size;               /* header + data */
-	char *path;                      /* relative to the mount root; NULL if not served */
+	char *path;                      /* relative to the mount root */
+	char *owned_name;                /* storage behind name when derived */
 };
 
 struct tpfs_model {
@@ -57,11 +68,10 @@ struct tpfs_model {
 	struct tpfs_tree tree;
 	char *manifest;              /* manifest.json */
 	size_t manifest_len;
-	size_t unserved;             /* tensors listed but not served */
 };
 
-/* Open the model at path (a folder or one .safetensors file). Warnings
- * (skipped entries, dtypes not served) go to the log. Returns 0 and
+/* Open the model at path (a folder or one .safetensors file) and check the
+ * options. Warnings (skipped entries, raw F6 tensors) go to the log. Returns 0 and
  * *out, or a negative errno with e naming the file, the tensor and the rule
  * broken; nothing is left open on failure. */
 int tpfs_model_open(const char *path, const struct tpfs_options *opt,

@@ -16,10 +16,27 @@
 #define TPFS_MIN_BLOCK_SIZE (64ULL << 10)
 #define TPFS_MAX_BLOCK_SIZE (64ULL << 20)
 
+/* What a floating source type is served as. Not every value is valid for
+ * every option; tpfs_options_apply says which are. */
+enum tpfs_out {
+	TPFS_OUT_AUTO,  /* the type's default (dtype=auto) */
+	TPFS_OUT_F32,
+	TPFS_OUT_F16,
+	TPFS_OUT_BF16,  /* bfloat16 bits, descr |V2 */
+	TPFS_OUT_RAW,   /* the stored bits */
+	TPFS_OUT_BOTH,  /* mxfp4 only: the dequantized tensor and the raw pair */
+};
+
 struct tpfs_options {
 	uint64_t cache_size;  /* bound on converted bytes kept in memory */
 	uint64_t block_size;  /* conversion unit, in output bytes */
 	bool by_file;         /* one folder per .safetensors file */
+	enum tpfs_out bf16;   /* f32 (default), f16, raw */
+	enum tpfs_out fp8;    /* f16 (default), f32, raw */
+	enum tpfs_out mxfp4;  /* f32 (default), f16, bf16, raw, both */
+	enum tpfs_out dtype;  /* auto (default), f32, f16 */
+	/* which of the four were given explicitly, for conflict checks */
+	bool bf16_set, fp8_set, mxfp4_set;
 };
 
 void tpfs_options_defaults(struct tpfs_options *o);
@@ -30,10 +47,18 @@ void tpfs_options_defaults(struct tpfs_options *o);
 int tpfs_options_apply(struct tpfs_options *o, const char *opt,
 		       struct tpfs_error *e);
 
+/* Check the options as a whole once all are applied: dtype=f32 or f16 may not
+ * be combined with a bf16, fp8 or mxfp4 value that contradicts it. Returns 0
+ * or -EINVAL with e saying which two conflict. */
+int tpfs_options_check(const struct tpfs_options *o, struct tpfs_error *e);
+
 /* The options as a JSON object (for manifest.json). */
 void tpfs_options_json(const struct tpfs_options *o, struct tpfs_buf *b);
 
 /* Help text, one option a line, for --help. */
 const char *tpfs_options_help(void);
+
+/* The spelling of a value ("f32", "raw"...). */
+const char *tpfs_out_name(enum tpfs_out v);
 
 #endif

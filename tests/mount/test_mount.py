@@ -40,7 +40,13 @@ def model_tensors():
     # Many blocks of converted output (6 MiB with the default 1 MiB blocks).
     t.append(("layers/0/bf16_big", "BF16", (1024, 1536), rand_bytes(1024 * 1536 * 2)))
     t.append(("odd", "U8", (5,), rand_bytes(5)))   # misaligns what follows
-    t.append(("f8", "F8_E4M3", (4,), rand_bytes(4)))
+    # Every code of each 8-bit format, all 16 FP4 values in both nibbles,
+    # and F6 bytes (served raw: the format defines no packing).
+    every_byte = bytes(range(256))
+    for dt in ("F8_E4M3", "F8_E5M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F8_E8M0"):
+        t.append((dt.lower(), dt, (16, 16), every_byte))
+    t.append(("f4", "F4", (256, 2), every_byte))
+    t.append(("f6", "F6_E2M3", (4, 8), rand_bytes(24)))
     return t
 
 
@@ -105,7 +111,7 @@ class MountedModel(unittest.TestCase):
 
     def test_every_tensor_equals_its_source(self):
         n = T.check_source_tree(self, self.src, self.mount, self.manifest)
-        self.assertEqual(n, len(model_tensors()) - 1 + 2)  # f8 aside, + unet, vae
+        self.assertEqual(n, len(model_tensors()) + 2)  # + unet, vae
 
     def test_sizes_equal_the_bytes_read(self):
         files = all_files(self.mount.mnt)
@@ -124,7 +130,7 @@ class MountedModel(unittest.TestCase):
                 "bf16_all.npy", "odd.npy"}
         self.assertTrue(want <= files, want - files)
         self.assertFalse(any(f.endswith(".safetensors") for f in files))
-        self.assertNotIn("f8.npy", files)
+        self.assertIn("f8_e4m3.npy", files)
         self.assertEqual(sorted(os.listdir(self.mount.path("unet"))),
                          ["config.json", "conv_in.weight.npy"])
 
@@ -231,10 +237,12 @@ class MountedModel(unittest.TestCase):
         served = {t["path"] for t in m["tensors"] if t["path"]}
         on_disk = {p for p in all_files(self.mount.mnt) if p.endswith(".npy")}
         self.assertEqual(served, on_disk)
-        f8 = [t for t in m["tensors"] if t["name"] == "f8"][0]
-        self.assertIsNone(f8["path"])
-        self.assertIsNone(f8["dtype"])
-        self.assertEqual(f8["conversion"], "not yet converted")
+        f8 = [t for t in m["tensors"] if t["name"] == "f8_e4m3"][0]
+        self.assertEqual((f8["dtype"], f8["conversion"], f8["exact"]),
+                         ("<f2", "f8_e4m3->f16", True))
+        f6 = [t for t in m["tensors"] if t["name"] == "f6"][0]
+        self.assertEqual((f6["dtype"], f6["shape"], f6["conversion"]),
+                         ("|u1", [24], "f6 bytes (raw; packing undefined)"))
         big = [t for t in m["tensors"] if t["name"] == "layers/0/bf16_big"][0]
         self.assertEqual(big["conversion"], "bf16->f32")
         self.assertIs(big["exact"], True)

@@ -108,14 +108,113 @@ def read_safetensors(path):
     return meta, out
 
 
-def expected_array(dtype, shape, raw):
-    """The array tpfs must serve for a tensor, or None if not served."""
+# Minifloat formats: (exponent bits, mantissa bits, bias, style), where the
+# style says which codes are special: "ieee" (top exponent: inf and NaN), "fn"
+# (only all-ones is NaN, no inf), "fnuz" (0x80 is the only NaN, no -0).
+MINIFLOATS = {
+    "F8_E4M3": (4, 3, 7, "fn"), "F8_E5M2": (5, 2, 15, "ieee"),
+    "F8_E4M3FNUZ": (4, 3, 8, "fnuz"), "F8_E5M2FNUZ": (5, 2, 16, "fnuz"),
+}
+E2M1 = np.array([0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6])
+
+
+def minifloat_values(codes, ebits, mbits, bias, style):
+    """float64 values of 8-bit codes, from the format's definition."""
+    codes = codes.astype(np.int64)
+    sign = np.where(codes >> 7, -1.0, 1.0)
+    e = (codes >> mbits) & ((1 << ebits) - 1)
+    m = codes & ((1 << mbits) - 1)
+    frac = m / float(1 << mbits)
+    v = np.where(e > 0, np.ldexp(1.0 + frac, e - bias), np.ldexp(frac, 1 - bias))
+    v = sign * v
+    top = (1 << ebits) - 1
+    nan = np.copysign(np.nan, sign)  # a NaN keeps the code's sign bit
+    if style == "ieee":
+        v = np.where((e == top) & (m == 0), sign * np.inf, v)
+        v = np.where((e == top) & (m != 0), nan, v)
+    elif style == "fn":
+        v = np.where((codes & 0x7F) == 0x7F, nan, v)
+    else:
+        v = np.where(codes == 0x80, np.nan, v)
+    return v
+
+
+def mxfp4_values(blocks, scales):
+    """float64 values of a GPT-OSS MXFP4 pair: blocks [..., G, 16] uint8,
+    scales [..., G] uint8 -> [..., G * 32]. Low nibble first; each group of
+    32 values times 2^(scale - 127); scale 255 is NaN."""
+    lo = E2M1[blocks & 0x0F]
+    hi = E2M1[blocks >> 4]
+    vals = np.stack([lo, hi], axis=-1).reshape(*blocks.shape[:-1], 32)
+    factor = np.where(scales == 255, np.nan, np.ldexp(1.0, scales.astype(np.int64) - 127))
+    vals = vals * factor[..., None]
+    return vals.reshape(*blocks.shape[:-2], blocks.shape[-2] * 32)
+
+
+def to_bf16_bits(values):
+    """bfloat16 bits nearest to float32 values (ties to even), as '|V2'."""
+    f = np.asarray(values, dtype=np.float32)
+    u = f.view(np.uint32).astype(np.uint64)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    rounded = np.where(np.isnan(f), ((u >> 16) | 0x40).astype(np.uint16), rounded)
+    return rounded.view("|V2")
+
+
+def choice(opts, key, default):
+    dtype = opts.get("dtype", "auto")
+    return dtype if dtype != "auto" else opts.get(key, default)
+
+
+def expected_array(dtype, shape, raw, opts=None):
+    """The array tpfs must serve for a tensor under the mount options."""
+    with np.errstate(all="ignore"):  # overflow to inf is the point of f16
+        return _expected_array(dtype, shape, raw, opts or {})
+
+
+def _expected_array(dtype, shape, raw, opts):
+    cast = opts.get("dtype", "auto")
     if dtype in NATIVE:
-        return np.frombuffer(raw, dtype=NATIVE[dtype]).reshape(shape)
+        a = np.frombuffer(raw, dtype=NATIVE[dtype]).reshape(shape)
+        if cast == "f32" and dtype in ("F16", "F64"):
+            return a.astype("<f4")
+        if cast == "f16" and dtype in ("F32", "F64"):
+            return a.astype("<f2")
+        return a
+    codes = np.frombuffer(raw, dtype=np.uint8)
     if dtype == "BF16":
-        bits = np.frombuffer(raw, dtype="<u2").astype("<u4") << 16
-        return bits.view("<f4").reshape(shape)
-    return None
+        out = choice(opts, "bf16", "f32")
+        if out == "raw":
+            return np.frombuffer(raw, dtype="|V2").reshape(shape)
+        f32 = (np.frombuffer(raw, dtype="<u2").astype("<u4") << 16).view("<f4")
+        return (f32 if out == "f32" else f32.astype("<f2")).reshape(shape)
+    if dtype in MINIFLOATS:
+        out = choice(opts, "fp8", "f16")
+        if out == "raw":
+            return codes.reshape(shape)
+        v = minifloat_values(codes, *MINIFLOATS[dtype])
+        return v.astype("<f2" if out == "f16" else "<f4").reshape(shape)
+    if dtype == "F8_E8M0":
+        if cast == "auto" and opts.get("fp8") == "raw":
+            return codes.reshape(shape)
+        v = np.where(codes == 255, np.nan, np.ldexp(1.0, codes.astype(np.int64) - 127))
+        return v.astype("<f2" if cast == "f16" else "<f4").reshape(shape)
+    if dtype == "F4":
+        v = np.stack([E2M1[codes & 0x0F], E2M1[codes >> 4]], axis=-1).reshape(shape)
+        return v.astype("<f4" if cast == "f32" else "<f2")
+    if dtype in ("F6_E2M3", "F6_E3M2"):
+        return codes.copy()  # the bytes, flat: the format defines no packing
+    raise AssertionError("unknown dtype " + dtype)
+
+
+def expected_mxfp4(blocks_raw, blocks_shape, scales_raw, scales_shape, opts=None):
+    blocks = np.frombuffer(blocks_raw, dtype=np.uint8).reshape(blocks_shape)
+    scales = np.frombuffer(scales_raw, dtype=np.uint8).reshape(scales_shape)
+    out = choice(opts or {}, "mxfp4", "f32")
+    with np.errstate(all="ignore"):
+        v = mxfp4_values(blocks, scales)
+        if out == "bf16":
+            return to_bf16_bits(v.astype(np.float32))
+        return v.astype("<f2" if out == "f16" else "<f4")
 
 
 def npy_bytes(arr):
@@ -129,6 +228,21 @@ def same_bits(a, b):
     """Arrays equal bit for bit (NaN payloads and signed zeros included)."""
     return (a.dtype == b.dtype and a.shape == b.shape
             and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes())
+
+
+def same_values(a, b):
+    """Equal bit for bit, except that two NaNs of the same sign match
+    whatever their payloads (which conversions may choose freely)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype.kind != "f":
+        return same_bits(a, b)
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    both_nan = np.isnan(a) & np.isnan(b)
+    same_sign = np.signbit(a) == np.signbit(b)
+    bits_a = a.view("u%d" % a.itemsize)
+    bits_b = b.view("u%d" % b.itemsize)
+    return bool(np.all(np.where(both_nan, same_sign, bits_a == bits_b)))
 
 
 class Mount:
@@ -214,31 +328,53 @@ def run_tpfs(*args, timeout=60):
                           timeout=timeout)
 
 
-def check_source_tree(test, src_root, mount, manifest):
+def check_source_tree(test, src_root, mount, manifest, opts=None):
     """Every tensor in manifest equals its source, by np.load, by mmap and
-    byte for byte against np.save of the independent expectation."""
+    byte for byte against np.save of the independent expectation. Returns
+    the number of tensors checked."""
     checked = 0
+    cache = {}
+
+    def part(file, name):
+        if file not in cache:
+            cache[file] = read_safetensors(os.path.join(src_root, file))[1]
+        return cache[file][name]
+
     for t in manifest["tensors"]:
-        meta, infos = read_safetensors(os.path.join(src_root, t["source_file"]))
-        info = infos[t["name"]]
-        test.assertEqual(t["source_dtype"], info["dtype"])
-        test.assertEqual(tuple(t["shape"]), info["shape"])
-        test.assertEqual(t["source_range"], [info["begin"], info["end"]])
-        want = expected_array(info["dtype"], info["shape"], info["raw"])
-        if want is None:
-            test.assertIsNone(t["path"], t["name"])
-            continue
+        if "sources" in t:
+            b, s = t["sources"]
+            bi, si = part(b["file"], b["name"]), part(s["file"], s["name"])
+            test.assertEqual(t["source_dtype"], "MXFP4")
+            test.assertEqual([b["range"], s["range"]],
+                             [[bi["begin"], bi["end"]], [si["begin"], si["end"]]])
+            want = expected_mxfp4(bi["raw"], bi["shape"], si["raw"], si["shape"], opts)
+        else:
+            info = part(t["source_file"], t["name"])
+            test.assertEqual(t["source_dtype"], info["dtype"])
+            test.assertEqual(tuple(t["source_shape"]), info["shape"])
+            test.assertEqual(t["source_range"], [info["begin"], info["end"]])
+            want = expected_array(info["dtype"], info["shape"], info["raw"], opts)
+        test.assertEqual(tuple(t["shape"]), want.shape, t["name"])
+        test.assertEqual(t["dtype"], want.dtype.str, t["name"])
         path = mount.path(t["path"])
         with open(path, "rb") as f:
             data = f.read()
         test.assertEqual(os.stat(path).st_size, len(data), t["name"])
         test.assertEqual(t["npy_bytes"], len(data), t["name"])
-        test.assertEqual(data, npy_bytes(want), t["name"])
-        test.assertEqual(t["dtype"], want.dtype.str)
+        expected = npy_bytes(want)
+        test.assertEqual(len(data), len(expected), t["name"])
+        header = len(expected) - want.nbytes
+        test.assertEqual(data[:header], expected[:header], t["name"])
+        # Served as stored and widened BF16 keep every bit, NaN payloads
+        # included; other conversions may pick their NaN payloads.
+        same = same_bits if t["conversion"] in ("none", "bf16->f32") or \
+            "raw" in t["conversion"] else same_values
+        if same is same_bits:
+            test.assertEqual(data, expected, t["name"])
         got = np.load(path, allow_pickle=False)
-        test.assertTrue(same_bits(got, want), t["name"])
+        test.assertTrue(same(got, want), t["name"])
         mapped = np.load(path, mmap_mode="r")
-        test.assertTrue(same_bits(np.asarray(mapped), want), t["name"])
+        test.assertTrue(same(np.asarray(mapped), want), t["name"])
         del mapped
         checked += 1
     return checked
@@ -249,8 +385,11 @@ def main():
     loader = unittest.TestLoader()
     suite = loader.loadTestsFromModule(sys.modules["__main__"])
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
+    # Subtests report one failure each: count the tests they belong to.
+    def test_id(t):
+        return getattr(t, "test_case", t).id()
+    failed = len({test_id(t) for t, _ in result.failures + result.errors})
+    skipped = len({test_id(t) for t, _ in result.skipped})
     passed = result.testsRun - failed - skipped
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     sys.exit(0 if failed == 0 else 1)

@@ -120,11 +120,11 @@ uint32_t tpfs_f16_to_f32(uint16_t h)
 static inline uint32_t f64_to_f32_odd(double d)
 {
 	float f = (float)d;
-	if ((double)f == d || d != d)
-		return f32_bits(f);
-	if (fabs((double)f) > fabs(d))
-		f = nextafterf(f, 0.0f);
-	return f32_bits(f) | 1u;
+	uint32_t u = f32_bits(f);
+	/* Rounded away from zero: step back (|f| > |d| means f is not zero,
+	 * and one less than infinity's bits is the largest float). */
+	u -= fabs((double)f) > fabs(d);
+	return u | ((double)f != d && d == d);
 }
 
 /* ---- tables ------------------------------------------------------------ */
@@ -136,7 +136,7 @@ static uint32_t fp8_f32[NFP8][256];
 static unsigned char e8m0_f16_overflow[256];
 static uint32_t f4_f16_pair[256];   /* both nibbles of a byte, low first */
 static uint64_t f4_f32_pair[256];
-static float e2m1_f32[16];
+static float e2m1_pair_f32[256][2]; /* both nibbles of a byte, low first */
 static float e8m0_f32[256];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
@@ -220,72 +220,80 @@ static void build_tables(void)
 		double lo = e2m1_value(b & 15), hi = e2m1_value(b >> 4);
 		f4_f16_pair[b] = (uint32_t)value_f16(lo) | (uint32_t)value_f16(hi) << 16;
 		f4_f32_pair[b] = (uint64_t)value_f32(lo) | (uint64_t)value_f32(hi) << 32;
+		e2m1_pair_f32[b][0] = (float)lo;
+		e2m1_pair_f32[b][1] = (float)hi;
 	}
-	for (unsigned n = 0; n < 16; n++)
-		e2m1_f32[n] = (float)e2m1_value(n);
 }
 
 /* ---- kernels ----------------------------------------------------------- */
 
+/* Each kernel copies its arguments into restrict-qualified locals: the
+ * compiler then knows the output overlaps neither the input nor the
+ * arguments, and vectorizes the loop without run-time checks. */
+#define KERNEL_LOCALS(a)                                                          \
+	const unsigned char *restrict s = (a)->src;                               \
+	unsigned char *restrict d = (a)->dst;                                     \
+	const size_t n = (a)->n
+
 static void k_table8_f16(struct tpfs_kernel_args *a)
 {
-	const uint16_t *t = a->conv->table;
-	const unsigned char *ov = a->conv->overflow_table;
-	unsigned char *d = a->dst;
+	KERNEL_LOCALS(a);
+	const uint16_t *restrict t = a->conv->table;
+	const unsigned char *restrict ov = a->conv->overflow_table;
 	size_t over = 0;
-	for (size_t i = 0; i < a->n; i++) {
-		uint16_t v = t[a->src[i]];
+	for (size_t i = 0; i < n; i++) {
+		uint16_t v = t[s[i]];
 		memcpy(d + 2 * i, &v, 2);
 	}
 	if (ov)
-		for (size_t i = 0; i < a->n; i++)
-			over += ov[a->src[i]];
+		for (size_t i = 0; i < n; i++)
+			over += ov[s[i]];
 	a->overflows = over;
 }
 
 static void k_table8_f32(struct tpfs_kernel_args *a)
 {
-	const uint32_t *t = a->conv->table;
-	unsigned char *d = a->dst;
-	for (size_t i = 0; i < a->n; i++) {
-		uint32_t v = t[a->src[i]];
+	KERNEL_LOCALS(a);
+	const uint32_t *restrict t = a->conv->table;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t v = t[s[i]];
 		memcpy(d + 4 * i, &v, 4);
 	}
 }
 
 static void k_f4_f16(struct tpfs_kernel_args *a)
 {
-	unsigned char *d = a->dst;
-	for (size_t i = 0; i < a->n / 2; i++) {
-		uint32_t v = f4_f16_pair[a->src[i]];
+	KERNEL_LOCALS(a);
+	for (size_t i = 0; i < n / 2; i++) {
+		uint32_t v = f4_f16_pair[s[i]];
 		memcpy(d + 4 * i, &v, 4);
 	}
 }
 
 static void k_f4_f32(struct tpfs_kernel_args *a)
 {
-	unsigned char *d = a->dst;
-	for (size_t i = 0; i < a->n / 2; i++) {
-		uint64_t v = f4_f32_pair[a->src[i]];
+	KERNEL_LOCALS(a);
+	for (size_t i = 0; i < n / 2; i++) {
+		uint64_t v = f4_f32_pair[s[i]];
 		memcpy(d + 8 * i, &v, 8);
 	}
 }
 
 static void k_bf16_f32(struct tpfs_kernel_args *a)
 {
-	unsigned char *d = a->dst;
-	for (size_t i = 0; i < a->n; i++) {
-		uint32_t w = (uint32_t)load16(a->src + 2 * i) << 16;
+	KERNEL_LOCALS(a);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t w = (uint32_t)load16(s + 2 * i) << 16;
 		memcpy(d + 4 * i, &w, 4);
 	}
 }
 
 static void k_bf16_f16(struct tpfs_kernel_args *a)
 {
-	unsigned char *d = a->dst;
+	KERNEL_LOCALS(a);
 	size_t over = 0;
-	for (size_t i = 0; i < a->n; i++) {
-		uint32_t x = (uint32_t)load16(a->src + 2 * i) << 16;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t x = (uint32_t)load16(s + 2 * i) << 16;
 		uint16_t h = f32_to_f16(x);
 		over += f32_overflows_f16(x);
 		memcpy(d + 2 * i, &h, 2);
@@ -295,19 +303,19 @@ static void k_bf16_f16(struct tpfs_kernel_args *a)
 
 static void k_f16_f32(struct tpfs_kernel_args *a)
 {
-	unsigned char *d = a->dst;
-	for (size_t i = 0; i < a->n; i++) {
-		uint32_t w = f16_to_f32(load16(a->src + 2 * i));
+	KERNEL_LOCALS(a);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t w = f16_to_f32(load16(s + 2 * i));
 		memcpy(d + 4 * i, &w, 4);
 	}
 }
 
 static void k_f32_f16(struct tpfs_kernel_args *a)
 {
-	unsigned char *d = a->dst;
+	KERNEL_LOCALS(a);
 	size_t over = 0;
-	for (size_t i = 0; i < a->n; i++) {
-		uint32_t x = load32(a->src + 4 * i);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t x = load32(s + 4 * i);
 		uint16_t h = f32_to_f16(x);
 		over += f32_overflows_f16(x);
 		memcpy(d + 2 * i, &h, 2);
@@ -317,11 +325,11 @@ static void k_f32_f16(struct tpfs_kernel_args *a)
 
 static void k_f64_f32(struct tpfs_kernel_args *a)
 {
-	unsigned char *d = a->dst;
+	KERNEL_LOCALS(a);
 	size_t over = 0;
-	for (size_t i = 0; i < a->n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		double x;
-		memcpy(&x, a->src + 8 * i, 8);
+		memcpy(&x, s + 8 * i, 8);
 		float f = (float)x;
 		over += isinf(f) && !isinf(x);
 		memcpy(d + 4 * i, &f, 4);
@@ -331,11 +339,11 @@ static void k_f64_f32(struct tpfs_kernel_args *a)
 
 static void k_f64_f16(struct tpfs_kernel_args *a)
 {
-	unsigned char *d = a->dst;
+	KERNEL_LOCALS(a);
 	size_t over = 0;
-	for (size_t i = 0; i < a->n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		double x;
-		memcpy(&x, a->src + 8 * i, 8);
+		memcpy(&x, s + 8 * i, 8);
 		uint16_t h = x != x ? (uint16_t)(signbit(x) ? 0xfe00u : 0x7e00u)
 				    : f32_to_f16(f64_to_f32_odd(x));
 		over += (h & 0x7fffu) == 0x7c00u && !isinf(x);
@@ -347,23 +355,24 @@ static void k_f64_f16(struct tpfs_kernel_args *a)
 /* One group of 32 MXFP4 values as exact float32 products: the E2M1 values
  * times 2^(scale - 127), which is a float32 (a subnormal for scale 0), so
  * the product is exact wherever it is in range. */
-static inline void mxfp4_group(const unsigned char *blocks, unsigned char scale,
-			       float out[32])
+static inline void mxfp4_group(const unsigned char *restrict blocks,
+			       unsigned char scale, float out[restrict 32])
 {
-	float s = e8m0_f32[scale];
-	for (int j = 0; j < 16; j++) {
-		out[2 * j] = e2m1_f32[blocks[j] & 15] * s;
-		out[2 * j + 1] = e2m1_f32[blocks[j] >> 4] * s;
-	}
+	for (int j = 0; j < 16; j++)
+		memcpy(out + 2 * j, e2m1_pair_f32[blocks[j]], 8);
+	float m = e8m0_f32[scale];
+	for (int j = 0; j < 32; j++)
+		out[j] *= m;
 }
 
 static void k_mxfp4_f32(struct tpfs_kernel_args *a)
 {
-	unsigned char *d = a->dst;
+	KERNEL_LOCALS(a);
+	const unsigned char *restrict sc = a->src2;
 	size_t over = 0;
-	for (size_t g = 0; g < a->n / 32; g++) {
+	for (size_t g = 0; g < n / 32; g++) {
 		float v[32];
-		mxfp4_group(a->src + 16 * g, a->src2[g], v);
+		mxfp4_group(s + 16 * g, sc[g], v);
 		for (int j = 0; j < 32; j++)
 			over += isinf(v[j]);
 		memcpy(d + 128 * g, v, sizeof(v));
@@ -373,16 +382,17 @@ static void k_mxfp4_f32(struct tpfs_kernel_args *a)
 
 static void k_mxfp4_f16(struct tpfs_kernel_args *a)
 {
-	unsigned char *d = a->dst;
+	KERNEL_LOCALS(a);
+	const unsigned char *restrict sc = a->src2;
 	size_t over = 0;
-	for (size_t g = 0; g < a->n / 32; g++) {
+	for (size_t g = 0; g < n / 32; g++) {
 		float v[32];
 		uint16_t h[32];
-		mxfp4_group(a->src + 16 * g, a->src2[g], v);
+		mxfp4_group(s + 16 * g, sc[g], v);
 		for (int j = 0; j < 32; j++) {
 			uint32_t x = f32_bits(v[j]);
 			h[j] = f32_to_f16(x);
-			over += f32_overflows_f16(x) | isinf(v[j]);
+			over += f32_overflows_f16(x) | ((x & 0x7fffffffu) == 0x7f800000u);
 		}
 		memcpy(d + 64 * g, h, sizeof(h));
 	}
@@ -391,15 +401,17 @@ static void k_mxfp4_f16(struct tpfs_kernel_args *a)
 
 static void k_mxfp4_bf16(struct tpfs_kernel_args *a)
 {
-	unsigned char *d = a->dst;
+	KERNEL_LOCALS(a);
+	const unsigned char *restrict sc = a->src2;
 	size_t over = 0;
-	for (size_t g = 0; g < a->n / 32; g++) {
+	for (size_t g = 0; g < n / 32; g++) {
 		float v[32];
 		uint16_t h[32];
-		mxfp4_group(a->src + 16 * g, a->src2[g], v);
+		mxfp4_group(s + 16 * g, sc[g], v);
 		for (int j = 0; j < 32; j++) {
-			h[j] = f32_to_bf16(f32_bits(v[j]));
-			over += isinf(v[j]);
+			uint32_t x = f32_bits(v[j]);
+			h[j] = f32_to_bf16(x);
+			over += (x & 0x7fffffffu) == 0x7f800000u;
 		}
 		memcpy(d + 64 * g, h, sizeof(h));
 	}

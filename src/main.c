@@ -106,8 +106,10 @@ static int apply_opt_list(struct mount_args *a, char *list)
 		}
 		fprintf(stderr,
 			"tpfs: unknown option '%s'; valid options: cache_size=SIZE, "
-			"block_size=SIZE, by_file, allow_other, allow_root, auto_unmount, "
-			"nodev, nosuid, noexec, noatime (see 'tpfs mount --help')\n",
+			"block_size=SIZE, by_file, bf16=f32|f16|raw, fp8=f16|f32|raw, "
+			"mxfp4=f32|f16|bf16|raw|both, dtype=auto|f32|f16, allow_other, "
+			"allow_root, auto_unmount, nodev, nosuid, noexec, noatime (see "
+			"'tpfs mount --help')\n",
 			o);
 		return -1;
 	}

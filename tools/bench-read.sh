@@ -3,8 +3,10 @@
 #
 #   tools/bench-read.sh [BUILD_DIR] [WORK_DIR] [ROUNDS]
 #
-# Writes (once) a model with an F32 tensor of 1 GiB and a BF16 tensor of
-# 1 GiB (2 GiB once served as float32), then for each round measures, with dd
+# Writes (once) a model with an F32 tensor of 1 GiB, a BF16 tensor of 1 GiB
+# (2 GiB once served as float32) and an MXFP4 pair shaped like one GPT-OSS
+# gate_up_proj (32 x 5760 x 2880 values: 282 MB stored, 2.1 GB served as
+# float32), then for each round measures, with dd
 # and 1 MiB reads, the served output bytes per second of:
 #   cold         the source's pages dropped, a fresh mount (needs root)
 #   warm source  the source in the page cache, a fresh mount: tpfs's own cost
@@ -22,14 +24,15 @@ mnt=$work/mnt
 src=$model/model.safetensors
 mkdir -p "$mnt"
 if [ ! -f "$src" ]; then
-	"$gen" "$model" --quiet --tensor f32=f32:16384x16384 --tensor bf16=bf16:16384x32768
+	"$gen" "$model" --quiet --tensor f32=f32:16384x16384 \
+		--tensor bf16=bf16:16384x32768 --tensor mxfp4=mxfp4:32x5760x2880
 fi
 
 can_drop=0
 if [ "$(id -u)" -eq 0 ] && [ -w /proc/sys/vm/drop_caches ]; then can_drop=1; fi
 drop() { [ $can_drop -eq 1 ] && sync && echo 3 > /proc/sys/vm/drop_caches || true; }
 now() { date +%s.%N; }
-# bytes/s of reading file $1 (from offset $2 bytes, default 0) as GB/s
+# GB/s of reading file $1 from start to end with 1 MiB reads
 rate() {
 	size=$(stat -c %s "$1")
 	t0=$(now)
@@ -42,38 +45,39 @@ mount_fresh() {
 	"$tpfs" mount "$model" "$mnt"
 }
 ratio() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else print "-" }'; }
+# One row: the three tensors read through the mount, next to the source.
+measure() {
+	f=$(rate "$mnt/f32.npy")
+	b=$(rate "$mnt/bf16.npy")
+	x=$(rate "$mnt/mxfp4.npy")
+	row "$1" "$2" "$s" "$f" "$b" "$x" "$(ratio "$f" "$s")" "$(ratio "$b" "$s")" \
+		"$(ratio "$x" "$s")"
+}
 
-printf '%-6s %-12s %10s %10s %10s %10s %8s %8s\n' round state "src GB/s" \
-	"f32 GB/s" "bf16 GB/s" "" "f32/src" "bf16/src"
+row() {
+	printf '%-6s %-12s %9s %9s %10s %11s %8s %9s %10s\n' "$@"
+}
+row round state "src GB/s" "f32 GB/s" "bf16 GB/s" "mxfp4 GB/s" f32/src bf16/src mxfp4/src
 for r in $(seq 1 "$rounds"); do
 	if [ $can_drop -eq 1 ]; then
 		drop
 		s=$(rate "$src")
 		drop
 		mount_fresh
-		f=$(rate "$mnt/f32.npy")
-		b=$(rate "$mnt/bf16.npy")
-		printf '%-6s %-12s %10s %10s %10s %10s %8s %8s\n' "$r" cold "$s" "$f" "$b" "" \
-			"$(ratio "$f" "$s")" "$(ratio "$b" "$s")"
+		measure "$r" cold
 	fi
 	cat "$src" > /dev/null
 	s=$(rate "$src")
 	mount_fresh
-	f=$(rate "$mnt/f32.npy")
-	b=$(rate "$mnt/bf16.npy")
-	printf '%-6s %-12s %10s %10s %10s %10s %8s %8s\n' "$r" "warm source" "$s" "$f" "$b" "" \
-		"$(ratio "$f" "$s")" "$(ratio "$b" "$s")"
-	f=$(rate "$mnt/f32.npy")
-	b=$(rate "$mnt/bf16.npy")
-	printf '%-6s %-12s %10s %10s %10s %10s %8s %8s\n' "$r" "warm mount" "$s" "$f" "$b" "" \
-		"$(ratio "$f" "$s")" "$(ratio "$b" "$s")"
+	measure "$r" "warm source"
+	measure "$r" "warm mount"
 done
 mount_fresh
 /usr/bin/python3 - "$mnt" <<'EOF'
 import sys, time
 import numpy as np
 mnt = sys.argv[1]
-for name in ("f32", "bf16"):
+for name in ("f32", "bf16", "mxfp4"):
     t = time.perf_counter()
     a = np.load("%s/%s.npy" % (mnt, name))
     dt = time.perf_counter() - t

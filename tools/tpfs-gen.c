@@ -5,7 +5,7 @@
  * Values look like a freshly initialised model: linear weights and
  * embeddings normal with std 0.02, norms 1, biases 0, MXFP4 expert weights
  * as FP4 nibbles drawn from a normal distribution with E8M0 scales around
- * 2^-6. Normal variates come from a 65536-entry inverse-CDF table indexed by
+ * 2^-8. Normal variates come from a 65536-entry inverse-CDF table indexed by
  * 16 random bits, which is fast enough to keep up with the disk.
  */
 #include <errno.h>
@@ -214,8 +214,9 @@ static void fill_values(const struct tensor *t, struct rng *r, unsigned char *ou
 			continue;
 		}
 		case E8M0_SCALES: {
-			double s = 122 + normal_table[rng_next(r) & 0xffff] * 1.5;
-			out[i] = (unsigned char)(s < 100 ? 100 : s > 130 ? 130 : lround(s));
+			/* around 2^-8: with FP4 codes of spread ~2, weights of ~0.01 */
+			double s = 119 + normal_table[rng_next(r) & 0xffff];
+			out[i] = (unsigned char)(s < 110 ? 110 : s > 125 ? 125 : lround(s));
 			continue;
 		}
 		}
@@ -327,7 +328,10 @@ static int build_custom(const char *spec)
 	snprintf(name, sizeof(name), "%.*s", (int)(eq - spec), spec);
 	snprintf(dts, sizeof(dts), "%.*s", (int)(colon - eq - 1), eq + 1);
 	enum dt dt;
-	if (strcasecmp(dts, "bf16") == 0)
+	bool mxfp4 = strcasecmp(dts, "mxfp4") == 0;
+	if (mxfp4)
+		dt = U8;
+	else if (strcasecmp(dts, "bf16") == 0)
 		dt = BF16;
 	else if (strcasecmp(dts, "f16") == 0)
 		dt = F16;
@@ -346,7 +350,22 @@ static int build_custom(const char *spec)
 		if (*end && *end != 'x')
 			return -1;
 	}
-	add(name, dt, NORMAL, 0.02f, nd, d[0], d[1], d[2], d[3]);
+	if (!mxfp4) {
+		add(name, dt, NORMAL, 0.02f, nd, d[0], d[1], d[2], d[3]);
+		return 0;
+	}
+	if (nd == 0 || nd > 3 || d[nd - 1] % 32)
+		return -1;
+	uint64_t sh[4] = {0};
+	memcpy(sh, d, sizeof(uint64_t) * (size_t)nd);
+	sh[nd - 1] = d[nd - 1] / 32;
+	char n[200];
+	snprintf(n, sizeof(n), "%s_blocks", name);
+	sh[nd] = 16;
+	add(n, U8, FP4_BLOCKS, 0, nd + 1, sh[0], sh[1], sh[2], sh[3]);
+	snprintf(n, sizeof(n), "%s_scales", name);
+	sh[nd] = 0;
+	add(n, U8, E8M0_SCALES, 0, nd, sh[0], sh[1], sh[2], sh[3]);
 	return 0;
 }
 
@@ -595,7 +614,9 @@ static void usage(FILE *f)
 		"                         3 for gpt-oss-20b), with an index when N > 1\n"
 		"  --seed N               values are reproducible from the seed (default 0)\n"
 		"  --sparse               write the data as holes (no disk used)\n"
-		"  --tensor NAME=DTYPE:D0xD1...   write just these tensors (repeatable)\n"
+		"  --tensor NAME=DTYPE:D0xD1...   write just these tensors (repeatable);\n"
+		"                         DTYPE is bf16, f16, f32, or mxfp4 for a pair\n"
+		"                         NAME_blocks/NAME_scales of that many values\n"
 		"  --quiet                no progress line\n");
 }
 
@@ -713,7 +734,8 @@ int main(int argc, char **argv)
 		for (int i = 0; i < c.ncustom; i++) {
 			if (build_custom(c.custom[i]) < 0) {
 				fprintf(stderr, "tpfs-gen: --tensor %s: expected NAME=DTYPE:D0xD1... "
-						"with DTYPE bf16, f16 or f32\n",
+						"with DTYPE bf16, f16, f32 or mxfp4 (at most 3 "
+						"dimensions, the last a multiple of 32)\n",
 					c.custom[i]);
 				return 2;
 			}

@@ -7,13 +7,21 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "tpfs/guard.h"
+#include "tpfs/info.h"
 #include "tpfs/log.h"
+
+struct tpfs_info_slot {
+	pthread_mutex_t lock;
+	char *text; /* lock; immutable once set */
+	size_t len;
+};
 
 struct tpfs_fs *tpfs_fs_create(struct tpfs_model *m)
 {
@@ -22,10 +30,15 @@ struct tpfs_fs *tpfs_fs_create(struct tpfs_model *m)
 		return NULL;
 	fs->model = m;
 	fs->cache = tpfs_cache_create(m->opt.cache_size);
-	if (!fs->cache) {
+	fs->info = calloc(m->ntensors + 1, sizeof(*fs->info));
+	if (!fs->cache || !fs->info) {
+		tpfs_cache_destroy(fs->cache);
+		free(fs->info);
 		free(fs);
 		return NULL;
 	}
+	for (size_t i = 0; i < m->ntensors; i++)
+		pthread_mutex_init(&fs->info[i].lock, NULL);
 	return fs;
 }
 
@@ -33,6 +46,11 @@ void tpfs_fs_destroy(struct tpfs_fs *fs)
 {
 	if (!fs)
 		return;
+	for (size_t i = 0; i < fs->model->ntensors; i++) {
+		pthread_mutex_destroy(&fs->info[i].lock);
+		free(fs->info[i].text);
+	}
+	free(fs->info);
 	tpfs_cache_destroy(fs->cache);
 	free(fs);
 }
@@ -47,6 +65,8 @@ uint64_t tpfs_node_size(const struct tpfs_fs *fs, uint32_t node)
 		return ((const struct tpfs_source *)n->payload)->size;
 	case TPFS_NODE_MANIFEST:
 		return fs->model->manifest_len;
+	case TPFS_NODE_INFO:
+		return ((const struct tpfs_tensor *)n->payload)->info_size;
 	case TPFS_NODE_DIR:
 	case TPFS_NODE_STATS:
 		break;
@@ -243,6 +263,16 @@ static ssize_t spans(struct tpfs_fs *fs, uint32_t node, uint64_t off, size_t len
 	case TPFS_NODE_MANIFEST:
 		add_span(sp, fs->model->manifest + off, len);
 		return (ssize_t)len;
+	case TPFS_NODE_INFO: {
+		const char *text;
+		size_t tl;
+		size_t i = (size_t)((const struct tpfs_tensor *)n->payload - fs->model->tensors);
+		int rc = tpfs_file_info(fs, i, &text, &tl);
+		if (rc < 0)
+			return rc;
+		add_span(sp, text + off, len);
+		return (ssize_t)len;
+	}
 	default:
 		return -EINVAL;
 	}
@@ -306,6 +336,54 @@ ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t node, uint64_t off,
 	ssize_t result = rc < 0 ? rc : (ssize_t)done;
 	count(fs, result);
 	return result;
+}
+
+/* Stream the tensor's served values through the statistics, in bounded
+ * memory, then render its card. */
+static int compute_info(struct tpfs_fs *fs, const struct tpfs_tensor *t, char **text,
+			size_t *len)
+{
+	struct tpfs_stats st;
+	tpfs_stats_init(&st, t->descr);
+	size_t chunk = (size_t)4 << 20; /* a multiple of every element size */
+	unsigned char *buf = malloc(chunk);
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t at = 0; at < t->data_bytes;) {
+		size_t want = t->data_bytes - at < chunk ? (size_t)(t->data_bytes - at) : chunk;
+		ssize_t got = tpfs_file_read(fs, t->node, t->npy_header_len + at, want, buf);
+		if (got != (ssize_t)want) {
+			free(buf);
+			return got < 0 ? (int)got : -EIO;
+		}
+		tpfs_stats_add(&st, buf, want / st.size);
+		at += want;
+	}
+	free(buf);
+	*text = tpfs_info_render(t, &st, len);
+	if (!*text)
+		return -ENOMEM;
+	if (*len != t->info_size) {
+		/* A field outgrew its width: a bug, not a reason to lie about st_size. */
+		tpfs_log(LOG_ERR, "info card of %s is %zu bytes, not %" PRIu64, t->path,
+			 *len, t->info_size);
+		free(*text);
+		return -EIO;
+	}
+	return 0;
+}
+
+int tpfs_file_info(struct tpfs_fs *fs, size_t i, const char **text, size_t *len)
+{
+	struct tpfs_info_slot *slot = &fs->info[i];
+	int rc = 0;
+	pthread_mutex_lock(&slot->lock);
+	if (!slot->text)
+		rc = compute_info(fs, &fs->model->tensors[i], &slot->text, &slot->len);
+	*text = slot->text;
+	*len = slot->len;
+	pthread_mutex_unlock(&slot->lock);
+	return rc;
 }
 
 char *tpfs_fs_stats_json(struct tpfs_fs *fs, size_t *len)

@@ -86,34 +86,19 @@ struct mount_args {
 	char kopts[1024];   /* options for the kernel mount */
 };
 
-static int apply_opt_list(struct mount_args *a, char *list)
+/* The mount's own options: those for the kernel are kept, fstab's noise is
+ * dropped. */
+static bool mount_opt(const char *o, void *ctx)
 {
-	for (char *save = NULL, *o = strtok_r(list, ",", &save); o;
-	     o = strtok_r(NULL, ",", &save)) {
-		struct tpfs_error e;
-		int rc = tpfs_options_apply(&a->opt, o, &e);
-		if (rc < 0) {
-			fprintf(stderr, "tpfs: %s\n", e.msg);
-			return -1;
-		}
-		if (rc == 0 || in_list(ignored_opts, o) || strncmp(o, "x-", 2) == 0 ||
-		    strncmp(o, "comment=", 8) == 0)
-			continue;
-		if (in_list(kernel_opts, o)) {
-			size_t n = strlen(a->kopts);
-			snprintf(a->kopts + n, sizeof(a->kopts) - n, ",%s", o);
-			continue;
-		}
-		fprintf(stderr,
-			"tpfs: unknown option '%s'; valid options: cache_size=SIZE, "
-			"block_size=SIZE, by_file, bf16=f32|f16|raw, fp8=f16|f32|raw, "
-			"mxfp4=f32|f16|bf16|raw|both, dtype=auto|f32|f16, allow_other, "
-			"allow_root, auto_unmount, nodev, nosuid, noexec, noatime (see "
-			"'tpfs mount --help')\n",
-			o);
-		return -1;
-	}
-	return 0;
+	struct mount_args *a = ctx;
+	if (in_list(ignored_opts, o) || strncmp(o, "x-", 2) == 0 ||
+	    strncmp(o, "comment=", 8) == 0)
+		return true;
+	if (!in_list(kernel_opts, o))
+		return false;
+	size_t n = strlen(a->kopts);
+	snprintf(a->kopts + n, sizeof(a->kopts) - n, ",%s", o);
+	return true;
 }
 
 /* Returns 0, 1 after printing help, or -1 after printing an error. */
@@ -138,11 +123,14 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a)
 				fprintf(stderr, "tpfs: -o needs a list of options\n");
 				return -1;
 			}
-			char *copy = strdup(list);
-			int rc = copy ? apply_opt_list(a, copy) : -1;
-			free(copy);
-			if (rc < 0)
+			struct tpfs_error e;
+			if (tpfs_options_parse(&a->opt, list, mount_opt, a,
+					       ", allow_other, allow_root, auto_unmount, nodev, "
+					       "nosuid, noexec, noatime (see 'tpfs mount --help')",
+					       &e) < 0) {
+				fprintf(stderr, "tpfs: %s\n", e.msg);
 				return -1;
+			}
 		} else if (s[0] == '-' && s[1]) {
 			fprintf(stderr, "tpfs: unknown flag '%s' (see 'tpfs mount --help')\n",
 				s);

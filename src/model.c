@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tpfs/info.h"
 #include "tpfs/log.h"
 #include "tpfs/npy.h"
 
@@ -611,6 +612,34 @@ static int add_folder_tensors(struct loader *L, const struct folder *f)
 	return rc;
 }
 
+/* The tensor's card at .tpfs/info/<its path, .npy replaced by .txt>. */
+static int add_info(struct loader *L, uint32_t info, struct tpfs_tensor *t)
+{
+	size_t len;
+	char *card = tpfs_info_render(t, NULL, &len);
+	if (!card)
+		return -ENOMEM;
+	free(card);
+	t->info_size = len;
+	long dir = info;
+	char *p = t->path;
+	for (char *slash; (slash = strchr(p, '/')) != NULL && dir >= 0; p = slash + 1) {
+		*slash = '\0';
+		dir = tpfs_tree_dir(&L->m->tree, (uint32_t)dir, p, t->part[0].src->mtime);
+		*slash = '/';
+	}
+	char name[256];
+	snprintf(name, sizeof(name), "%.*s.txt", (int)(strlen(p) - strlen(".npy")), p);
+	long leaf = dir < 0 ? dir
+			    : tpfs_tree_leaf(&L->m->tree, (uint32_t)dir, name, TPFS_NODE_INFO,
+					     t, t->part[0].src->mtime);
+	/* A tensor folder called x.txt beside a tensor x.npy would clash here:
+	 * that rare card is left out rather than the mount refused. */
+	if (leaf == -EEXIST)
+		tpfs_log(LOG_DEBUG, "no info card for %s: its name is taken", t->path);
+	return leaf < 0 && leaf != -EEXIST ? (int)leaf : 0;
+}
+
 static void warn_raw(const struct tpfs_model *m)
 {
 	size_t n = 0;
@@ -648,9 +677,10 @@ static int build(struct loader *L, const char *path)
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	long hidden = tpfs_tree_dir(&m->tree, 0, HIDDEN_DIR, now);
+	long info = hidden > 0 ? tpfs_tree_dir(&m->tree, (uint32_t)hidden, "info", now) : -1;
 	if (hidden > 0)
 		tpfs_tree_seal(&m->tree, (uint32_t)hidden);
-	if (hidden < 0 ||
+	if (hidden < 0 || info < 0 ||
 	    tpfs_tree_leaf(&m->tree, 0, MANIFEST_NAME, TPFS_NODE_MANIFEST, NULL,
 			   st.st_mtim) < 0 ||
 	    tpfs_tree_leaf(&m->tree, (uint32_t)hidden, "stats", TPFS_NODE_STATS, NULL,
@@ -684,15 +714,14 @@ static int build(struct loader *L, const char *path)
 		rc = add_folder_tensors(L, &L->folders[i]);
 	if (rc < 0)
 		return rc;
-	if (tpfs_tree_finish(&m->tree) < 0)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < m->ntensors; i++) {
-		if (L->tensor_node[i] < 0)
-			continue;
-		m->tensors[i].path = tpfs_tree_path(&m->tree, (uint32_t)L->tensor_node[i]);
-		if (!m->tensors[i].path)
-			return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < m->ntensors && rc == 0; i++) {
+		struct tpfs_tensor *t = &m->tensors[i];
+		t->node = (uint32_t)L->tensor_node[i];
+		t->path = tpfs_tree_path(&m->tree, t->node);
+		rc = t->path ? add_info(L, (uint32_t)info, t) : -ENOMEM;
 	}
+	if (rc < 0 || tpfs_tree_finish(&m->tree) < 0)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
 	m->manifest = tpfs_manifest_render(m, &m->manifest_len);
 	if (!m->manifest)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const out_names[] = {
@@ -113,6 +114,31 @@ int tpfs_options_apply(struct tpfs_options *o, const char *opt,
 	if (key_is(opt, "dtype", &v))
 		return pick("dtype", v, dtype_valid, &o->dtype, e);
 	return 1;
+}
+
+int tpfs_options_parse(struct tpfs_options *o, const char *list,
+		       bool (*other)(const char *opt, void *ctx), void *ctx,
+		       const char *extra, struct tpfs_error *e)
+{
+	char *copy = strdup(list);
+	if (!copy)
+		return tpfs_fail(e, -ENOMEM, "out of memory");
+	int rc = 0;
+	for (char *save = NULL, *opt = strtok_r(copy, ",", &save); opt && rc == 0;
+	     opt = strtok_r(NULL, ",", &save)) {
+		rc = tpfs_options_apply(o, opt, e);
+		if (rc == 1)
+			rc = other && other(opt, ctx)
+				     ? 0
+				     : tpfs_fail(e, -EINVAL,
+						 "unknown option '%s'; valid options: "
+						 "cache_size=SIZE, block_size=SIZE, by_file, "
+						 "bf16=f32|f16|raw, fp8=f16|f32|raw, "
+						 "mxfp4=f32|f16|bf16|raw|both, dtype=auto|f32|f16%s",
+						 opt, extra ? extra : "");
+	}
+	free(copy);
+	return rc < 0 ? rc : tpfs_options_check(o, e);
 }
 
 int tpfs_options_check(const struct tpfs_options *o, struct tpfs_error *e)

@@ -30,9 +30,12 @@
 #include "tpfs/cache.h"
 #include "tpfs/model.h"
 
+struct tpfs_info_slot;
+
 struct tpfs_fs {
 	struct tpfs_model *model;
 	struct tpfs_cache *cache;
+	struct tpfs_info_slot *info;          /* one per tensor, each locking itself */
 	atomic_uint_fast64_t reads;           /* read requests */
 	atomic_uint_fast64_t bytes_served;
 	atomic_uint_fast64_t bytes_converted; /* output bytes produced by fills */
@@ -86,6 +89,12 @@ ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t node, uint64_t off,
 
 /* A JSON snapshot of the counters (.tpfs/stats), malloc'd. */
 char *tpfs_fs_stats_json(struct tpfs_fs *fs, size_t *len);
+
+/* The info card of tensor index i (see info.h), computed on the first call
+ * by streaming the tensor once in bounded memory, and kept until
+ * tpfs_fs_destroy. Concurrent callers for one tensor wait for one
+ * computation. Returns 0 or a negative errno (-EIO: the source changed). */
+int tpfs_file_info(struct tpfs_fs *fs, size_t i, const char **text, size_t *len);
 
 /* Count a failed read made outside tpfs_file_* (the daemon's replies). */
 void tpfs_fs_count_error(struct tpfs_fs *fs);

@@ -54,6 +54,8 @@ struct tpfs_tensor {
 	uint64_t data_bytes;             /* bytes after the .npy header */
 	uint64_t npy_size;               /* header + data */
 	char *path;                      /* relative to the mount root */
+	uint32_t node;                   /* its .npy in the tree */
+	uint64_t info_size;              /* bytes of its .tpfs/info card */
 	char *owned_name;                /* storage behind name when derived */
 };
 

@@ -47,6 +47,15 @@ void tpfs_options_defaults(struct tpfs_options *o);
 int tpfs_options_apply(struct tpfs_options *o, const char *opt,
 		       struct tpfs_error *e);
 
+/* Apply a comma-separated list. An option that is not one of these is
+ * offered to other(opt, ctx) when given (the mount's own options); if it is
+ * not taken, the list is refused with e naming the option and the valid
+ * ones, followed by `extra` (the caller's own, or NULL). Then checks the
+ * options as a whole (tpfs_options_check). Returns 0 or -EINVAL. */
+int tpfs_options_parse(struct tpfs_options *o, const char *list,
+		       bool (*other)(const char *opt, void *ctx), void *ctx,
+		       const char *extra, struct tpfs_error *e);
+
 /* Check the options as a whole once all are applied: dtype=f32 or f16 may not
  * be combined with a bf16, fp8 or mxfp4 value that contradicts it. Returns 0
  * or -EINVAL with e saying which two conflict. */

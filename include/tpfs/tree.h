@@ -34,6 +34,7 @@ enum tpfs_node_kind {
 	TPFS_NODE_FILE,      /* a source file passed through */
 	TPFS_NODE_MANIFEST,  /* manifest.json */
 	TPFS_NODE_STATS,     /* .tpfs/stats */
+	TPFS_NODE_INFO,      /* .tpfs/info/<path>.txt: a tensor's card */
 };
 
 struct tpfs_node {

@@ -1,0 +1,311 @@
+/*
+ * Tensor info cards: statistics accumulation and fixed-width formatting.
+ */
+#include "tpfs/info.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tpfs/convert.h"
+#include "tpfs/model.h"
+
+#define NUM_W 24 /* widest number: "-2.2250738585072014e-308" */
+
+void tpfs_stats_init(struct tpfs_stats *s, const char *descr)
+{
+	memset(s, 0, sizeof(*s));
+	s->kind = descr[1];
+	s->size = (unsigned)atoi(descr + 2);
+	if (s->kind == 'V') /* |V2: bfloat16 bits */
+		s->kind = 'h';
+	s->min = INFINITY;
+	s->max = -INFINITY;
+	s->imin = INT64_MAX;
+	s->imax = INT64_MIN;
+	s->umin = UINT64_MAX;
+}
+
+static double f32_value(uint32_t bits)
+{
+	float f;
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+static int64_t signed_element(const struct tpfs_stats *s, const unsigned char *p)
+{
+	switch (s->size) {
+	case 1: {
+		int8_t x;
+		memcpy(&x, p, 1);
+		return x;
+	}
+	case 2: {
+		int16_t x;
+		memcpy(&x, p, 2);
+		return x;
+	}
+	case 4: {
+		int32_t x;
+		memcpy(&x, p, 4);
+		return x;
+	}
+	default: {
+		int64_t x;
+		memcpy(&x, p, 8);
+		return x;
+	}
+	}
+}
+
+static uint64_t unsigned_element(const struct tpfs_stats *s, const unsigned char *p)
+{
+	uint64_t v = 0;
+	memcpy(&v, p, s->size); /* little-endian */
+	return v;
+}
+
+/* A float, bfloat16 or bool element as a double. */
+static double element(const struct tpfs_stats *s, const unsigned char *p)
+{
+	uint16_t h;
+	float f;
+	double d;
+	switch (s->kind) {
+	case 'b':
+		return *p != 0;
+	case 'h':
+		memcpy(&h, p, 2);
+		return f32_value((uint32_t)h << 16);
+	default:
+		if (s->size == 2) {
+			memcpy(&h, p, 2);
+			return f32_value(tpfs_f16_to_f32(h));
+		}
+		if (s->size == 4) {
+			memcpy(&f, p, 4);
+			return f;
+		}
+		memcpy(&d, p, 8);
+		return d;
+	}
+}
+
+static void account(struct tpfs_stats *s, double v)
+{
+	if (v != v) {
+		s->nan++;
+		return;
+	}
+	if (isinf(v)) {
+		s->inf++;
+		return;
+	}
+	s->finite++;
+	s->min = v < s->min ? v : s->min;
+	s->max = v > s->max ? v : s->max;
+	double d = v - s->mean;
+	s->mean += d / (double)s->finite;
+	s->m2 += d * (v - s->mean);
+}
+
+void tpfs_stats_add(struct tpfs_stats *s, const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	for (size_t i = 0; i < n; i++, p += s->size) {
+		if (s->count < TPFS_INFO_EDGE)
+			memcpy(s->first[s->count], p, s->size);
+		memcpy(s->last[s->count % TPFS_INFO_EDGE], p, s->size);
+		s->count++;
+		if (s->kind == 'c') {
+			/* NaN and infinity counts cover both parts; no ordering */
+			float re, im;
+			memcpy(&re, p, 4);
+			memcpy(&im, p + 4, 4);
+			s->nan += (re != re) + (im != im);
+			s->inf += (uint64_t)isinf(re) + (uint64_t)isinf(im);
+			continue;
+		}
+		if (s->kind == 'i') {
+			int64_t v = signed_element(s, p);
+			s->imin = v < s->imin ? v : s->imin;
+			s->imax = v > s->imax ? v : s->imax;
+			account(s, (double)v);
+		} else if (s->kind == 'u') {
+			uint64_t v = unsigned_element(s, p);
+			s->umin = v < s->umin ? v : s->umin;
+			s->umax = v > s->umax ? v : s->umax;
+			account(s, (double)v);
+		} else {
+			account(s, element(s, p));
+		}
+	}
+}
+
+/* Shortest %g text that reads back as v at the element's precision. */
+static void shortest(double v, const struct tpfs_stats *s, char *buf, size_t len)
+{
+	if (v != v) {
+		snprintf(buf, len, "nan");
+		return;
+	}
+	if (isinf(v)) {
+		snprintf(buf, len, v < 0 ? "-inf" : "inf");
+		return;
+	}
+	bool half = s->size == 2;
+	bool single = s->size == 4;
+	for (int p = 1; p <= 17; p++) {
+		snprintf(buf, len, "%.*g", p, v);
+		double back = strtod(buf, NULL);
+		if (half) {
+			/* float16 and bfloat16 values read back through float32 */
+			float b = (float)back;
+			uint32_t u;
+			memcpy(&u, &b, 4);
+			double r = s->kind == 'h' ? f32_value(tpfs_f32_to_bf16(u) << 16)
+						  : f32_value(tpfs_f16_to_f32(tpfs_f32_to_f16(u)));
+			if (r == v)
+				break;
+		} else if (single ? (float)back == (float)v : back == v) {
+			break;
+		}
+	}
+	/* NumPy writes floats with a point: 1.0, not 1. */
+	if (!strpbrk(buf, ".en"))
+		strncat(buf, ".0", len - strlen(buf) - 1);
+}
+
+void tpfs_format_value(const struct tpfs_stats *s, const void *elem, char *buf,
+		       size_t len)
+{
+	const unsigned char *p = elem;
+	switch (s->kind) {
+	case 'b':
+		snprintf(buf, len, "%s", *p ? "True" : "False");
+		return;
+	case 'i':
+		snprintf(buf, len, "%" PRId64, signed_element(s, p));
+		return;
+	case 'u':
+		snprintf(buf, len, "%" PRIu64, unsigned_element(s, p));
+		return;
+	case 'c': {
+		float re, im;
+		memcpy(&re, p, 4);
+		memcpy(&im, p + 4, 4);
+		char a[24], b[24]; /* float32 texts are at most 15 characters */
+		struct tpfs_stats one = *s;
+		one.size = 4;
+		one.kind = 'f';
+		shortest(re, &one, a, sizeof(a));
+		shortest(fabs((double)im), &one, b, sizeof(b));
+		snprintf(buf, len, "(%s%s%sj)", a, signbit(im) ? "-" : "+", b);
+		return;
+	}
+	default:
+		shortest(element(s, p), s, buf, len);
+	}
+}
+
+/* A number right-aligned in NUM_W columns, or as many spaces without s. */
+static void field(struct tpfs_buf *b, const char *label, const char *value)
+{
+	tpfs_buf_printf(b, "%-11s %*s\n", label, NUM_W, value ? value : "");
+}
+
+static void edge_values(struct tpfs_buf *b, const char *label,
+			const struct tpfs_stats *s, const struct tpfs_tensor *t,
+			bool last)
+{
+	uint64_t n = t->nelem;
+	uint64_t shown = n < TPFS_INFO_EDGE ? n : TPFS_INFO_EDGE;
+	uint64_t count = last ? (n - shown < TPFS_INFO_EDGE ? n - shown : TPFS_INFO_EDGE)
+			      : shown;
+	int width = (strcmp(t->descr, "<c8") == 0) ? 2 * NUM_W : NUM_W;
+	tpfs_buf_printf(b, "%-11s", label);
+	for (uint64_t i = 0; i < count; i++) {
+		char v[2 * NUM_W + 8] = "";
+		if (s) {
+			uint64_t index = last ? n - count + i : i;
+			const unsigned char *p = last ? s->last[index % TPFS_INFO_EDGE]
+						      : s->first[index];
+			tpfs_format_value(s, p, v, sizeof(v));
+		}
+		tpfs_buf_printf(b, " %*s", width, v);
+	}
+	tpfs_buf_puts(b, "\n");
+}
+
+static void shape(struct tpfs_buf *b, const uint64_t *d, uint32_t n)
+{
+	tpfs_buf_puts(b, "[");
+	for (uint32_t i = 0; i < n; i++)
+		tpfs_buf_printf(b, "%s%" PRIu64, i ? ", " : "", d[i]);
+	tpfs_buf_puts(b, "]");
+}
+
+char *tpfs_info_render(const struct tpfs_tensor *t, const struct tpfs_stats *s,
+		       size_t *len)
+{
+	struct tpfs_buf b = {0};
+	tpfs_buf_printf(&b, "%-11s %s\n%-11s %s\n", "tensor", t->name, "path", t->path);
+	for (int i = 0; i < 2 && t->part[i].st; i++) {
+		const struct tpfs_st_tensor *st = t->part[i].st;
+		tpfs_buf_printf(&b, "%-11s %s: '%s' %s ", i ? "" : "source",
+				t->part[i].src->rel, st->name,
+				tpfs_dtype_info(st->dtype)->name);
+		shape(&b, st->shape, st->ndim);
+		tpfs_buf_printf(&b, ", bytes %" PRIu64 "..%" PRIu64 "\n", st->begin, st->end);
+	}
+	tpfs_buf_printf(&b, "%-11s %s ", "served", t->descr);
+	shape(&b, t->shape, t->ndim);
+	tpfs_buf_printf(&b, " from %s (%s, %s)\n", t->source_dtype, t->conv->name,
+			t->conv->exact ? "exact" : "rounded");
+	tpfs_buf_printf(&b, "%-11s %" PRIu64 "\n", "parameters", t->nelem);
+	tpfs_buf_printf(&b, "%-11s %" PRIu64 " (.npy %" PRIu64 ")\n", "bytes", t->data_bytes,
+			t->npy_size);
+	char v[4][NUM_W + 8];
+	if (s && s->finite && s->kind != 'c') {
+		/* min and max are elements: printed as such; mean and std are
+		 * float64 results */
+		if (s->kind == 'i') {
+			snprintf(v[0], sizeof(v[0]), "%" PRId64, s->imin);
+			snprintf(v[1], sizeof(v[1]), "%" PRId64, s->imax);
+		} else if (s->kind == 'u') {
+			snprintf(v[0], sizeof(v[0]), "%" PRIu64, s->umin);
+			snprintf(v[1], sizeof(v[1]), "%" PRIu64, s->umax);
+		} else if (s->kind == 'b') {
+			snprintf(v[0], sizeof(v[0]), "%s", s->min ? "True" : "False");
+			snprintf(v[1], sizeof(v[1]), "%s", s->max ? "True" : "False");
+		} else {
+			shortest(s->min, s, v[0], sizeof(v[0]));
+			shortest(s->max, s, v[1], sizeof(v[1]));
+		}
+		struct tpfs_stats wide = *s;
+		wide.kind = 'f';
+		wide.size = 8;
+		shortest(s->mean, &wide, v[2], sizeof(v[2]));
+		shortest(sqrt(s->m2 / (double)s->finite), &wide, v[3], sizeof(v[3]));
+	} else {
+		for (int i = 0; i < 4; i++)
+			snprintf(v[i], sizeof(v[i]), "%s", s ? "n/a" : "");
+	}
+	field(&b, "min", v[0]);
+	field(&b, "max", v[1]);
+	field(&b, "mean", v[2]);
+	field(&b, "std", v[3]);
+	char count[32] = "";
+	if (s)
+		snprintf(count, sizeof(count), "%" PRIu64, s->nan);
+	field(&b, "nan", count);
+	if (s)
+		snprintf(count, sizeof(count), "%" PRIu64, s->inf);
+	field(&b, "inf", count);
+	edge_values(&b, "first", s, t, false);
+	edge_values(&b, "last", s, t, true);
+	return tpfs_buf_take(&b, len);
+}

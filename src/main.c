@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "fuse_ops.h"
+#include "tools.h"
 
 #define IO_SIZE_KB 1024
 #include "tpfs/file.h"
@@ -27,13 +28,17 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: tpfs mount SRC MNT [-o OPT[,OPT...]] [-f] [-d] [-s]\n"
 		"       tpfs umount MNT\n"
+		"       tpfs ls SRC [TENSOR] [--json] [-o ...]\n"
+		"       tpfs cat SRC TENSOR [-o ...] > TENSOR.npy\n"
+		"       tpfs convert SRC OUT [-o ...] [--jobs N] [--shard-size SIZE] "
+		"[--resume]\n"
 		"       tpfs SRC MNT [-o OPT[,OPT...]]     (mount helper form, for "
 		"fstab)\n"
 		"       tpfs --version | --help\n"
 		"\n"
 		"Mounts a Safetensors model (a folder or one .safetensors file) as a\n"
-		"read-only tree of NumPy .npy files. 'tpfs mount --help' lists the "
-		"options.\n");
+		"read-only tree of NumPy .npy files; ls, cat and convert give the same\n"
+		"files without FUSE. 'tpfs COMMAND --help' says more.\n");
 }
 
 static void mount_help(void)
@@ -359,6 +364,12 @@ int main(int argc, char **argv)
 		return cmd_mount(argc - 2, argv + 2);
 	if (strcmp(cmd, "umount") == 0 || strcmp(cmd, "unmount") == 0)
 		return cmd_umount(argc - 2, argv + 2);
+	if (strcmp(cmd, "ls") == 0)
+		return tpfs_cmd_ls(argc - 2, argv + 2);
+	if (strcmp(cmd, "cat") == 0)
+		return tpfs_cmd_cat(argc - 2, argv + 2);
+	if (strcmp(cmd, "convert") == 0)
+		return tpfs_cmd_convert(argc - 2, argv + 2);
 	if (cmd[0] != '-')
 		return cmd_mount(argc - 1, argv + 1); /* tpfs SRC MNT -o ... */
 	fprintf(stderr, "tpfs: unknown command '%s'\n", cmd);

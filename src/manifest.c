@@ -28,13 +28,14 @@ static void render_part(struct tpfs_buf *b, const struct tpfs_part *p)
 	tpfs_buf_puts(b, "}");
 }
 
-static void render_tensor(struct tpfs_buf *b, const struct tpfs_tensor *t)
+static void render_tensor(struct tpfs_buf *b, const struct tpfs_tensor *t,
+			  const char *path)
 {
 	const struct tpfs_st_tensor *st = t->part[0].st;
 	tpfs_buf_puts(b, "    {\"name\": ");
 	tpfs_buf_json_string(b, t->name);
 	tpfs_buf_puts(b, ", \"path\": ");
-	tpfs_buf_json_string(b, t->path);
+	tpfs_buf_json_string(b, path);
 	tpfs_buf_puts(b, ", \"dtype\": ");
 	tpfs_buf_json_string(b, t->descr);
 	tpfs_buf_puts(b, ", \"shape\": ");
@@ -57,7 +58,8 @@ static void render_tensor(struct tpfs_buf *b, const struct tpfs_tensor *t)
 			t->npy_size, t->conv->name, t->conv->exact ? "true" : "false");
 }
 
-char *tpfs_manifest_render(const struct tpfs_model *m, size_t *len)
+char *tpfs_manifest_render(const struct tpfs_model *m, const char *const *paths,
+			   const char *extra, size_t *len)
 {
 	struct tpfs_buf b = {0};
 	tpfs_buf_puts(&b, "{\n  \"tpfs_version\": \"" TPFS_VERSION "\",\n  \"source\": ");
@@ -84,8 +86,11 @@ char *tpfs_manifest_render(const struct tpfs_model *m, size_t *len)
 	tpfs_buf_puts(&b, first ? "],\n  \"tensors\": [" : "\n  ],\n  \"tensors\": [");
 	for (size_t i = 0; i < m->ntensors; i++) {
 		tpfs_buf_puts(&b, i ? ",\n" : "\n");
-		render_tensor(&b, &m->tensors[i]);
+		render_tensor(&b, &m->tensors[i], paths ? paths[i] : m->tensors[i].path);
 	}
-	tpfs_buf_puts(&b, m->ntensors ? "\n  ]\n}\n" : "]\n}\n");
+	tpfs_buf_puts(&b, m->ntensors ? "\n  ]" : "]");
+	if (extra)
+		tpfs_buf_printf(&b, ",\n  \"convert\": %s", extra);
+	tpfs_buf_puts(&b, "\n}\n");
 	return tpfs_buf_take(&b, len);
 }

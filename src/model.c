@@ -722,7 +722,7 @@ static int build(struct loader *L, const char *path)
 	}
 	if (rc < 0 || tpfs_tree_finish(&m->tree) < 0)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
-	m->manifest = tpfs_manifest_render(m, &m->manifest_len);
+	m->manifest = tpfs_manifest_render(m, NULL, NULL, &m->manifest_len);
 	if (!m->manifest)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
 	warn_raw(m);

@@ -86,7 +86,10 @@ void tpfs_model_close(struct tpfs_model *m);
  * was truncated, modified or replaced. Thread-safe. */
 int tpfs_source_check(struct tpfs_source *s);
 
-/* Render manifest.json for a model whose tree is finished (manifest.c). */
-char *tpfs_manifest_render(const struct tpfs_model *m, size_t *len);
+/* Render manifest.json for a model whose tree is finished (manifest.c).
+ * paths, when not NULL, replaces each tensor's path (tpfs convert's shard
+ * folders); extra, when not NULL, is a JSON value added as "convert". */
+char *tpfs_manifest_render(const struct tpfs_model *m, const char *const *paths,
+			   const char *extra, size_t *len);
 
 #endif

@@ -517,16 +517,31 @@ static void progress(struct convert *c, const struct timespec *t0)
 		(int)eta % 60, atomic_load(&c->done), c->njobs);
 }
 
-/* The fingerprint of what the output holds: the manifest (sources, ranges,
- * options) and each source file's size and time stamp. */
+/* The fingerprint of what the output holds: every file's place, source,
+ * byte range and conversion, each source file's size and time stamp, and
+ * the options that change bytes (not cache_size or block_size). */
 static void fingerprint(const struct tpfs_model *m, char out[17])
 {
 	XXH3_state_t *h = XXH3_createState();
 	XXH3_64bits_reset(h);
-	XXH3_64bits_update(h, m->manifest, m->manifest_len);
+	const struct tpfs_options *o = &m->opt;
+	int opts[5] = {o->by_file, (int)o->bf16, (int)o->fp8, (int)o->mxfp4, (int)o->dtype};
+	XXH3_64bits_update(h, opts, sizeof(opts));
+	for (size_t i = 0; i < m->ntensors; i++) {
+		const struct tpfs_tensor *t = &m->tensors[i];
+		XXH3_64bits_update(h, t->path, strlen(t->path) + 1);
+		XXH3_64bits_update(h, &t->conv->id, sizeof(t->conv->id));
+		for (int k = 0; k < 2 && t->part[k].st; k++) {
+			const struct tpfs_part *p = &t->part[k];
+			uint64_t v[2] = {p->st->begin, p->st->end};
+			XXH3_64bits_update(h, p->src->rel, strlen(p->src->rel) + 1);
+			XXH3_64bits_update(h, v, sizeof(v));
+		}
+	}
 	for (size_t i = 0; i < m->nsources; i++) {
 		const struct tpfs_source *s = m->sources[i];
 		uint64_t v[3] = {s->size, (uint64_t)s->mtime.tv_sec, (uint64_t)s->mtime.tv_nsec};
+		XXH3_64bits_update(h, s->rel, strlen(s->rel) + 1);
 		XXH3_64bits_update(h, v, sizeof(v));
 	}
 	hash_hex(XXH3_64bits_digest(h), out);

@@ -12,6 +12,7 @@ Environment:
   TPFS_REQUIRE_FUSE  "1": a missing /dev/fuse fails instead of skipping
 """
 
+import gc
 import io
 import json
 import os
@@ -91,20 +92,22 @@ def write_safetensors(path, tensors, metadata=None, pad=True, data_order=None,
             f.write(by_name[name][3])
 
 
-def read_safetensors(path):
+def read_safetensors(path, with_data=True):
     """Parse a file: returns (metadata or the string 'absent', {name: info})
-    where info has dtype, shape, begin, end (absolute) and raw bytes."""
+    where info has dtype, shape, begin, end (absolute) and, with_data, the
+    raw bytes (only the header is read otherwise)."""
     with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n].decode("utf-8"))
-    meta = header.pop("__metadata__", "absent")
-    out = {}
-    for name, info in header.items():
-        b, e = info["data_offsets"]
-        out[name] = {"dtype": info["dtype"], "shape": tuple(info["shape"]),
-                     "begin": 8 + n + b, "end": 8 + n + e,
-                     "raw": blob[8 + n + b:8 + n + e]}
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n).decode("utf-8"))
+        meta = header.pop("__metadata__", "absent")
+        out = {}
+        for name, info in header.items():
+            b, e = info["data_offsets"]
+            out[name] = {"dtype": info["dtype"], "shape": tuple(info["shape"]),
+                         "begin": 8 + n + b, "end": 8 + n + e}
+            if with_data:
+                f.seek(8 + n + b)
+                out[name]["raw"] = f.read(e - b)
     return meta, out
 
 
@@ -294,7 +297,13 @@ class Mount:
         if self.proc is None:
             return
         if self.proc.poll() is None and os.path.ismount(self.mnt):
-            subprocess.run(["fusermount3", "-u", self.mnt], check=False)
+            r = subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
+            if r.returncode != 0:  # still busy: a leaked open file or mapping
+                gc.collect()
+                r = subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
+            if r.returncode != 0:
+                subprocess.run(["fusermount3", "-uz", self.mnt], check=False)
+                raise AssertionError("the mount was still busy at the end of the test")
         try:
             self.returncode = self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:

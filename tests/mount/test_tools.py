@@ -1,0 +1,349 @@
+"""tpfs ls, cat and convert against the mount, the info cards against
+NumPy's statistics, and the generator's presets against the real
+checkpoint's figures."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+import unittest
+
+import numpy as np
+
+import tpfstest as T
+
+GEN = os.path.join(os.path.dirname(os.path.abspath(T.TPFS)), "tpfs-gen")
+REAL = os.environ.get("TPFS_REALDATA", "")
+rng = np.random.default_rng(11)
+
+
+def fixtures(root):
+    """Folders to compare the tools with the mount on: a small model with
+    special values, the demo preset, and every real file (each alone)."""
+    out = []
+    src = os.path.join(root, "special")
+    vals = rng.standard_normal(500).astype("<f4")
+    vals[[3, 70, 499]] = [np.nan, np.inf, -np.inf]
+    T.write_safetensors(os.path.join(src, "m.safetensors"), [
+        ("f32", "F32", (500,), vals.tobytes()),
+        ("bf16", "BF16", (10, 7), (np.frombuffer(rng.standard_normal(70).astype("<f4")
+                                                 .tobytes(), "<u4") >> 16)
+         .astype("<u2").tobytes()),
+        ("i64", "I64", (4,), np.array([-2**63, 5, 2**62, -7], "<i8").tobytes()),
+        ("u64", "U64", (2,), np.array([2**64 - 1, 3], "<u8").tobytes()),
+        ("b", "BOOL", (3,), bytes([1, 0, 1])),
+        ("scalar", "F64", (), struct.pack("<d", 2.5)),
+        ("empty", "F16", (0, 3), b""),
+        ("e4m3", "F8_E4M3", (256,), bytes(range(256))),
+        ("c", "C64", (2,), np.array([1 + 2j, -3.5 - 0.25j], "<c8").tobytes()),
+        ("w_blocks", "U8", (2, 16), rng.integers(0, 256, 32, dtype=np.uint8).tobytes()),
+        ("w_scales", "U8", (2,), bytes([120, 130]))])
+    out.append(src)
+    demo = os.path.join(root, "demo")
+    subprocess.run([GEN, demo, "--preset", "demo", "--quiet"], check=True)
+    out.append(demo)
+    if os.path.isdir(REAL):
+        for dirpath, _, files in os.walk(REAL):
+            for name in sorted(files):
+                if name.endswith(".safetensors") and "sharded" not in dirpath:
+                    one = os.path.join(root, "real-%d" % len(out))
+                    os.mkdir(one)
+                    os.symlink(os.path.join(dirpath, name), os.path.join(one, name))
+                    out.append(one)
+        out.append(os.path.join(REAL, "fluxml-sharded"))
+    return out
+
+
+def tool(*args, check=True, **kw):
+    r = subprocess.run([T.TPFS, *args], capture_output=True, timeout=600, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError("tpfs %s failed: %s" % (" ".join(args), r.stderr.decode()))
+    return r
+
+
+def tree_files(top, skip=()):
+    out = {}
+    for dirpath, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if d != ".tpfs"]
+        for f in files:
+            rel = os.path.relpath(os.path.join(dirpath, f), top)
+            if rel not in skip:
+                out[rel] = os.path.join(dirpath, f)
+    return out
+
+
+class ToolsAgreeWithTheMount(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.sources = fixtures(cls.tmp.name)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        T.require_fuse(self)
+
+    def test_ls_json_cat_and_info_agree_with_the_mount(self):
+        for src in self.sources:
+            with self.subTest(src=os.path.basename(src)), T.Mount(src) as m:
+                with open(m.path("manifest.json"), "rb") as f:
+                    manifest_bytes = f.read()
+                self.assertEqual(tool("ls", src, "--json").stdout, manifest_bytes)
+                manifest = json.loads(manifest_bytes)
+                for k, t in enumerate(manifest["tensors"]):
+                    card = m.path(".tpfs/info/%s.txt" % t["path"][:-len(".npy")])
+                    with open(card, "rb") as f:
+                        text = f.read()
+                    self.assertEqual(os.stat(card).st_size, len(text))
+                    self.check_card(text.decode(), np.load(m.path(t["path"])), t)
+                    if k % 8:
+                        continue  # the tools start a process each: a sample
+                    with open(m.path(t["path"]), "rb") as f:
+                        self.assertEqual(tool("cat", src, t["name"]).stdout, f.read(),
+                                         t["name"])
+                    self.assertEqual(tool("ls", src, t["name"]).stdout, text)
+
+    def check_card(self, text, a, t):
+        """The card's statistics against NumPy's on the same array."""
+        f = dict(re.findall(r"^(\w+) +(.*?)\s*$", text, re.M))
+        self.assertEqual(f["tensor"], t["name"])
+        self.assertEqual(f["path"], t["path"])
+        self.assertEqual(int(f["parameters"]), a.size)
+        if a.dtype.kind == "V":
+            a = (a.view("<u2").astype("<u4") << 16).view("<f4")
+        flat = a.reshape(-1)
+        if a.dtype.kind == "c":
+            parts = np.concatenate([flat.real, flat.imag])
+            self.assertEqual(int(f["nan"]), np.isnan(parts).sum())
+            return
+        values = flat.astype(np.float64) if a.dtype.kind in "fb" else flat
+        finite = values[np.isfinite(values)] if a.dtype.kind in "fb" else values
+        self.assertEqual(int(f["nan"]), int(np.isnan(values).sum()) if a.dtype.kind == "f" else 0)
+        self.assertEqual(int(f["inf"]), int(np.isinf(values).sum()) if a.dtype.kind == "f" else 0)
+        if finite.size:
+            if a.dtype.kind == "b":
+                self.assertEqual(f["min"], str(bool(finite.min())))
+            elif a.dtype.kind in "iu":
+                self.assertEqual(int(f["min"]), int(finite.min()))
+                self.assertEqual(int(f["max"]), int(finite.max()))
+            else:  # printed at the element's own precision
+                elem = a.dtype.type
+                self.assertEqual(elem(float(f["min"])), elem(finite.min()))
+                self.assertEqual(elem(float(f["max"])), elem(finite.max()))
+            mean = finite.astype(np.float64).mean()
+            std = finite.astype(np.float64).std()
+            # Running sums round differently from NumPy's pairwise ones:
+            # agree to 1e-9 of the values' spread.
+            tol = 1e-9 * (np.abs(finite.astype(np.float64)).max() + 1e-300)
+            self.assertTrue(abs(float(f["mean"]) - mean) <= tol, (f["mean"], mean))
+            self.assertTrue(abs(float(f["std"]) - std) <= tol, (f["std"], std))
+        # The first and last values read back as the array's own.
+        first = f["first"].split()
+        last = f["last"].split()
+        def same(token, v):
+            if a.dtype.kind == "b":
+                return token == str(bool(v))
+            if a.dtype.kind in "iu":
+                return int(token) == int(v)
+            return np.array(float(token), dtype=a.dtype) == v or (np.isnan(v) and token == "nan")
+        for k, token in enumerate(first):
+            self.assertTrue(same(token, flat[k]), (token, flat[k]))
+        for k, token in enumerate(last):
+            self.assertTrue(same(token, flat[a.size - len(last) + k]), (token,))
+        self.assertEqual(len(first) + len(last), min(a.size, 6))
+
+    def test_convert_writes_what_the_mount_serves(self):
+        for src in self.sources:
+            with self.subTest(src=os.path.basename(src)), T.Mount(src) as m, \
+                    tempfile.TemporaryDirectory() as out:
+                tool("convert", src, out, "--jobs", "3")
+                got = tree_files(out, skip=(".tpfs-convert", "manifest.json"))
+                want = tree_files(m.mnt, skip=("manifest.json",))
+                self.assertEqual(set(got), set(want))
+                for rel in got:
+                    with open(got[rel], "rb") as a, open(want[rel], "rb") as b:
+                        self.assertEqual(a.read(), b.read(), rel)
+                with open(os.path.join(out, "manifest.json")) as f:
+                    written = json.load(f)
+                with open(m.path("manifest.json")) as f:
+                    served = json.load(f)
+                section = written.pop("convert")
+                self.assertEqual(written, served)
+                listed = {e["path"]: e for e in section["files"]}
+                self.assertEqual(set(listed), set(got))
+                for rel, e in listed.items():
+                    self.assertEqual(e["bytes"], os.path.getsize(got[rel]))
+
+
+class Convert(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.src = os.path.join(self.tmp.name, "model")
+        # Enough data that a conversion takes a moment: 48 tensors.
+        subprocess.run([GEN, self.src, "--quiet", *sum(
+            (["--tensor", "t%02d=bf16:512x1024" % i] for i in range(48)), [])], check=True)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_interrupted_run_is_resumed(self):
+        out = os.path.join(self.tmp.name, "out")
+        p = subprocess.Popen([T.TPFS, "convert", self.src, out, "--jobs", "1",
+                              "-o", "cache_size=0"], stdout=subprocess.PIPE)
+        # Kill it once a few files are done, mid-way.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            done = [f for f in os.listdir(out) if f.endswith(".npy")] \
+                if os.path.isdir(out) else []
+            if len(done) >= 5:
+                break
+            time.sleep(0.005)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        p.stdout.close()
+        partial = [f for f in os.listdir(out) if f.endswith(".npy")]
+        self.assertGreaterEqual(len(partial), 5)
+        self.assertLess(len(partial), 48, "conversion finished before the kill")
+        self.assertFalse(os.path.exists(os.path.join(out, "manifest.json")))
+        # A finished name never holds a truncated file.
+        for f in partial:
+            self.assertEqual(os.path.getsize(os.path.join(out, f)), 128 + 512 * 1024 * 4)
+        r = tool("convert", self.src, out, "--resume")
+        summary = r.stdout.decode().strip().splitlines()[-1]
+        kept = int(re.search(r"(\d+) kept", summary).group(1))
+        self.assertGreaterEqual(kept, len(partial) - 1)  # the last one may be half done
+        self.assertNotIn(".tpfs-partial", " ".join(os.listdir(out)))
+        # The same tree as an uninterrupted run.
+        clean = os.path.join(self.tmp.name, "clean")
+        tool("convert", self.src, clean)
+        a = tree_files(out, skip=(".tpfs-convert",))
+        b = tree_files(clean, skip=(".tpfs-convert",))
+        self.assertEqual(set(a), set(b))
+        for rel in a:
+            with open(a[rel], "rb") as x, open(b[rel], "rb") as y:
+                self.assertEqual(x.read(), y.read(), rel)
+        # Running again keeps everything, and a damaged file is redone.
+        with open(os.path.join(out, "t07.npy"), "r+b") as f:
+            f.seek(1000)
+            f.write(b"\xff")
+        r = tool("convert", self.src, out)
+        self.assertIn("1 files written, 47 kept", r.stdout.decode())
+
+    def test_shard_size_is_respected(self):
+        out = os.path.join(self.tmp.name, "out")
+        limit = 5 * (128 + 512 * 1024 * 4) + 100  # five tensors a shard
+        tool("convert", self.src, out, "--shard-size", str(limit))
+        with open(os.path.join(out, "manifest.json")) as f:
+            manifest = json.load(f)
+        shards = {}
+        for t in manifest["tensors"]:
+            shard, _, rest = t["path"].partition("/")
+            self.assertRegex(shard, r"^shard_\d{3}$")
+            size = os.path.getsize(os.path.join(out, t["path"]))
+            self.assertEqual(size, t["npy_bytes"])
+            shards[shard] = shards.get(shard, 0) + size
+        self.assertEqual(len(shards), 10)  # 48 tensors, 5 a shard
+        self.assertTrue(all(v <= limit for v in shards.values()))
+        # A tensor bigger than the limit gets a shard of its own.
+        out2 = os.path.join(self.tmp.name, "out2")
+        tool("convert", self.src, out2, "--shard-size", "1M")
+        self.assertEqual(len([d for d in os.listdir(out2) if d.startswith("shard_")]), 48)
+
+    def test_non_empty_folder_is_refused(self):
+        out = os.path.join(self.tmp.name, "busy")
+        os.mkdir(out)
+        with open(os.path.join(out, "thesis.tex"), "w") as f:
+            f.write("precious")
+        r = tool("convert", self.src, out, check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("is not empty and holds no earlier tpfs convert output", r.stderr.decode())
+        self.assertEqual(os.listdir(out), ["thesis.tex"])
+
+
+class Generator(unittest.TestCase):
+    def test_gpt_oss_20b_structure(self):
+        """The real checkpoint's figures: 459 tensors, 13,761,264,768 data
+        bytes, in 3 shards with an index; mounted, all of it is listed."""
+        T.require_fuse(self)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "gpt-oss-20b")
+            subprocess.run([GEN, src, "--preset", "gpt-oss-20b", "--sparse"], check=True,
+                           capture_output=True)
+            shards = sorted(f for f in os.listdir(src) if f.endswith(".safetensors"))
+            self.assertEqual(len(shards), 3)
+            names, data = set(), 0
+            for s in shards:
+                _, infos = T.read_safetensors(os.path.join(src, s), with_data=False)
+                names |= set(infos)
+                data += sum(i["end"] - i["begin"] for i in infos.values())
+            self.assertEqual(len(names), 459)
+            self.assertEqual(data, 13761264768)
+            with open(os.path.join(src, "model.safetensors.index.json")) as f:
+                self.assertEqual(set(json.load(f)["weight_map"]), names)
+            with open(os.path.join(src, "config.json")) as f:
+                cfg = json.load(f)
+            self.assertEqual((cfg["num_hidden_layers"], cfg["hidden_size"],
+                              cfg["num_local_experts"], cfg["vocab_size"]),
+                             (24, 2880, 32, 201088))
+            with T.Mount(src) as m:
+                r = subprocess.run(["ls", "-lR", m.mnt], capture_output=True, text=True,
+                                   check=True)
+                listed = [l for l in r.stdout.splitlines() if l.endswith(".npy")]
+                # 48 MXFP4 pairs are served as 48 tensors: 459 - 48.
+                self.assertEqual(len(listed), 411)
+                with open(m.path("manifest.json")) as f:
+                    manifest = json.load(f)
+                self.assertEqual(len(manifest["tensors"]), 411)
+                self.assertEqual(sum(1 for t in manifest["tensors"]
+                                     if t["source_dtype"] == "MXFP4"), 48)
+
+    def test_demo_has_the_advertised_parameter_count(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "demo")
+            subprocess.run([GEN, src, "--preset", "demo", "--quiet"], check=True)
+            _, infos = T.read_safetensors(os.path.join(src, "model.safetensors"))
+            params = 0
+            for name, i in infos.items():
+                n = int(np.prod(i["shape"]))
+                if name.endswith("_blocks"):
+                    params += 2 * n  # two FP4 values a byte
+                elif not name.endswith("_scales"):
+                    params += n
+            self.assertEqual(params, 37991232)
+            help_text = subprocess.run([GEN, "--help"], capture_output=True, text=True).stdout
+            self.assertIn("37,991,232 parameters", help_text)
+
+    def test_seed_reproduces_and_values_look_initialised(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for d in ("a", "b", "c"):
+                seed = "2" if d == "c" else "1"
+                subprocess.run([GEN, os.path.join(tmp, d), "--preset", "demo", "--quiet",
+                                "--seed", seed, "--layers", "1", "--vocab", "1000"],
+                               check=True)
+            def blob(d):
+                with open(os.path.join(tmp, d, "model.safetensors"), "rb") as f:
+                    return f.read()
+            self.assertEqual(blob("a"), blob("b"))
+            self.assertNotEqual(blob("a"), blob("c"))
+            _, infos = T.read_safetensors(os.path.join(tmp, "a", "model.safetensors"))
+            w = T.expected_array("BF16", *(lambda i: (i["shape"], i["raw"]))(
+                infos["model.embed_tokens.weight"]))
+            self.assertAlmostEqual(float(w.std()), 0.02, delta=0.002)
+            self.assertAlmostEqual(float(w.mean()), 0.0, delta=0.002)
+            norm = T.expected_array("BF16", *(lambda i: (i["shape"], i["raw"]))(
+                infos["model.norm.weight"]))
+            self.assertTrue((norm == 1).all())
+            scales = np.frombuffer(infos["model.layers.0.mlp.experts.down_proj_scales"]["raw"],
+                                   np.uint8)
+            self.assertTrue(110 <= scales.min() and scales.max() <= 125)
+
+
+if __name__ == "__main__":
+    T.main()

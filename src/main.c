@@ -55,24 +55,31 @@ static void mount_help(void)
 	       "                      in /etc/fuse.conf unless run as root)\n"
 	       "    allow_root        let root read the mount too\n"
 	       "    auto_unmount      unmount when the daemon dies, even by kill -9\n"
-	       "    nodev, nosuid, noexec, dev, suid, exec, atime, noatime, relatime\n"
+	       "    nodev, nosuid, noexec, dev, suid, exec, atime, noatime, sync, "
+	       "async, dirsync\n"
 	       "                      passed to the kernel\n"
-	       "    ro, rw, defaults, auto, noauto, user, users, nouser, _netdev, "
-	       "nofail,\n"
-	       "    x-*               accepted and ignored (fstab); the mount is "
-	       "always read-only\n",
+	       "    ro, rw, defaults, auto, noauto, user, users, nouser, owner, "
+	       "group, _netdev,\n"
+	       "    nofail, relatime, norelatime, strictatime, nodiratime, x-*, "
+	       "comment=*\n"
+	       "                      accepted and ignored (fstab); the mount is "
+	       "always read-only,\n"
+	       "                      and checks permissions itself "
+	       "(default_permissions)\n",
 	       tpfs_options_help());
 }
 
 static const char *const kernel_opts[] = {
 	"allow_other", "allow_root", "auto_unmount", "nodev", "nosuid", "noexec",
-	"dev", "suid", "exec", "atime", "noatime", "relatime", "norelatime",
-	"strictatime", "nodiratime", "sync", "async", "dirsync", NULL,
+	"dev", "suid", "exec", "atime", "noatime", "sync", "async", "dirsync", NULL,
 };
 
+/* fstab's and mount(8)'s own words, and atime variants a read-only mount
+ * has no use for (libfuse does not take them). */
 static const char *const ignored_opts[] = {
 	"ro", "rw", "defaults", "auto", "noauto", "user", "users", "nouser",
-	"owner", "group", "_netdev", "nofail", "default_permissions", NULL,
+	"owner", "group", "_netdev", "nofail", "relatime", "norelatime",
+	"strictatime", "nodiratime", "default_permissions", NULL,
 };
 
 static bool in_list(const char *const *list, const char *s)
@@ -156,9 +163,18 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a)
 	return 0;
 }
 
+/* libfuse writes some messages in pieces: collect each thread's pieces
+ * into whole lines. */
 static void fuse_log_to_tpfs(enum fuse_log_level level, const char *fmt, va_list ap)
 {
-	tpfs_vlog((int)level, fmt, ap);
+	static _Thread_local char line[1024];
+	size_t n = strlen(line);
+	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	n = strlen(line);
+	if (n && line[n - 1] != '\n' && n + 1 < sizeof(line))
+		return;
+	tpfs_log((int)level, "%s", line);
+	line[0] = '\0';
 }
 
 /* The mount point must be an existing folder; a dead mount gets advice. */

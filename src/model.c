@@ -434,9 +434,13 @@ static int add_tensor(struct loader *L, uint32_t ns, struct entry *en)
 				 "header", s->display, t->name);
 	t->npy_header_len = (uint32_t)hl;
 	t->npy_size = (uint64_t)hl + t->data_bytes;
-	long node = tpfs_tree_add_tensor(&m->tree, ns, t->name, t, s->mtime);
+	bool renamed;
+	long node = tpfs_tree_add_tensor(&m->tree, ns, t->name, t, s->mtime, &renamed);
 	if (node < 0)
 		return tpfs_fail(L->e, (int)node, "out of memory");
+	if (renamed)
+		tpfs_log(LOG_WARNING, "%s: tensor '%s' is served as %s: its own name is "
+			 "taken", s->display, t->name, m->tree.nodes[node].name);
 	L->tensor_node[idx] = node;
 	return 0;
 }
@@ -591,10 +595,11 @@ static int add_folder_tensors(struct loader *L, const struct folder *f)
 		long ns = f->dir;
 		char *where = NULL;
 		if (by_file) {
-			char *stem = tpfs_strdup(base_name(f->st[k]->rel));
-			if (stem)
-				stem[strlen(stem) - strlen(ST_SUFFIX)] = '\0';
-			ns = stem ? tpfs_tree_unique_dir(&L->m->tree, f->dir, stem,
+			/* model.safetensors -> model/, or the file's whole name when
+			 * the stem is no safe folder name (".safetensors" -> "") */
+			const char *file = base_name(f->st[k]->rel);
+			char *stem = strndup(file, strlen(file) - strlen(ST_SUFFIX));
+			ns = stem ? tpfs_tree_add_folder(&L->m->tree, f->dir, stem, file,
 							 f->st[k]->mtime)
 				  : -ENOMEM;
 			free(stem);

@@ -7,6 +7,7 @@
 #include "tpfs/safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #define WHOLE_LIMIT 9007199254740992.0 /* 2^53: doubles stay exact below it */
+#define PLAIN 1 /* valueint of a number item written as plain digits */
 
 const char *tpfs_shape_str(const uint64_t *shape, uint32_t ndim, char *buf,
 			   size_t len)
@@ -36,9 +38,9 @@ static int cmp_str_ptr(const void *a, const void *b)
 }
 
 /* Finds a key that occurs twice among obj's children (recursing into nested
- * objects and arrays). Returns NULL, or the repeated key and sets *owner to
- * the object's own key (NULL for the root). */
-static const char *find_duplicate_key(const cJSON *obj, const char **owner)
+ * objects and arrays): *dup is the repeated key (NULL if none) and *owner
+ * the object's own key (NULL for the root). Returns 0, or -ENOMEM. */
+static int find_duplicate_key(const cJSON *obj, const char **owner, const char **dup)
 {
 	size_t n = 0;
 	for (const cJSON *c = obj->child; c; c = c->next)
@@ -46,34 +48,31 @@ static const char *find_duplicate_key(const cJSON *obj, const char **owner)
 	if (cJSON_IsObject(obj) && n > 1) {
 		const char **names = malloc(n * sizeof(*names));
 		if (!names)
-			return NULL;
+			return -ENOMEM;
 		size_t i = 0;
 		for (const cJSON *c = obj->child; c; c = c->next)
 			names[i++] = c->string ? c->string : "";
 		qsort(names, n, sizeof(*names), cmp_str_ptr);
-		const char *dup = NULL;
-		for (i = 1; i < n && !dup; i++)
+		for (i = 1; i < n && !*dup; i++)
 			if (strcmp(names[i - 1], names[i]) == 0)
-				dup = names[i];
+				*dup = names[i];
 		free(names);
-		if (dup) {
+		if (*dup) {
 			*owner = obj->string;
-			return dup;
+			return 0;
 		}
 	}
-	for (const cJSON *c = obj->child; c; c = c->next) {
-		if (cJSON_IsObject(c) || cJSON_IsArray(c)) {
-			const char *d = find_duplicate_key(c, owner);
-			if (d)
-				return d;
-		}
-	}
-	return NULL;
+	for (const cJSON *c = obj->child; c && !*dup; c = c->next)
+		if ((cJSON_IsObject(c) || cJSON_IsArray(c)) &&
+		    find_duplicate_key(c, owner, dup) < 0)
+			return -ENOMEM;
+	return 0;
 }
 
+/* A number written as plain digits (see strict_json), below 2^53. */
 static bool whole_number(const cJSON *item, uint64_t *out)
 {
-	if (!cJSON_IsNumber(item))
+	if (!cJSON_IsNumber(item) || item->valueint != PLAIN)
 		return false;
 	double d = item->valuedouble;
 	if (!(d >= 0) || d >= WHOLE_LIMIT || d != floor(d))
@@ -280,11 +279,199 @@ static bool json_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* Parse JSON text that must be one object, in UTF-8, with only whitespace
- * after it and no repeated key anywhere. what names the text in messages
- * ("header", "index"). */
+/*
+ * A strict first pass over the JSON text, which cJSON alone would let
+ * through: it keeps control characters raw inside strings, cuts strings at
+ * \u0000, accepts numbers such as 01, and reads 1.0 or 1e0 as whole
+ * numbers. The pass checks the grammar of RFC 8259 and refuses \u0000, and
+ * records for every number, in document order, whether it is written as
+ * plain digits (the only form a shape or an offset may take).
+ */
+struct scan {
+	const char *s;
+	size_t n, i;
+	const char *why;  /* set on the first error, at byte i */
+	bool *plain;      /* per number, in document order */
+	size_t numbers, cap;
+	unsigned depth;
+};
+
+static bool scan_value(struct scan *c);
+
+static void skip_space(struct scan *c)
+{
+	while (c->i < c->n && json_space(c->s[c->i]))
+		c->i++;
+}
+
+static bool fail_at(struct scan *c, const char *why)
+{
+	c->why = why;
+	return false;
+}
+
+static bool scan_string(struct scan *c)
+{
+	c->i++; /* the opening quote */
+	while (c->i < c->n) {
+		unsigned char ch = (unsigned char)c->s[c->i];
+		if (ch == '"') {
+			c->i++;
+			return true;
+		}
+		if (ch < 0x20)
+			return fail_at(c, "a control character inside a string");
+		if (ch != '\\') {
+			c->i++;
+			continue;
+		}
+		if (++c->i >= c->n)
+			break;
+		ch = (unsigned char)c->s[c->i];
+		if (strchr("\"\\/bfnrt", ch) && ch) {
+			c->i++;
+		} else if (ch == 'u') {
+			unsigned v = 0;
+			for (int k = 1; k <= 4; k++) {
+				char h = c->i + (size_t)k < c->n ? c->s[c->i + (size_t)k] : 0;
+				if (!isxdigit((unsigned char)h))
+					return fail_at(c, "a bad \\u escape");
+				v = v * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0'
+										 : (h | 0x20) - 'a' + 10);
+			}
+			if (v == 0)
+				return fail_at(c, "\\u0000 (NUL) inside a string");
+			c->i += 5;
+		} else {
+			return fail_at(c, "a bad escape");
+		}
+	}
+	return fail_at(c, "an unterminated string");
+}
+
+static bool scan_number(struct scan *c)
+{
+	bool plain = true;
+	if (c->s[c->i] == '-') {
+		plain = false;
+		c->i++;
+	}
+	if (c->i >= c->n || !isdigit((unsigned char)c->s[c->i]))
+		return fail_at(c, "a bad number");
+	if (c->s[c->i] == '0' && c->i + 1 < c->n && isdigit((unsigned char)c->s[c->i + 1]))
+		return fail_at(c, "a number with a leading zero");
+	while (c->i < c->n && isdigit((unsigned char)c->s[c->i]))
+		c->i++;
+	if (c->i < c->n && c->s[c->i] == '.') {
+		plain = false;
+		if (++c->i >= c->n || !isdigit((unsigned char)c->s[c->i]))
+			return fail_at(c, "a bad number");
+		while (c->i < c->n && isdigit((unsigned char)c->s[c->i]))
+			c->i++;
+	}
+	if (c->i < c->n && (c->s[c->i] == 'e' || c->s[c->i] == 'E')) {
+		plain = false;
+		if (++c->i < c->n && (c->s[c->i] == '+' || c->s[c->i] == '-'))
+			c->i++;
+		if (c->i >= c->n || !isdigit((unsigned char)c->s[c->i]))
+			return fail_at(c, "a bad number");
+		while (c->i < c->n && isdigit((unsigned char)c->s[c->i]))
+			c->i++;
+	}
+	if (c->numbers == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		bool *p = realloc(c->plain, cap * sizeof(*p));
+		if (!p)
+			return fail_at(c, "out of memory");
+		c->plain = p;
+		c->cap = cap;
+	}
+	c->plain[c->numbers++] = plain;
+	return true;
+}
+
+static bool scan_container(struct scan *c, char close, bool object)
+{
+	if (++c->depth > 1000)
+		return fail_at(c, "nesting deeper than 1000 levels");
+	c->i++;
+	skip_space(c);
+	if (c->i < c->n && c->s[c->i] == close) {
+		c->i++;
+		c->depth--;
+		return true;
+	}
+	for (;;) {
+		if (object) {
+			if (c->i >= c->n || c->s[c->i] != '"')
+				return fail_at(c, "a key that is not a string");
+			if (!scan_string(c))
+				return false;
+			skip_space(c);
+			if (c->i >= c->n || c->s[c->i] != ':')
+				return fail_at(c, "a missing ':'");
+			c->i++;
+		}
+		if (!scan_value(c))
+			return false;
+		skip_space(c);
+		if (c->i < c->n && c->s[c->i] == ',') {
+			c->i++;
+			skip_space(c);
+			continue;
+		}
+		if (c->i < c->n && c->s[c->i] == close) {
+			c->i++;
+			c->depth--;
+			return true;
+		}
+		return fail_at(c, object ? "a missing ',' or '}'" : "a missing ',' or ']'");
+	}
+}
+
+static bool scan_value(struct scan *c)
+{
+	skip_space(c);
+	if (c->i >= c->n)
+		return fail_at(c, "a missing value");
+	char ch = c->s[c->i];
+	if (ch == '{')
+		return scan_container(c, '}', true);
+	if (ch == '[')
+		return scan_container(c, ']', false);
+	if (ch == '"')
+		return scan_string(c);
+	if (ch == '-' || isdigit((unsigned char)ch))
+		return scan_number(c);
+	static const char *const words[] = {"true", "false", "null"};
+	for (int k = 0; k < 3; k++) {
+		size_t len = strlen(words[k]);
+		if (c->n - c->i >= len && memcmp(c->s + c->i, words[k], len) == 0) {
+			c->i += len;
+			return true;
+		}
+	}
+	return fail_at(c, "an unexpected character");
+}
+
+/* Number items in document order get valueint PLAIN or 0 from the scan. */
+static void mark_numbers(cJSON *item, const struct scan *c, size_t *k)
+{
+	for (; item; item = item->next) {
+		if (cJSON_IsNumber(item)) {
+			item->valueint = *k < c->numbers && c->plain[*k] ? PLAIN : 0;
+			(*k)++;
+		}
+		mark_numbers(item->child, c, k);
+	}
+}
+
+/* Parse JSON text that must be one object starting at its first byte, in
+ * UTF-8, with no repeated key anywhere. A Safetensors header (spaces_only)
+ * may be followed by spaces only; an index by any whitespace. what names the
+ * text in messages ("header", "index"). */
 static int parse_object(const char *file, const char *what, const char *json,
-			size_t n, cJSON **out, struct tpfs_error *e)
+			size_t n, bool spaces_only, cJSON **out, struct tpfs_error *e)
 {
 	*out = NULL;
 	size_t bad;
@@ -292,25 +479,41 @@ static int parse_object(const char *file, const char *what, const char *json,
 		return tpfs_fail(e, -EINVAL,
 				 "%s: %s is not valid UTF-8 (byte %zu of the %s)", file,
 				 what, bad, what);
-	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithLengthOpts(json, n, &end, 0);
-	if (!root) {
-		size_t at = end && end >= json ? (size_t)(end - json) : 0;
+	if (spaces_only && (n == 0 || json[0] != '{'))
 		return tpfs_fail(e, -EINVAL,
-				 "%s: %s is not valid JSON (error near byte %zu of the %s)",
-				 file, what, at, what);
-	}
+				 "%s: %s does not start with '{' (rule: the header is a JSON "
+				 "object from its first byte)",
+				 file, what);
+	struct scan c = {.s = json, .n = n};
+	bool ok = scan_value(&c);
 	int rc = 0;
-	for (const char *p = end; p < json + n && rc == 0; p++)
-		if (!json_space(*p))
+	if (!ok)
+		rc = tpfs_fail(e, c.why && strcmp(c.why, "out of memory") == 0 ? -ENOMEM : -EINVAL,
+			       "%s: %s is not valid JSON (%s at byte %zu of the %s)", file,
+			       what, c.why, c.i, what);
+	for (size_t i = c.i; rc == 0 && i < n; i++)
+		if (spaces_only ? json[i] != ' ' : !json_space(json[i]))
 			rc = tpfs_fail(e, -EINVAL,
-				       "%s: %s has bytes other than spaces after the JSON "
-				       "object (byte %zu of the %s)",
-				       file, what, (size_t)(p - json), what);
-	if (rc == 0 && !cJSON_IsObject(root))
-		rc = tpfs_fail(e, -EINVAL, "%s: %s JSON is not an object", file, what);
+				       "%s: %s has bytes other than %s after the JSON object "
+				       "(byte %zu of the %s)",
+				       file, what, spaces_only ? "spaces" : "whitespace", i, what);
+	cJSON *root = NULL;
+	if (rc == 0) {
+		root = cJSON_ParseWithLengthOpts(json, c.i, NULL, 0);
+		if (!root)
+			rc = tpfs_fail(e, -ENOMEM, "%s: out of memory parsing the %s", file, what);
+		else if (!cJSON_IsObject(root))
+			rc = tpfs_fail(e, -EINVAL, "%s: %s JSON is not an object", file, what);
+	}
+	if (rc == 0) {
+		size_t k = 0;
+		mark_numbers(root, &c, &k);
+	}
+	free(c.plain);
 	const char *owner = NULL;
-	const char *dup = rc == 0 ? find_duplicate_key(root, &owner) : NULL;
+	const char *dup = NULL;
+	if (rc == 0 && find_duplicate_key(root, &owner, &dup) < 0)
+		rc = tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
 	if (dup && owner)
 		rc = tpfs_fail(e, -EINVAL,
 			       "%s: duplicate key '%s' inside '%s' in the %s", file, dup,
@@ -330,7 +533,7 @@ static int parse_json(const char *file, const char *json, size_t n,
 		      struct tpfs_st_header *h, struct tpfs_error *e)
 {
 	cJSON *root;
-	int rc = parse_object(file, "header", json, n, &root, e);
+	int rc = parse_object(file, "header", json, n, true, &root, e);
 	if (rc < 0)
 		return rc;
 	size_t count = 0;
@@ -369,7 +572,7 @@ int tpfs_st_index_parse(const char *file, const char *json, size_t len,
 {
 	*out = NULL;
 	cJSON *root;
-	int rc = parse_object(file, "index", json, len, &root, e);
+	int rc = parse_object(file, "index", json, len, false, &root, e);
 	if (rc < 0)
 		return rc;
 	struct tpfs_st_index *ix = calloc(1, sizeof(*ix));

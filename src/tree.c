@@ -14,7 +14,6 @@
 
 #define NAME_MAX_BYTES 255
 #define NPY_SUFFIX ".npy"
-#define HASHED_PREFIX 234 /* 234 + '~' + 16 hex + ".npy" = 255 */
 
 static uint64_t slot_hash(uint32_t parent, const char *name)
 {
@@ -132,18 +131,6 @@ void tpfs_tree_seal(struct tpfs_tree *t, uint32_t dir)
 	t->nodes[dir].sealed = true;
 }
 
-long tpfs_tree_unique_dir(struct tpfs_tree *t, uint32_t parent, const char *name,
-			  struct timespec mtime)
-{
-	long i = add_node(t, parent, name, TPFS_NODE_DIR, NULL, mtime);
-	for (unsigned k = 1; i == -EEXIST; k++) {
-		char alt[NAME_MAX_BYTES + 16];
-		snprintf(alt, sizeof(alt), "%s~%u", name, k);
-		i = add_node(t, parent, alt, TPFS_NODE_DIR, NULL, mtime);
-	}
-	return i;
-}
-
 static bool component_ok(const char *s, size_t n, size_t extra)
 {
 	if (n == 0 || n + extra > NAME_MAX_BYTES)
@@ -212,8 +199,8 @@ static long add_split(struct tpfs_tree *t, uint32_t ns, const char *name,
 	}
 }
 
-/* Rule 2: the flat, escaped file name without the suffix. */
-static char *flat_name(const char *name)
+/* Rule 2's escape: '%', '/' and control bytes as %XX. */
+static char *escape(const char *name)
 {
 	struct tpfs_buf b = {0};
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
@@ -223,39 +210,78 @@ static char *flat_name(const char *name)
 			tpfs_buf_append(&b, p, 1);
 	}
 	tpfs_buf_append(&b, "", 0);
-	char *s = tpfs_buf_take(&b, NULL);
-	if (s && strlen(s) + strlen(NPY_SUFFIX) > NAME_MAX_BYTES) {
-		/* Cut at a character boundary: not inside %XX, not inside UTF-8. */
-		size_t cut = HASHED_PREFIX;
-		while (cut > 0 && ((s[cut] & 0xc0) == 0x80))
-			cut--;
-		if (s[cut - 1] == '%')
-			cut -= 1;
-		else if (s[cut - 2] == '%')
-			cut -= 2;
-		snprintf(s + cut, strlen(s) + 1 - cut, "~%016llx",
-			 (unsigned long long)XXH3_64bits(name, strlen(name)));
+	return tpfs_buf_take(&b, NULL);
+}
+
+/* base, then "~k" when k > 0, then ext, in at most 255 bytes: a base that
+ * does not fit keeps as many of its first bytes as leave room for '~' and
+ * the 16 hex digits of the hash of full (cut between characters, never
+ * inside a %XX escape or a UTF-8 sequence). */
+static void fit(const char *base, const char *full, unsigned k, const char *ext,
+		char out[NAME_MAX_BYTES + 1])
+{
+	char suffix[16] = "";
+	if (k)
+		snprintf(suffix, sizeof(suffix), "~%u", k);
+	size_t extra = strlen(suffix) + strlen(ext), n = strlen(base);
+	if (n + extra <= NAME_MAX_BYTES) {
+		snprintf(out, NAME_MAX_BYTES + 1, "%s%s%s", base, suffix, ext);
+		return;
 	}
-	return s;
+	size_t cut = NAME_MAX_BYTES - extra - 17;
+	while (cut > 0 && (base[cut] & 0xc0) == 0x80)
+		cut--;
+	if (cut >= 1 && base[cut - 1] == '%')
+		cut -= 1;
+	else if (cut >= 2 && base[cut - 2] == '%')
+		cut -= 2;
+	snprintf(out, NAME_MAX_BYTES + 1, "%.*s~%016llx%s%s", (int)cut, base,
+		 (unsigned long long)XXH3_64bits(full, strlen(full)), suffix, ext);
+}
+
+/* A new node named by fit(base, full, k, ext) for the smallest free k. */
+static long add_fitted(struct tpfs_tree *t, uint32_t parent, const char *base,
+		       const char *full, const char *ext, enum tpfs_node_kind kind,
+		       void *payload, struct timespec mtime, bool *renamed)
+{
+	char name[NAME_MAX_BYTES + 1];
+	long i = -EEXIST;
+	for (unsigned k = 0; i == -EEXIST; k++) {
+		fit(base, full, k, ext, name);
+		i = add_node(t, parent, name, kind, payload, mtime);
+		if (renamed)
+			*renamed = k > 0;
+	}
+	return i;
 }
 
 long tpfs_tree_add_tensor(struct tpfs_tree *t, uint32_t ns, const char *name,
-			  void *payload, struct timespec mtime)
+			  void *payload, struct timespec mtime, bool *renamed)
 {
+	if (renamed)
+		*renamed = false;
 	long i = add_split(t, ns, name, payload, mtime);
 	if (i != -EAGAIN)
 		return i;
-	char *flat = flat_name(name);
+	char *flat = escape(name);
 	if (!flat)
 		return -ENOMEM;
-	char file[NAME_MAX_BYTES + 32];
-	snprintf(file, sizeof(file), "%s%s", flat, NPY_SUFFIX);
-	i = tpfs_tree_leaf(t, ns, file, TPFS_NODE_TENSOR, payload, mtime);
-	for (unsigned k = 1; i == -EEXIST; k++) {
-		snprintf(file, sizeof(file), "%s~%u%s", flat, k, NPY_SUFFIX);
-		i = tpfs_tree_leaf(t, ns, file, TPFS_NODE_TENSOR, payload, mtime);
-	}
+	i = add_fitted(t, ns, flat, name, NPY_SUFFIX, TPFS_NODE_TENSOR, payload, mtime,
+		       renamed);
 	free(flat);
+	return i;
+}
+
+long tpfs_tree_add_folder(struct tpfs_tree *t, uint32_t parent, const char *name,
+			  const char *fallback, struct timespec mtime)
+{
+	bool safe = component_ok(name, strlen(name), 0);
+	char *base = escape(safe ? name : fallback);
+	if (!base)
+		return -ENOMEM;
+	long i = add_fitted(t, parent, base, safe ? name : fallback, "", TPFS_NODE_DIR,
+			    NULL, mtime, NULL);
+	free(base);
 	return i;
 }
 

@@ -111,17 +111,26 @@ static void header_that_is_not_utf8_is_refused(void)
 static void header_that_is_not_json_is_refused(void)
 {
 	refused("{\"a\": {\"dtype\": \"U8\",", 0, NULL, "not valid JSON");
-	refused("", 0, NULL, "not valid JSON");
+	refused("{\"a\" 1}", 0, NULL, "not valid JSON (a missing ':' at byte 5");
+	refused("{\"a\":tru}", 0, NULL, "not valid JSON (an unexpected character");
+	refused("", 0, NULL, "header does not start with '{'");
 }
 
 static void header_that_is_not_an_object_is_refused(void)
 {
-	refused("[1, 2]", 0, NULL, "header JSON is not an object");
+	refused("[1, 2]", 0, NULL, "header does not start with '{'");
+	/* an index, unlike a header, may start with whitespace; it must still
+	 * be an object */
+	struct tpfs_st_index *ix = NULL;
+	struct tpfs_error e;
+	CHECK(tpfs_st_index_parse("i.json", " [1]", 4, &ix, &e) == -EINVAL);
+	CHECK_CONTAINS(e.msg, "index JSON is not an object");
 }
 
 static void bytes_after_the_json_object_are_refused(void)
 {
 	refused("{}  x", 0, NULL, "bytes other than spaces after the JSON object");
+	refused("{} {}", 0, NULL, "bytes other than spaces after the JSON object");
 }
 
 static void trailing_nul_padding_is_refused(void)
@@ -131,6 +140,51 @@ static void trailing_nul_padding_is_refused(void)
 	memcpy(buf + 8, json, sizeof(json) - 1);
 	raw_refused(8 + sizeof(json) - 1, 8 + sizeof(json) - 1,
 		    "bytes other than spaces after the JSON object");
+}
+
+static void header_must_start_with_a_brace_and_end_with_spaces(void)
+{
+	refused(" {}", 0, NULL, "header does not start with '{'");
+	refused("\xef\xbb\xbf{}", 0, NULL, "header does not start with '{'"); /* BOM */
+	refused("{}\t", 0, NULL, "bytes other than spaces after the JSON object (byte 2");
+	refused("{}\n", 0, NULL, "bytes other than spaces");
+}
+
+static void strings_with_nul_or_raw_control_characters_are_refused(void)
+{
+	refused("{\"a\\u0000evil\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+		1, NULL, "not valid JSON (\\u0000 (NUL) inside a string at byte");
+	refused("{\"w\":{\"dtype\":\"U8\\u0000junk\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+		1, NULL, "\\u0000 (NUL) inside a string");
+	refused("{\"a\nb\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+		NULL, "a control character inside a string at byte 3");
+	refused("{\"a\\qb\":{}}", 0, NULL, "a bad escape");
+	/* An escaped newline is a fine name character. */
+	struct tpfs_st_header *h = parse_ok(
+		"{\"a\\nb\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1);
+	if (h)
+		CHECK(strcmp(h->tensors[0].name, "a\nb") == 0);
+	tpfs_st_free(h);
+}
+
+static void numbers_must_be_plain_digits(void)
+{
+	refused("{\"w\":{\"dtype\":\"U8\",\"shape\":[1.0],\"data_offsets\":[0,1]}}", 1,
+		"w", "shape entry 0 is not a whole number");
+	refused("{\"w\":{\"dtype\":\"U8\",\"shape\":[1e0],\"data_offsets\":[0,1]}}", 1,
+		"w", "shape entry 0 is not a whole number");
+	refused("{\"w\":{\"dtype\":\"U8\",\"shape\":[-0],\"data_offsets\":[0,0]}}", 0,
+		"w", "shape entry 0 is not a whole number");
+	refused("{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1e0]}}", 1,
+		"w", "\"data_offsets\" must be two whole numbers");
+	refused("{\"w\":{\"dtype\":\"U8\",\"shape\":[01],\"data_offsets\":[0,1]}}", 1,
+		NULL, "a number with a leading zero");
+	/* An unknown key may hold any number; only shapes and offsets are read. */
+	struct tpfs_st_header *h = parse_ok(
+		"{\"w\":{\"dtype\":\"U8\",\"x\":-1.5e3,\"shape\":[2],\"data_offsets\":[0,2]}}", 2);
+	if (h)
+		CHECK(h->tensors[0].shape[0] == 2);
+	tpfs_st_free(h);
 }
 
 static void tensor_entry_that_is_not_an_object_is_refused(void)
@@ -316,8 +370,8 @@ static void padded_and_unpadded_headers_are_accepted(void)
 	if (h)
 		CHECK(h->data_start == 8 + strlen(bare));
 	tpfs_st_free(h);
-	/* Leading whitespace and newlines between tokens are JSON too. */
-	h = parse_ok(" {\n\"a\" : {\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]}\n}\n", 3);
+	/* Newlines between tokens are JSON too. */
+	h = parse_ok("{\n\"a\" : {\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]}\n}  ", 3);
 	tpfs_st_free(h);
 }
 
@@ -490,6 +544,9 @@ int main(void)
 	RUN(header_that_is_not_an_object_is_refused);
 	RUN(bytes_after_the_json_object_are_refused);
 	RUN(trailing_nul_padding_is_refused);
+	RUN(header_must_start_with_a_brace_and_end_with_spaces);
+	RUN(strings_with_nul_or_raw_control_characters_are_refused);
+	RUN(numbers_must_be_plain_digits);
 	RUN(tensor_entry_that_is_not_an_object_is_refused);
 	RUN(dtype_missing_or_wrong_is_refused);
 	RUN(shape_that_is_not_whole_numbers_is_refused);

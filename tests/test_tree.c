@@ -29,7 +29,7 @@ static void setup(void)
 /* Adds the tensor and checks where it landed. */
 static void lands(const char *name, const char *want)
 {
-	long i = tpfs_tree_add_tensor(&tree, 0, name, NULL, T0);
+	long i = tpfs_tree_add_tensor(&tree, 0, name, NULL, T0, NULL);
 	CHECKF(i > 0, "'%s' not added (%ld)", name, i);
 	if (i <= 0)
 		return;
@@ -129,7 +129,10 @@ static void cut_never_splits_an_escape_or_a_character(void)
 		memset(name, 'x', (size_t)lead);
 		memset(name + lead, '%', 120);
 		strcpy(name + lead + 120, "/");
-		long i = tpfs_tree_add_tensor(&tree, 0, name, NULL, T0);
+		long i = tpfs_tree_add_tensor(&tree, 0, name, NULL, T0, NULL);
+		CHECK(i > 0);
+		if (i <= 0)
+			continue;
 		const char *f = tree.nodes[i].name;
 		const char *tilde = strrchr(f, '~');
 		CHECK(tilde && strlen(f) <= 255);
@@ -142,8 +145,9 @@ static void cut_never_splits_an_escape_or_a_character(void)
 	for (int k = 0; k < 150; k++)
 		strcat(name, "\xc3\xa9");
 	strcat(name, "/");
-	long i = tpfs_tree_add_tensor(&tree, 0, name, NULL, T0);
-	const char *f = tree.nodes[i].name;
+	long i = tpfs_tree_add_tensor(&tree, 0, name, NULL, T0, NULL);
+	CHECK(i > 0);
+	const char *f = i > 0 ? tree.nodes[i].name : "~";
 	size_t prefix = (size_t)(strrchr(f, '~') - f);
 	CHECK(prefix % 2 == 0 && prefix <= 234);
 	tpfs_tree_free(&tree);
@@ -168,22 +172,63 @@ static void clashes_get_a_numbered_suffix(void)
 	lands("a/../b", "a%2F..%2Fb.npy");
 	lands("a/./b", "a%2F.%2Fb.npy");
 	lands("a//b", "a%2F%2Fb.npy");
-	CHECK(tpfs_tree_add_tensor(&tree, 0, "a%2F%2Fb", NULL, T0) > 0);
+	lands("a%2F%2Fb", "a%252F%252Fb.npy");
 	lands("a%2F/", "a%252F%2F.npy");
 	tpfs_tree_free(&tree);
 }
 
-static void unique_folders_are_numbered(void)
+static void file_folders_are_safe_names(void)
 {
 	setup();
-	long a = tpfs_tree_unique_dir(&tree, 0, "config.json", T0);
-	CHECK(a > 0 && strcmp(tree.nodes[a].name, "config.json~1") == 0);
-	long b = tpfs_tree_unique_dir(&tree, 0, "model", T0);
-	long c = tpfs_tree_unique_dir(&tree, 0, "model", T0);
-	CHECK(strcmp(tree.nodes[b].name, "model") == 0);
-	CHECK(strcmp(tree.nodes[c].name, "model~1") == 0);
-	CHECK(tpfs_tree_dir(&tree, 0, "config.json", T0) == -EEXIST);
+	const struct {
+		const char *stem, *file, *want;
+	} cases[] = {
+		{"model", "model.safetensors", "model"},
+		{"model", "model.safetensors", "model~1"},
+		{"config.json", "config.json.safetensors", "config.json~1"},
+		/* stems that are no safe folder name: the file's whole name */
+		{"", ".safetensors", ".safetensors"},
+		{".", "..safetensors", "..safetensors"},
+		{"..", "...safetensors", "...safetensors"},
+		{"a\tb", "a\tb.safetensors", "a%09b.safetensors"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		long n = tpfs_tree_add_folder(&tree, 0, cases[i].stem, cases[i].file, T0);
+		CHECKF(n > 0 && strcmp(tree.nodes[n].name, cases[i].want) == 0,
+		       "'%s' -> '%s'", cases[i].file, n > 0 ? tree.nodes[n].name : "?");
+		CHECK(n > 0 && tree.nodes[n].kind == TPFS_NODE_DIR);
+	}
 	CHECK(tpfs_tree_leaf(&tree, 0, "model", TPFS_NODE_FILE, NULL, T0) == -EEXIST);
+	tpfs_tree_free(&tree);
+}
+
+static void suffixes_never_pass_255_bytes(void)
+{
+	setup();
+	/* A 251-byte name fits as name.npy; a real file takes that name first. */
+	char *name = repeat('n', 251);
+	char file[300];
+	snprintf(file, sizeof(file), "%s.npy", name);
+	CHECK(tpfs_tree_leaf(&tree, 0, file, TPFS_NODE_FILE, NULL, T0) > 0);
+	bool renamed = false;
+	long i = tpfs_tree_add_tensor(&tree, 0, name, NULL, T0, &renamed);
+	CHECK(i > 0 && renamed);
+	if (i > 0) {
+		const char *got = tree.nodes[i].name;
+		char want[300];
+		snprintf(want, sizeof(want), "%.232s~%016llx~1.npy", name,
+			 (unsigned long long)XXH3_64bits(name, strlen(name)));
+		CHECKF(strcmp(got, want) == 0, "got %s", got);
+		CHECK(strlen(got) == 255);
+	}
+	/* Many clashes on one long folder name. */
+	char *dir = repeat('d', 255);
+	for (int k = 0; k < 12; k++) {
+		long n = tpfs_tree_add_folder(&tree, 0, dir, dir, T0);
+		CHECK(n > 0 && strlen(tree.nodes[n].name) <= 255);
+	}
+	free(name);
+	free(dir);
 	tpfs_tree_free(&tree);
 }
 
@@ -192,7 +237,7 @@ static void finished_tree_lists_children_sorted(void)
 	setup();
 	const char *names[] = {"zeta", "alpha", "mid/x", "mid/a", "Beta"};
 	for (int i = 0; i < 5; i++)
-		tpfs_tree_add_tensor(&tree, 0, names[i], NULL, T0);
+		tpfs_tree_add_tensor(&tree, 0, names[i], NULL, T0, NULL);
 	CHECK(tpfs_tree_finish(&tree) == 0);
 	const struct tpfs_node *root = &tree.nodes[0];
 	const char *want[] = {".tpfs", "Beta.npy", "alpha.npy", "config.json",
@@ -216,7 +261,7 @@ static void many_entries_in_one_folder_stay_fast_to_look_up(void)
 	char name[64];
 	for (int i = 0; i < 100000; i++) {
 		snprintf(name, sizeof(name), "layers.%d.weight", i);
-		CHECK(tpfs_tree_add_tensor(&tree, 0, name, NULL, T0) > 0);
+		CHECK(tpfs_tree_add_tensor(&tree, 0, name, NULL, T0, NULL) > 0);
 	}
 	CHECK(tpfs_tree_finish(&tree) == 0);
 	for (int i = 0; i < 100000; i += 997) {
@@ -234,7 +279,8 @@ int main(void)
 	RUN(long_names_are_cut_and_hashed);
 	RUN(cut_never_splits_an_escape_or_a_character);
 	RUN(clashes_get_a_numbered_suffix);
-	RUN(unique_folders_are_numbered);
+	RUN(file_folders_are_safe_names);
+	RUN(suffixes_never_pass_255_bytes);
 	RUN(finished_tree_lists_children_sorted);
 	RUN(many_entries_in_one_folder_stay_fast_to_look_up);
 	return check_done();

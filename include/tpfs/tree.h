@@ -18,7 +18,8 @@
  *      ".npy" is appended; a result over 255 bytes keeps its first 234 bytes
  *      and appends '~' and the 16 hex digits of the name's XXH3-64 hash.
  *   3. If that file name is taken too, "~N" goes before ".npy", with the
- *      smallest N >= 1 that is free.
+ *      smallest N >= 1 that is free; a name that the suffix would take past
+ *      255 bytes is cut as in rule 2, shorter by the suffix's length.
  */
 #ifndef TPFS_TREE_H
 #define TPFS_TREE_H
@@ -75,18 +76,21 @@ long tpfs_tree_dir(struct tpfs_tree *t, uint32_t parent, const char *name,
 /* Mark a directory as tpfs's own: tensors never go inside it. */
 void tpfs_tree_seal(struct tpfs_tree *t, uint32_t dir);
 
-/* A new directory called name, or name~1, name~2... if taken. */
-long tpfs_tree_unique_dir(struct tpfs_tree *t, uint32_t parent, const char *name,
-			  struct timespec mtime);
+/* A new folder for one file's tensors (by_file): called name when that is a
+ * safe component (rule 1's tests), otherwise fallback escaped by rule 2;
+ * made unique by rule 3. */
+long tpfs_tree_add_folder(struct tpfs_tree *t, uint32_t parent, const char *name,
+			  const char *fallback, struct timespec mtime);
 
 /* A new leaf. Returns its index, -EEXIST if the name is taken, or -ENOMEM. */
 long tpfs_tree_leaf(struct tpfs_tree *t, uint32_t parent, const char *name,
 		    enum tpfs_node_kind kind, void *payload, struct timespec mtime);
 
 /* Place a tensor's .npy under the namespace folder ns by the rules above.
- * Returns the new leaf's index or -ENOMEM. */
+ * Returns the new leaf's index or -ENOMEM; *renamed (if not NULL) tells
+ * whether rule 3 had to add a suffix. */
 long tpfs_tree_add_tensor(struct tpfs_tree *t, uint32_t ns, const char *name,
-			  void *payload, struct timespec mtime);
+			  void *payload, struct timespec mtime, bool *renamed);
 
 /* Sort every directory's children by name and pack them. Returns 0 or
  * -ENOMEM. */

@@ -141,13 +141,15 @@ static void evict(struct tpfs_cache *c, size_t need, struct tpfs_cache_block **d
 	}
 }
 
-/* Take from the evicted chain a block whose buffer suits len, free the rest. */
+/* Take from the evicted chain a block whose buffer has len bytes, free the
+ * rest. */
 static struct tpfs_cache_block *recycle(struct tpfs_cache_block *dead, size_t len)
 {
 	struct tpfs_cache_block *keep = NULL;
 	while (dead) {
 		struct tpfs_cache_block *n = dead->hnext;
-		if (!keep && dead->cap >= len && dead->cap / 2 <= len)
+		/* The same size only: room was made for cost(len), no more. */
+		if (!keep && dead->cap == len)
 			keep = dead;
 		else
 			free_block(dead);

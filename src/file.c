@@ -185,7 +185,7 @@ static ssize_t converted_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 		key_part(&key.src[0], &t->part[0]);
 		key_part(&key.src[1], &t->part[1]);
 		key.block = block;
-		key.conv = (uint32_t)t->conv->id;
+		key.conv = (uint64_t)t->conv->id;
 		struct fill_ctx ctx = {fs, t, block};
 		struct tpfs_cache_block *b;
 		int rc = tpfs_cache_get(fs->cache, &key, blen, fill_block, &ctx, &b);

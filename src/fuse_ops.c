@@ -59,10 +59,10 @@ static void fill_attr(struct tpfs_fs *fs, uint32_t idx, struct stat *st)
 	st->st_uid = getuid();
 	st->st_gid = getgid();
 	if (n->kind == TPFS_NODE_DIR) {
-		st->st_mode = S_IFDIR | 0555;
-		st->st_nlink = 2;
+		st->st_mode = S_IFDIR | n->perm;
+		st->st_nlink = 2 + n->nsubdirs;
 	} else {
-		st->st_mode = S_IFREG | 0444;
+		st->st_mode = S_IFREG | n->perm;
 		st->st_nlink = 1;
 	}
 	if (n->kind == TPFS_NODE_STATS) {

@@ -22,7 +22,9 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	(void)uc;
 	if (guard_jump)
 		siglongjmp(*guard_jump, 1);
+	/* Not ours (a fault elsewhere, or kill -BUS): die of it as usual. */
 	signal(sig, SIG_DFL);
+	raise(sig);
 }
 
 int tpfs_guard_install(void)

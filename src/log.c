@@ -4,12 +4,16 @@
  */
 #include "tpfs/log.h"
 
+#include "tpfs/util.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 static bool use_syslog;
 static bool debug_on;
+static bool held;
+static struct tpfs_buf kept;
 
 void tpfs_log_use_syslog(bool on)
 {
@@ -20,14 +24,22 @@ void tpfs_log_use_syslog(bool on)
 	use_syslog = on;
 }
 
+void tpfs_log_hold(void)
+{
+	held = true;
+}
+
+void tpfs_log_release(bool emit)
+{
+	held = false;
+	if (emit && kept.len)
+		fputs(kept.data, stderr);
+	tpfs_buf_free(&kept);
+}
+
 void tpfs_log_set_debug(bool on)
 {
 	debug_on = on;
-}
-
-bool tpfs_log_debug_enabled(void)
-{
-	return debug_on;
 }
 
 void tpfs_log(int prio, const char *fmt, ...)
@@ -53,5 +65,8 @@ void tpfs_vlog(int prio, const char *fmt, va_list ap)
 		return;
 	}
 	const char *tag = prio == LOG_WARNING ? "warning: " : "";
-	fprintf(stderr, "tpfs: %s%s\n", tag, line);
+	if (held && prio == LOG_WARNING)
+		tpfs_buf_printf(&kept, "tpfs: %s%s\n", tag, line);
+	else
+		fprintf(stderr, "tpfs: %s%s\n", tag, line);
 }

@@ -96,6 +96,7 @@ struct mount_args {
 	bool foreground, debug, single;
 	struct tpfs_options opt;
 	char kopts[1024];   /* options for the kernel mount */
+	bool kopts_overflow;
 };
 
 /* The mount's own options: those for the kernel are kept, fstab's noise is
@@ -109,6 +110,10 @@ static bool mount_opt(const char *o, void *ctx)
 	if (!in_list(kernel_opts, o))
 		return false;
 	size_t n = strlen(a->kopts);
+	if (n + strlen(o) + 2 > sizeof(a->kopts)) {
+		a->kopts_overflow = true;
+		return true;
+	}
 	snprintf(a->kopts + n, sizeof(a->kopts) - n, ",%s", o);
 	return true;
 }
@@ -155,6 +160,10 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a)
 			fprintf(stderr, "tpfs: unexpected argument '%s'\n", s);
 			return -1;
 		}
+	}
+	if (a->kopts_overflow) {
+		fprintf(stderr, "tpfs: too many kernel mount options\n");
+		return -1;
 	}
 	if (!a->src || !a->mnt) {
 		fprintf(stderr, "tpfs: mount needs SRC and MNT (see 'tpfs mount --help')\n");
@@ -211,7 +220,12 @@ static int build_fuse_args(const struct mount_args *a, const char *root,
 {
 	char *opts = NULL, *escaped = NULL, *fsname = NULL;
 	int rc = -1;
+	/* nosuid and nodev unless asked otherwise: nothing here is a program or
+	 * a device (a root mount through fstab would not get them by default) */
+	bool suid = strstr(a->kopts, ",suid") != NULL, dev = strstr(a->kopts, ",dev") != NULL;
 	if (fuse_opt_add_opt(&opts, "ro,default_permissions,subtype=tpfs") < 0 ||
+	    (!suid && fuse_opt_add_opt(&opts, "nosuid") < 0) ||
+	    (!dev && fuse_opt_add_opt(&opts, "nodev") < 0) ||
 	    fuse_opt_add_opt_escaped(&escaped, root) < 0 ||
 	    asprintf(&fsname, "fsname=%s", escaped) < 0) {
 		fsname = NULL;

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tpfs/guard.h"
 #include "tpfs/info.h"
 #include "tpfs/log.h"
 #include "tpfs/npy.h"
@@ -87,6 +88,7 @@ static void source_free(struct tpfs_source *s)
 	tpfs_st_free(s->st);
 	free(s->rel);
 	free(s->display);
+	free(s->path);
 	free(s);
 }
 
@@ -101,19 +103,27 @@ static int source_open(struct loader *L, const char *path, const char *rel,
 	s->fd = -1;
 	s->rel = tpfs_strdup(rel);
 	s->display = tpfs_strdup(display);
+	s->path = tpfs_strdup(path);
 	int rc;
 	struct stat st;
-	if (!s->rel || !s->display) {
+	if (!s->rel || !s->display || !s->path) {
 		rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	s->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a file swapped for a FIFO since the folder was read
+	 * must not hang the mount; it is refused below. */
+	s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (s->fd < 0 || fstat(s->fd, &st) < 0) {
 		rc = tpfs_fail(L->e, -errno, "%s: cannot open: %s", display,
 			       strerror(errno));
 		goto fail;
 	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = tpfs_fail(L->e, -EINVAL, "%s: no longer a regular file", display);
+		goto fail;
+	}
 	s->size = (uint64_t)st.st_size;
+	s->perm = (uint16_t)(st.st_mode & 07777);
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
 	s->mtime = st.st_mtim;
@@ -130,6 +140,9 @@ static int source_open(struct loader *L, const char *path, const char *rel,
 		rc = tpfs_st_read(s->fd, display, s->size, &s->st, L->e);
 		if (rc < 0)
 			goto fail;
+	} else {
+		close(s->fd);
+		s->fd = -1;
 	}
 	if (!push_ptr(&L->m->sources, &L->m->nsources, s)) {
 		rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
@@ -200,6 +213,19 @@ static struct folder *add_folder(struct loader *L, uint32_t dir,
 	return f;
 }
 
+/* Whether path, links resolved, lies within root (an absolute real path).
+ * Links to files may lead anywhere (Hugging Face's snapshots link into a
+ * blob store), but a linked folder outside the source would mirror it. */
+static bool inside(const char *root, const char *path)
+{
+	char *real = realpath(path, NULL);
+	size_t n = strlen(root);
+	bool in = real && strncmp(real, root, n) == 0 &&
+		  (real[n] == '/' || real[n] == '\0' || (n == 1 && root[0] == '/'));
+	free(real);
+	return in;
+}
+
 static int walk(struct loader *L, const char *path, const char *rel,
 		const char *display, uint32_t dir, const struct stat *self,
 		const struct ancestry *up)
@@ -224,6 +250,9 @@ static int walk(struct loader *L, const char *path, const char *rel,
 			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
 		} else if (stat(cpath, &st) < 0) {
 			tpfs_log(LOG_WARNING, "skipping %s: %s", cdisp, strerror(errno));
+		} else if (S_ISDIR(st.st_mode) && !inside(L->m->root, cpath)) {
+			tpfs_log(LOG_WARNING, "skipping %s: a link to a folder outside %s",
+				 cdisp, L->m->display_root);
 		} else if (S_ISDIR(st.st_mode)) {
 			bool loop = false;
 			for (const struct ancestry *a = &here; a; a = a->up)
@@ -257,6 +286,8 @@ static int walk(struct loader *L, const char *path, const char *rel,
 				else if (ends_with(name, INDEX_SUFFIX) &&
 					 !push_ptr(&f->idx, &f->nidx, s))
 					rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+				if (leaf >= 0)
+					L->m->tree.nodes[leaf].perm = s->perm;
 			}
 		} else {
 			tpfs_log(LOG_DEBUG, "skipping %s: not a regular file or folder", cdisp);
@@ -276,6 +307,8 @@ static int walk(struct loader *L, const char *path, const char *rel,
 			tpfs_log(LOG_WARNING, "skipping %s: %s", cdisp, strerror(errno));
 		} else {
 			long node = tpfs_tree_dir(&L->m->tree, dir, subs[i], st.st_mtim);
+			if (node >= 0)
+				L->m->tree.nodes[node].perm = (uint16_t)(st.st_mode & 0555);
 			rc = node < 0 ? tpfs_fail(L->e, (int)node, "out of memory")
 				      : walk(L, cpath, crel, cdisp, (uint32_t)node, &st, &here);
 		}
@@ -298,9 +331,9 @@ static int check_index(struct loader *L, const struct folder *f,
 	char *text = malloc(x->size + 1);
 	if (!text)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
-	if (pread(x->fd, text, x->size, 0) != (ssize_t)x->size) {
+	if (tpfs_guard_copy(text, x->map, x->size) < 0) {
 		free(text);
-		return tpfs_fail(L->e, -EIO, "%s: cannot read", x->display);
+		return tpfs_fail(L->e, -EIO, "%s: cannot read (it shrank)", x->display);
 	}
 	struct tpfs_st_index *ix;
 	int rc = tpfs_st_index_parse(x->display, text, x->size, &ix, L->e);
@@ -423,6 +456,9 @@ static int add_tensor(struct loader *L, uint32_t ns, struct entry *en)
 	t->shape = served_shape(t, &t->ndim);
 	if (!t->shape)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	if (t->ndim > 32)
+		tpfs_log(LOG_WARNING, "%s: tensor '%s' has %u dimensions; NumPy 1.x loads at "
+			 "most 32", s->display, t->name, t->ndim);
 	t->nelem = 1;
 	for (uint32_t i = 0; i < t->ndim; i++)
 		t->nelem *= t->shape[i]; /* no overflow: bounded by the source's bytes */
@@ -441,6 +477,10 @@ static int add_tensor(struct loader *L, uint32_t ns, struct entry *en)
 	if (renamed)
 		tpfs_log(LOG_WARNING, "%s: tensor '%s' is served as %s: its own name is "
 			 "taken", s->display, t->name, m->tree.nodes[node].name);
+	/* Readable by whoever may read every file it comes from. */
+	m->tree.nodes[node].perm = s->perm & (t->part[1].st ? t->part[1].src->perm : 07777);
+	if (!m->tree.nodes[node].perm)
+		m->tree.nodes[node].perm = 0400; /* 0 would mean "the folder's" */
 	L->tensor_node[idx] = node;
 	return 0;
 }
@@ -638,6 +678,8 @@ static int add_info(struct loader *L, uint32_t info, struct tpfs_tensor *t)
 	long leaf = dir < 0 ? dir
 			    : tpfs_tree_leaf(&L->m->tree, (uint32_t)dir, name, TPFS_NODE_INFO,
 					     t, t->part[0].src->mtime);
+	if (leaf >= 0) /* a card tells about the values: the tensor's own bits */
+		L->m->tree.nodes[leaf].perm = L->m->tree.nodes[t->node].perm;
 	/* A tensor folder called x.txt beside a tensor x.npy would clash here:
 	 * that rare card is left out rather than the mount refused. */
 	if (leaf == -EEXIST)
@@ -653,9 +695,9 @@ static void warn_raw(const struct tpfs_model *m)
 		     m->tensors[i].part[0].st->dtype == TPFS_DT_F6_E3M2;
 	if (n)
 		tpfs_log(LOG_WARNING,
-			 "%zu F6 tensors are served as their raw bytes (|u1): the "
-			 "Safetensors format does not define how 6-bit values are packed",
-			 n);
+			 "%zu F6 tensor%s served as raw bytes (|u1): the Safetensors "
+			 "format does not define how 6-bit values are packed",
+			 n, n == 1 ? " is" : "s are");
 }
 
 static void raise_fd_limit(void)
@@ -673,12 +715,20 @@ static int build(struct loader *L, const char *path)
 	struct stat st;
 	if (stat(path, &st) < 0)
 		return tpfs_fail(L->e, -errno, "%s: %s", m->display_root, strerror(errno));
-	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+	/* A single file is named .safetensors by the user (its link target may
+	 * be a blob without the suffix). */
+	if (!S_ISDIR(st.st_mode) &&
+	    !(S_ISREG(st.st_mode) && ends_with(m->display_root, ST_SUFFIX)))
 		return tpfs_fail(L->e, -EINVAL, "%s: not a folder or a .safetensors file",
 				 m->display_root);
 	int rc = tpfs_tree_init(&m->tree, st.st_mtim);
 	if (rc < 0)
 		return tpfs_fail(L->e, rc, "out of memory");
+	/* The root takes the source folder's bits (a single file's, with x
+	 * where it has r); tpfs's own files follow the root. */
+	mode_t rbits = st.st_mode & 0444;
+	m->tree.nodes[0].perm = (uint16_t)(S_ISDIR(st.st_mode) ? st.st_mode & 0555
+							       : rbits | rbits >> 2);
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	long hidden = tpfs_tree_dir(&m->tree, 0, HIDDEN_DIR, now);
@@ -715,7 +765,9 @@ static int build(struct loader *L, const char *path)
 	L->tensor_node = calloc(total + total / 2 + 1, sizeof(*L->tensor_node));
 	if (!m->tensors || !L->tensor_node)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < L->nfolders && rc == 0; i++)
+	/* Deepest folders first: a folder's own tensors take their names before
+	 * tensors of a folder above that reach into it ("sub/w"). */
+	for (size_t i = L->nfolders; i-- > 0 && rc == 0;)
 		rc = add_folder_tensors(L, &L->folders[i]);
 	if (rc < 0)
 		return rc;
@@ -731,6 +783,12 @@ static int build(struct loader *L, const char *path)
 	if (!m->manifest)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
 	warn_raw(m);
+	if (!m->ntensors)
+		tpfs_log(LOG_WARNING, "%s holds no .safetensors file: the mount shows only "
+			 "its other files", m->display_root);
+	if (m->opt.cache_size && m->opt.cache_size < m->opt.block_size)
+		tpfs_log(LOG_WARNING, "cache_size is smaller than block_size: no converted "
+			 "block will stay cached");
 	return 0;
 }
 
@@ -761,7 +819,9 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 		return tpfs_fail(e, -err, "%s: %s", path, strerror(err));
 	}
 	struct loader L = {.m = m, .e = e};
+	tpfs_log_hold();
 	rc = build(&L, m->root);
+	tpfs_log_release(rc == 0);
 	for (size_t i = 0; i < L.nfolders; i++) {
 		free(L.folders[i].display);
 		free(L.folders[i].st);
@@ -803,12 +863,16 @@ int tpfs_source_check(struct tpfs_source *s)
 	if (atomic_load_explicit(&s->stale, memory_order_relaxed))
 		return -EIO;
 	struct stat st;
-	if (fstat(s->fd, &st) == 0 && (uint64_t)st.st_size == s->size &&
-	    st.st_mtim.tv_sec == s->mtime.tv_sec &&
-	    st.st_mtim.tv_nsec == s->mtime.tv_nsec && st.st_nlink > 0)
+	int ok = (s->fd >= 0 ? fstat(s->fd, &st) : stat(s->path, &st)) == 0;
+	if (ok && (uint64_t)st.st_size == s->size && st.st_mtim.tv_sec == s->mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == s->mtime.tv_nsec && st.st_nlink > 0 &&
+	    (uint64_t)st.st_dev == s->dev && (uint64_t)st.st_ino == s->ino)
 		return 0;
 	if (!atomic_exchange(&s->stale, true)) {
-		if (st.st_nlink == 0)
+		if (!ok)
+			tpfs_log(LOG_ERR, "%s can no longer be examined (%s); its files now "
+				 "fail with EIO", s->display, strerror(errno));
+		else if (st.st_nlink == 0 || (uint64_t)st.st_ino != s->ino)
 			tpfs_log(LOG_ERR, "%s was deleted or replaced while mounted; its "
 				 "files now fail with EIO (remount to see the new one)",
 				 s->display);

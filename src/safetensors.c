@@ -149,7 +149,8 @@ static int parse_tensor(const char *file, const cJSON *item,
 	for (const cJSON *d = shape->child; d; d = d->next, i++) {
 		if (!whole_number(d, &t->shape[i]))
 			return tpfs_fail(e, -EINVAL,
-					 "%s: tensor '%s': shape entry %u is not a whole number >= 0",
+					 "%s: tensor '%s': shape entry %u is not a whole number "
+					 "from 0 to 2^53 written in plain digits",
 					 file, name, i);
 		if (!tpfs_mul_u64(t->nelem, t->shape[i], &t->nelem))
 			overflow = true;

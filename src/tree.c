@@ -294,14 +294,27 @@ static int cmp_children(const void *a, const void *b, void *tree)
 
 int tpfs_tree_finish(struct tpfs_tree *t)
 {
+	/* A parent always comes before its children. */
+	if (!t->nodes[0].perm)
+		t->nodes[0].perm = 0555;
+	for (size_t i = 1; i < t->nnodes; i++) {
+		struct tpfs_node *n = &t->nodes[i];
+		if (!n->perm)
+			n->perm = t->nodes[n->parent].perm;
+		n->perm &= n->kind == TPFS_NODE_DIR ? 0555 : 0444;
+	}
 	free(t->children);
 	t->children = calloc(t->nnodes, sizeof(*t->children));
 	if (!t->children)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->nnodes; i++)
 		t->nodes[i].nchild = 0;
-	for (size_t i = 1; i < t->nnodes; i++)
+	for (size_t i = 0; i < t->nnodes; i++)
+		t->nodes[i].nsubdirs = 0;
+	for (size_t i = 1; i < t->nnodes; i++) {
 		t->nodes[t->nodes[i].parent].nchild++;
+		t->nodes[t->nodes[i].parent].nsubdirs += t->nodes[i].kind == TPFS_NODE_DIR;
+	}
 	uint32_t at = 0;
 	for (size_t i = 0; i < t->nnodes; i++) {
 		t->nodes[i].child0 = at;

@@ -138,12 +138,20 @@ void tpfs_buf_free(struct tpfs_buf *b)
 
 int tpfs_parse_size(const char *s, uint64_t *out)
 {
-	if (!s || !isdigit((unsigned char)s[0]))
+	/* digits, optionally a point and more digits: no sign, hex or exponent */
+	size_t len = s ? strspn(s, "0123456789") : 0;
+	if (!len)
 		return -EINVAL;
+	if (s[len] == '.') {
+		size_t frac = strspn(s + len + 1, "0123456789");
+		if (!frac)
+			return -EINVAL;
+		len += 1 + frac;
+	}
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (errno || end == s || !isfinite(v) || v < 0)
+	if (errno || end != s + len || !isfinite(v))
 		return -EINVAL;
 	double mul = 1;
 	switch (toupper((unsigned char)*end)) {

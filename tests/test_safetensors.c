@@ -209,7 +209,7 @@ static void shape_that_is_not_whole_numbers_is_refused(void)
 	refused("{\"w\":{\"dtype\":\"U8\",\"shape\":5,\"data_offsets\":[0,5]}}", 5, "w",
 		"\"shape\" is not an array");
 	refused("{\"w\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0, "w",
-		"shape entry 0 is not a whole number >= 0");
+		"shape entry 0 is not a whole number from 0 to 2^53");
 	refused("{\"w\":{\"dtype\":\"U8\",\"shape\":[1,2.5],\"data_offsets\":[0,0]}}", 0,
 		"w", "shape entry 1 is not a whole number");
 	refused("{\"w\":{\"dtype\":\"U8\",\"shape\":[\"2\"],\"data_offsets\":[0,2]}}", 2,

@@ -749,8 +749,11 @@ int main(int argc, char **argv)
 		total_bytes += tensors[i].bytes;
 		params += tensors[i].params;
 	}
-	if (c.shards > ntensors)
+	if (c.shards > ntensors) {
+		fprintf(stderr, "tpfs-gen: %d shards asked for %d tensors: writing %d\n",
+			c.shards, ntensors, ntensors);
 		c.shards = ntensors;
+	}
 	assign_shards(&c, total_bytes);
 	if (mkdir_p(c.out) < 0) {
 		fprintf(stderr, "tpfs-gen: %s: %s\n", c.out, strerror(errno));
@@ -773,9 +776,9 @@ int main(int argc, char **argv)
 		return 1;
 	if (!c.quiet) {
 		char sz[32];
-		printf("wrote %s: %d tensors, %" PRIu64 " parameters, %" PRIu64
+		printf("wrote %s: %d tensor%s, %" PRIu64 " parameters, %" PRIu64
 		       " data bytes (%s) in %d file%s, %.1f s\n",
-		       c.out, ntensors, params, total_bytes,
+		       c.out, ntensors, ntensors == 1 ? "" : "s", params, total_bytes,
 		       tpfs_format_size(total_bytes, sz, sizeof(sz)), c.shards,
 		       c.shards == 1 ? "" : "s", since(&t_start));
 	}

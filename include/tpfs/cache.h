@@ -36,8 +36,7 @@ struct tpfs_cache_ref {
 struct tpfs_cache_key {
 	struct tpfs_cache_ref src[2]; /* the source tensor(s); src[1] zero if one */
 	uint64_t block;               /* block index in output space */
-	uint32_t conv;                /* conversion id */
-	uint32_t zero;
+	uint64_t conv;                /* conversion id */
 };
 
 /* Produces the len bytes of a missing block into dst. Returns 0 or a negative

@@ -38,7 +38,6 @@ struct tpfs_dtype_info {
 	const char *name;   /* as spelled in Safetensors headers */
 	unsigned bits;      /* storage bits per element */
 	const char *descr;  /* NumPy descr when served as stored, else NULL */
-	bool floating;      /* a floating-point type */
 };
 
 const struct tpfs_dtype_info *tpfs_dtype_info(enum tpfs_dtype dt);

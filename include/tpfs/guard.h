@@ -3,7 +3,8 @@
  * it was mapped raises SIGBUS, which would kill the daemon and every reader
  * with it. Code that touches mapped source bytes runs inside tpfs_guard_run:
  * a SIGBUS raised by that thread inside the guarded function unwinds to the
- * guard, which returns -EIO. The guarded function must not take locks or
+ * guard, which returns -EIO; any other SIGBUS kills the process as it would
+ * without the handler. The guarded function must not take locks or
  * allocate, since it can be abandoned at any instruction.
  */
 #ifndef TPFS_GUARD_H

@@ -11,8 +11,13 @@
 #include <syslog.h>
 
 void tpfs_log_use_syslog(bool on);
+
+/* While held, warnings are kept instead of written; release writes them
+ * (emit) or drops them. tpfs_model_open holds them so that a refused model
+ * gives one line: the reason. Not for use while threads log. */
+void tpfs_log_hold(void);
+void tpfs_log_release(bool emit);
 void tpfs_log_set_debug(bool on);
-bool tpfs_log_debug_enabled(void);
 
 /* prio is a syslog priority: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
 void tpfs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -25,11 +25,15 @@
 struct tpfs_source {
 	char *rel;                   /* path relative to the source root */
 	char *display;               /* path for messages, as the user named it */
-	int fd;
+	char *path;                  /* absolute path, for freshness checks */
+	int fd;                      /* .safetensors files only (others: -1): the
+					mappings keep the files, and a folder of
+					many small files must not use up fds */
 	const uint8_t *map;          /* the whole file, read-only; NULL if empty */
 	uint64_t size;
 	uint64_t dev, ino;
 	struct timespec mtime;
+	uint16_t perm;               /* its permission bits */
 	struct tpfs_st_header *st;   /* NULL for a passed-through file */
 	atomic_bool stale;           /* set once the file changed under the mount */
 };
@@ -83,7 +87,8 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 void tpfs_model_close(struct tpfs_model *m);
 
 /* 0 while the source is as it was when mounted; -EIO (logged once) once it
- * was truncated, modified or replaced. Thread-safe. */
+ * was truncated, modified or replaced (fstat of the open file, or stat of
+ * its path for a passed-through file). Thread-safe. */
 int tpfs_source_check(struct tpfs_source *s);
 
 /* Render manifest.json for a model whose tree is finished (manifest.c).

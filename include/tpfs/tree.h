@@ -44,9 +44,12 @@ struct tpfs_node {
 	uint32_t parent;         /* the root is its own parent */
 	uint32_t child0;         /* dirs: first index into tree->children */
 	uint32_t nchild;         /* dirs: number of children (sorted by name) */
+	uint32_t nsubdirs;       /* dirs: how many of them are folders */
 	struct timespec mtime;
 	void *payload;           /* tensor or source, by kind */
 	bool sealed;             /* dirs: tpfs's own, no tensor goes inside */
+	uint16_t perm;           /* permission bits; 0: the parent's (set by
+				    tpfs_tree_finish, files without x bits) */
 };
 
 struct tpfs_tree {
@@ -92,8 +95,9 @@ long tpfs_tree_leaf(struct tpfs_tree *t, uint32_t parent, const char *name,
 long tpfs_tree_add_tensor(struct tpfs_tree *t, uint32_t ns, const char *name,
 			  void *payload, struct timespec mtime, bool *renamed);
 
-/* Sort every directory's children by name and pack them. Returns 0 or
- * -ENOMEM. */
+/* Give nodes without permission bits their parent's (files get the read
+ * bits only), then sort every directory's children by name and pack them.
+ * Returns 0 or -ENOMEM. */
 int tpfs_tree_finish(struct tpfs_tree *t);
 
 /* The node's path relative to the root ("" for the root), malloc'd. */

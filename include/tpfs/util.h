@@ -56,8 +56,9 @@ static inline bool tpfs_add_u64(uint64_t a, uint64_t b, uint64_t *r)
 	return !__builtin_add_overflow(a, b, r);
 }
 
-/* Parse "256M", "1.5G", "4096", "64KiB" (binary units, K M G T, optional
- * trailing B or iB). Returns 0 or -EINVAL. */
+/* Parse "256M", "1.5G", "4096", "64KiB": digits with an optional fraction,
+ * then an optional binary unit K, M, G or T (case-insensitive, optionally
+ * followed by B or iB). Returns 0 or -EINVAL. */
 int tpfs_parse_size(const char *s, uint64_t *out);
 
 /* Format n bytes as "1.50 GiB" into buf. Returns buf. */

@@ -3,6 +3,7 @@
  * model, mount, daemonize, serve, unmount) and umount. One of the two files
  * that know libfuse (with fuse_ops.c).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fuse_ops.h"
@@ -123,9 +125,15 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a)
 {
 	memset(a, 0, sizeof(*a));
 	tpfs_options_defaults(&a->opt);
+	bool rest = false;
 	for (int i = 0; i < argc; i++) {
 		const char *s = argv[i];
-		if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+		if (rest && a->src && a->mnt) {
+			fprintf(stderr, "tpfs: unexpected argument '%s'\n", s);
+			return -1;
+		} else if (rest) {
+			*(a->src ? &a->mnt : &a->src) = s;
+		} else if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
 			mount_help();
 			return 1;
 		} else if (strcmp(s, "-f") == 0) {
@@ -148,7 +156,9 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a)
 				fprintf(stderr, "tpfs: %s\n", e.msg);
 				return -1;
 			}
-		} else if (s[0] == '-' && s[1]) {
+		} else if (strcmp(s, "--") == 0 && !rest) {
+			rest = true; /* what follows are paths, even if they start with - */
+		} else if (s[0] == '-' && s[1] && !rest) {
 			fprintf(stderr, "tpfs: unknown flag '%s' (see 'tpfs mount --help')\n",
 				s);
 			return -1;
@@ -174,9 +184,13 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a)
 
 /* libfuse writes some messages in pieces: collect each thread's pieces
  * into whole lines. */
+static bool fuse_said_error; /* libfuse has explained a failure already */
+
 static void fuse_log_to_tpfs(enum fuse_log_level level, const char *fmt, va_list ap)
 {
 	static _Thread_local char line[1024];
+	if (level <= FUSE_LOG_ERR)
+		fuse_said_error = true;
 	size_t n = strlen(line);
 	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	n = strlen(line);
@@ -186,7 +200,20 @@ static void fuse_log_to_tpfs(enum fuse_log_level level, const char *fmt, va_list
 	line[0] = '\0';
 }
 
-/* The mount point must be an existing folder; a dead mount gets advice. */
+static bool empty_folder(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	bool empty = true;
+	while (d && empty && (de = readdir(d)) != NULL)
+		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+	if (d)
+		closedir(d);
+	return empty;
+}
+
+/* The mount point must be an existing folder that is not already a mount
+ * point; a dead mount gets advice. */
 static char *check_mountpoint(const char *mnt)
 {
 	struct stat st;
@@ -208,8 +235,16 @@ static char *check_mountpoint(const char *mnt)
 		return NULL;
 	}
 	char *abs = realpath(mnt, NULL);
-	if (!abs)
+	char type[64], source[256];
+	if (!abs) {
 		fprintf(stderr, "tpfs: %s: %s\n", mnt, strerror(errno));
+	} else if (tpfs_mount_info(abs, type, source)) {
+		fprintf(stderr, "tpfs: %s is already a mount point (%s from %s); unmount it "
+				"first\n",
+			mnt, type, source);
+		free(abs);
+		abs = NULL;
+	}
 	return abs;
 }
 
@@ -254,17 +289,9 @@ out:
  * daemon's loop, which has not started yet. */
 static void raise_readahead(const char *mnt)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	if (!f)
+	char dev[64], type[64], source[256];
+	if (!tpfs_mount_info(mnt, type, source))
 		return;
-	char line[8192], dev[64] = "";
-	while (fgets(line, sizeof(line), f)) {
-		char point[4096], majmin[64];
-		if (sscanf(line, "%*s %*s %63s %*s %4095s", majmin, point) == 2 &&
-		    strcmp(point, mnt) == 0)
-			snprintf(dev, sizeof(dev), "%s", majmin); /* the last one wins */
-	}
-	fclose(f);
 	char path[128];
 	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
 	FILE *ra = dev[0] ? fopen(path, "w") : NULL;
@@ -315,6 +342,13 @@ static int cmd_mount(int argc, char **argv)
 		fprintf(stderr, "tpfs: %s\n", e.msg);
 		goto out;
 	}
+	size_t ml = strlen(mnt);
+	if (strncmp(m->root, mnt, ml) == 0 && (m->root[ml] == '\0' || m->root[ml] == '/')) {
+		fprintf(stderr, "tpfs: mounting on %s would hide the source %s; choose "
+				"another mount point\n",
+			a.mnt, a.src);
+		goto out;
+	}
 	fs = tpfs_fs_create(m);
 	if (!fs) {
 		fprintf(stderr, "tpfs: out of memory\n");
@@ -331,8 +365,12 @@ static int cmd_mount(int argc, char **argv)
 	if (fuse_set_signal_handlers(se) < 0)
 		goto out;
 	handlers = true;
+	if (!empty_folder(mnt))
+		tpfs_log(LOG_WARNING, "%s is not empty: the mount hides its files until it "
+			 "is unmounted", a.mnt);
 	if (fuse_session_mount(se, mnt) < 0) {
-		fprintf(stderr, "tpfs: cannot mount %s on %s\n", a.src, mnt);
+		if (!fuse_said_error)
+			fprintf(stderr, "tpfs: cannot mount %s on %s\n", a.src, mnt);
 		goto out;
 	}
 	mounted = true;
@@ -364,14 +402,47 @@ out:
 
 static int cmd_umount(int argc, char **argv)
 {
+	if (argc == 1 && (strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0)) {
+		printf("usage: tpfs umount MNT\n\nUnmounts a tpfs mount (with fusermount3 "
+		       "-u); the daemon then exits.\n");
+		return 0;
+	}
 	if (argc != 1 || argv[0][0] == '-') {
 		fprintf(stderr, "usage: tpfs umount MNT\n");
 		return 2;
 	}
-	execlp("fusermount3", "fusermount3", "-u", argv[0], (char *)NULL);
-	fprintf(stderr, "tpfs: cannot run fusermount3: %s (install the fuse3 package)\n",
-		strerror(errno));
-	return 1;
+	/* The mount point as mountinfo spells it: links resolved (a dead mount
+	 * cannot be resolved: then the path as given, made absolute). */
+	char *abs = realpath(argv[0], NULL), cwd[4096];
+	if (!abs && argv[0][0] != '/' && getcwd(cwd, sizeof(cwd)))
+		abs = tpfs_path_join(cwd, argv[0]);
+	else if (!abs)
+		abs = strdup(argv[0]);
+	char type[64], source[256];
+	if (!abs || !tpfs_mount_info(abs, type, source)) {
+		fprintf(stderr, "tpfs: %s is not mounted\n", argv[0]);
+		free(abs);
+		return 1;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", abs, (char *)NULL);
+		fprintf(stderr, "tpfs: cannot run fusermount3: %s (install the fuse3 "
+				"package)\n",
+			strerror(errno));
+		_exit(127);
+	}
+	int status = 1;
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		status = 1;
+	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+	if (rc != 0 && rc != 127 && tpfs_mount_info(abs, type, source))
+		fprintf(stderr, "tpfs: %s is still mounted: close the files and programs "
+				"using it ('fuser -vm %s' lists them), or detach it now with "
+				"'fusermount3 -uz %s'\n",
+			argv[0], argv[0], argv[0]);
+	free(abs);
+	return rc ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -382,7 +453,8 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
-		printf("tpfs %s (libfuse %d)\n", TPFS_VERSION, fuse_version());
+		printf("tpfs %s (libfuse %d.%d)\n", TPFS_VERSION, fuse_version() / 100,
+		       fuse_version() % 100);
 		return 0;
 	}
 	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
@@ -400,7 +472,7 @@ int main(int argc, char **argv)
 		return tpfs_cmd_cat(argc - 2, argv + 2);
 	if (strcmp(cmd, "convert") == 0)
 		return tpfs_cmd_convert(argc - 2, argv + 2);
-	if (cmd[0] != '-')
+	if (cmd[0] != '-' && argc >= 3)
 		return cmd_mount(argc - 1, argv + 1); /* tpfs SRC MNT -o ... */
 	fprintf(stderr, "tpfs: unknown command '%s'\n", cmd);
 	usage(stderr);

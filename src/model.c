@@ -226,6 +226,18 @@ static bool inside(const char *root, const char *path)
 	return in;
 }
 
+/* A tpfs mount inside the source would be read as a model of .npy files
+ * (and its .tpfs/stats cannot be mapped). */
+static bool is_tpfs_mount(const char *path)
+{
+	char type[64], source[256];
+	char *real = realpath(path, NULL);
+	bool tpfs = real && tpfs_mount_info(real, type, source) &&
+		    strcmp(type, "fuse.tpfs") == 0;
+	free(real);
+	return tpfs;
+}
+
 static int walk(struct loader *L, const char *path, const char *rel,
 		const char *display, uint32_t dir, const struct stat *self,
 		const struct ancestry *up)
@@ -250,6 +262,9 @@ static int walk(struct loader *L, const char *path, const char *rel,
 			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
 		} else if (stat(cpath, &st) < 0) {
 			tpfs_log(LOG_WARNING, "skipping %s: %s", cdisp, strerror(errno));
+		} else if (S_ISDIR(st.st_mode) && st.st_dev != self->st_dev &&
+			   is_tpfs_mount(cpath)) {
+			tpfs_log(LOG_WARNING, "skipping %s: a tpfs mount", cdisp);
 		} else if (S_ISDIR(st.st_mode) && !inside(L->m->root, cpath)) {
 			tpfs_log(LOG_WARNING, "skipping %s: a link to a folder outside %s",
 				 cdisp, L->m->display_root);

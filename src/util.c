@@ -258,6 +258,65 @@ fail:
 	return false;
 }
 
+/* mountinfo writes space, tab, newline and backslash as \ooo. */
+static void unescape_octal(char *s)
+{
+	char *out = s;
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*out++ = *s;
+		}
+	}
+	*out = '\0';
+}
+
+/* The mountinfo line of the mount on top of point: its device, type and
+ * source. */
+static bool mount_line(const char *point, char dev[64], char type[64], char source[256])
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return false;
+	char line[8192];
+	bool found = false;
+	while (fgets(line, sizeof(line), f)) {
+		char p[4096], d[64], t[64], s[256];
+		/* id parent maj:min root point options [tags...] - type source super */
+		const char *dash = strstr(line, " - ");
+		if (!dash || sscanf(line, "%*s %*s %63s %*s %4095s", d, p) != 2 ||
+		    sscanf(dash + 3, "%63s %255s", t, s) != 2)
+			continue;
+		unescape_octal(p);
+		if (strcmp(p, point) == 0) { /* later lines are mounted on top */
+			found = true;
+			memcpy(dev, d, 64);
+			memcpy(type, t, 64);
+			memcpy(source, s, 256);
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+bool tpfs_mount_info(const char *point, char *type, char *source)
+{
+	char dev[64];
+	return mount_line(point, dev, type, source);
+}
+
+bool tpfs_mount_device(const char *point, char *dev, size_t len)
+{
+	char d[64], t[64], s[256];
+	if (!mount_line(point, d, t, s))
+		return false;
+	snprintf(dev, len, "%s", d);
+	return true;
+}
+
 char *tpfs_strdup(const char *s)
 {
 	size_t n = strlen(s) + 1;

@@ -71,6 +71,13 @@ uint64_t tpfs_load_le64(const void *p);
  * first byte of the offending sequence. */
 bool tpfs_utf8_valid(const char *s, size_t n, size_t *bad);
 
+/* Whether the absolute path is a mount point (from /proc/self/mountinfo);
+ * then the type and source of the mount on top (64 and 256 bytes). */
+bool tpfs_mount_info(const char *point, char *type, char *source);
+
+/* The major:minor device of the mount on top of point, if it is one. */
+bool tpfs_mount_device(const char *point, char *dev, size_t len);
+
 /* Duplicate a string; NULL on allocation failure. */
 char *tpfs_strdup(const char *s);
 

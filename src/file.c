@@ -146,9 +146,7 @@ static int fill_block(void *arg, void *dst, size_t len)
 		advise(p[1].src, off2, bytes2, MADV_DONTNEED);
 	if (rc < 0) {
 		for (int i = 0; i < 2 && p[i].st; i++)
-			tpfs_source_check(p[i].src);
-		tpfs_log(LOG_ERR, "%s: tensor '%s': source bytes vanished while "
-			 "converting", p[0].src->display, t->name);
+			tpfs_source_faulted(p[i].src);
 		return rc;
 	}
 	atomic_fetch_add_explicit(&c->fs->bytes_converted, len, memory_order_relaxed);
@@ -317,13 +315,7 @@ ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t node, uint64_t off,
 		size_t at = done;
 		for (size_t i = 0; rc > 0 && i < sp.n; i++) {
 			if (tpfs_guard_copy((char *)buf + at, sp.v[i].ptr, sp.v[i].len) < 0) {
-				const struct tpfs_node *n = &fs->model->tree.nodes[node];
-				const struct tpfs_tensor *t = n->payload;
-				if (n->kind == TPFS_NODE_TENSOR)
-					for (int k = 0; k < 2 && t->part[k].st; k++)
-						tpfs_source_check(t->part[k].src);
-				else if (n->kind == TPFS_NODE_FILE)
-					tpfs_source_check(n->payload);
+				tpfs_file_faulted(fs, node);
 				rc = -EIO;
 			}
 			at += sp.v[i].len;
@@ -384,6 +376,17 @@ int tpfs_file_info(struct tpfs_fs *fs, size_t i, const char **text, size_t *len)
 	*len = slot->len;
 	pthread_mutex_unlock(&slot->lock);
 	return rc;
+}
+
+void tpfs_file_faulted(struct tpfs_fs *fs, uint32_t node)
+{
+	const struct tpfs_node *n = &fs->model->tree.nodes[node];
+	const struct tpfs_tensor *t = n->payload;
+	if (n->kind == TPFS_NODE_TENSOR)
+		for (int k = 0; k < 2 && t->part[k].st; k++)
+			tpfs_source_faulted(t->part[k].src);
+	else if (n->kind == TPFS_NODE_FILE)
+		tpfs_source_faulted(n->payload);
 }
 
 char *tpfs_fs_stats_json(struct tpfs_fs *fs, size_t *len)

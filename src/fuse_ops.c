@@ -213,8 +213,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		for (size_t i = 0; i < sp.n; i++)
 			iov[i] = (struct iovec){(void *)sp.v[i].ptr, sp.v[i].len};
 		int rc = fuse_reply_iov(req, iov, (int)sp.n);
-		if (rc < 0 && rc != -ENOENT) {
-			/* The kernel failed the reader's request with EIO. */
+		if (rc == -EFAULT) {
+			/* A source page vanished under the kernel's copy: it failed the
+			 * reader's request with EIO. */
+			tpfs_fs_count_error(fs);
+			tpfs_file_faulted(fs, (uint32_t)idx);
+		} else if (rc < 0 && rc != -ENOENT) {
 			tpfs_fs_count_error(fs);
 			tpfs_log(LOG_ERR, "read of %s at %lld failed: %s",
 				 fs->model->tree.nodes[idx].name, (long long)off,

@@ -873,6 +873,13 @@ void tpfs_model_close(struct tpfs_model *m)
 	free(m);
 }
 
+void tpfs_source_faulted(struct tpfs_source *s)
+{
+	if (!atomic_exchange(&s->stale, true))
+		tpfs_log(LOG_ERR, "%s shrank while being read; its files now fail with "
+			 "EIO (remount to see the new contents)", s->display);
+}
+
 int tpfs_source_check(struct tpfs_source *s)
 {
 	if (atomic_load_explicit(&s->stale, memory_order_relaxed))

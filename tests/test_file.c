@@ -257,6 +257,40 @@ static void mapping_past_a_truncation_faults_into_eio(void)
 	fx_rmtree(d);
 }
 
+/* The freshness check happens before a read; a truncation between the
+ * check and the access faults on the mapping. Simulated by telling the model
+ * the file always had its new size and time stamp: then only the SIGBUS
+ * guard stands between the read and a crash. */
+static void fault_past_the_freshness_check_gives_eio(void)
+{
+	char *d = fx_tmpdir();
+	write_model(d);
+	struct tpfs_model *m = open_model(d, 1 << 20, 65536);
+	struct tpfs_fs *fs = tpfs_fs_create(m);
+	char *p = fx_path(d, "model.safetensors");
+	CHECK(truncate(p, 4096) == 0);
+	struct stat st;
+	CHECK(stat(p, &st) == 0);
+	struct tpfs_source *s = NULL;
+	for (size_t i = 0; i < m->nsources; i++)
+		if (strcmp(m->sources[i]->rel, "model.safetensors") == 0)
+			s = m->sources[i];
+	s->size = (uint64_t)st.st_size;
+	s->mtime = st.st_mtim;
+	CHECK(tpfs_source_check(s) == 0);
+	static unsigned char buf[1 << 20];
+	/* converted: the kernel faults inside the fill */
+	CHECK(tpfs_file_read(fs, node(m, "big.npy"), 100000, 4096, buf) == -EIO);
+	/* stored: the copy faults */
+	CHECK(tpfs_file_read(fs, node(m, "f32.npy"), 1000, 1000, buf) == -EIO);
+	/* and the source is marked as changed from then on */
+	CHECK(atomic_load(&s->stale));
+	free(p);
+	tpfs_fs_destroy(fs);
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
 static void replaced_source_gives_eio(void)
 {
 	char *d = fx_tmpdir();
@@ -283,6 +317,7 @@ int main(void)
 	RUN(spans_of_stored_data_point_into_the_source);
 	RUN(truncated_source_gives_eio_and_the_rest_still_reads);
 	RUN(mapping_past_a_truncation_faults_into_eio);
+	RUN(fault_past_the_freshness_check_gives_eio);
 	RUN(replaced_source_gives_eio);
 	return check_done();
 }

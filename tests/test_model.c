@@ -429,6 +429,88 @@ static void reserved_names_in_the_source_are_hidden(void)
 	fx_rmtree(d);
 }
 
+static void permissions_follow_the_source(void)
+{
+	char *d = fx_tmpdir();
+	st_u8(d, "model.safetensors", "w");
+	st_u8(d, "private/model.safetensors", "secret");
+	CHECK(fx_write(d, "private/notes.txt", "x", 1) == 0);
+	char *p = fx_path(d, "private/model.safetensors");
+	CHECK(chmod(p, 0600) == 0);
+	free(p);
+	p = fx_path(d, "private");
+	CHECK(chmod(p, 0750) == 0);
+	free(p);
+	p = fx_path(d, "private/notes.txt");
+	CHECK(chmod(p, 0640) == 0);
+	free(p);
+	struct tpfs_options o = defaults();
+	struct tpfs_model *m = open_ok(d, &o);
+	if (m) {
+		CHECK(tpfs_tree_finish(&m->tree) == 0);
+		long w = node_at(m, "w.npy"), s = node_at(m, "private/secret.npy");
+		long dir = node_at(m, "private"), notes = node_at(m, "private/notes.txt");
+		long card = node_at(m, ".tpfs/info/private/secret.txt");
+		CHECK(w > 0 && m->tree.nodes[w].perm == 0444);
+		CHECK(s > 0 && m->tree.nodes[s].perm == 0400);
+		CHECK(card > 0 && m->tree.nodes[card].perm == 0400);
+		CHECK(dir > 0 && m->tree.nodes[dir].perm == 0550);
+		CHECK(notes > 0 && m->tree.nodes[notes].perm == 0440);
+		struct stat root;
+		CHECK(stat(d, &root) == 0);
+		CHECK(m->tree.nodes[0].perm == (root.st_mode & 0555));
+	}
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void a_folder_names_its_own_tensors_first(void)
+{
+	char *d = fx_tmpdir();
+	st_u8(d, "model.safetensors", "sub/w");
+	st_u8(d, "sub/model.safetensors", "w");
+	struct tpfs_options o = defaults();
+	struct tpfs_model *m = open_ok(d, &o);
+	if (m) {
+		const struct tpfs_tensor *own = NULL, *reaching = NULL;
+		for (size_t i = 0; i < m->ntensors; i++) {
+			if (strcmp(m->tensors[i].part[0].src->rel, "sub/model.safetensors") == 0)
+				own = &m->tensors[i];
+			else
+				reaching = &m->tensors[i];
+		}
+		CHECK(own && strcmp(own->path, "sub/w.npy") == 0);
+		/* sub/w.npy is taken: the parent's name is flattened (rule 2) */
+		CHECK(reaching && strcmp(reaching->path, "sub%2Fw.npy") == 0);
+	}
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
+static void linked_folders_outside_the_source_are_skipped(void)
+{
+	char *d = fx_tmpdir();
+	st_u8(d, "src/model.safetensors", "w");
+	CHECK(fx_write(d, "elsewhere/big.txt", "x", 1) == 0);
+	st_u8(d, "blobs/abc", "linked");
+	char *target = fx_path(d, "elsewhere"), *blob = fx_path(d, "blobs/abc");
+	CHECK(fx_symlink(d, "src/outside", target) == 0);
+	CHECK(fx_symlink(d, "src/inside", ".") == 0 || 1);
+	CHECK(fx_symlink(d, "src/linked.safetensors", blob) == 0);
+	char *src = fx_path(d, "src");
+	struct tpfs_options o = defaults();
+	struct tpfs_model *m = open_ok(src, &o);
+	if (m) {
+		CHECK(node_at(m, "outside") < 0);        /* a folder outside: skipped */
+		CHECK(kind_at(m, "linked.npy") == TPFS_NODE_TENSOR); /* a file anywhere */
+	}
+	tpfs_model_close(m);
+	free(target);
+	free(blob);
+	free(src);
+	fx_rmtree(d);
+}
+
 static void missing_or_odd_sources_are_refused(void)
 {
 	char *d = fx_tmpdir();
@@ -436,6 +518,12 @@ static void missing_or_odd_sources_are_refused(void)
 	char *nope = fx_path(d, "nope");
 	refused(nope, &o, nope, "No such file or directory");
 	free(nope);
+	/* A single file must be a .safetensors file. */
+	CHECK(fx_write(d, "config.json", "{}", 2) == 0);
+	char *cfg = fx_path(d, "config.json");
+	refused(cfg, &o, "config.json: not a folder or a .safetensors file", NULL);
+	CHECK(unlink(cfg) == 0);
+	free(cfg);
 	/* An empty folder is a valid, empty model. */
 	struct tpfs_model *m = open_ok(d, &o);
 	if (m)
@@ -523,6 +611,9 @@ int main(void)
 	RUN(mxfp4_pairs_that_disagree_are_refused);
 	RUN(conflicting_options_are_refused);
 	RUN(reserved_names_in_the_source_are_hidden);
+	RUN(permissions_follow_the_source);
+	RUN(a_folder_names_its_own_tensors_first);
+	RUN(linked_folders_outside_the_source_are_skipped);
 	RUN(missing_or_odd_sources_are_refused);
 	RUN(manifest_lists_every_tensor_with_its_source);
 	return check_done();

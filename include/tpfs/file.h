@@ -96,6 +96,10 @@ char *tpfs_fs_stats_json(struct tpfs_fs *fs, size_t *len);
  * computation. Returns 0 or a negative errno (-EIO: the source changed). */
 int tpfs_file_info(struct tpfs_fs *fs, size_t i, const char **text, size_t *len);
 
+/* A read of node's spans faulted on a source mapping: mark its sources as
+ * changed (see tpfs_source_faulted). */
+void tpfs_file_faulted(struct tpfs_fs *fs, uint32_t node);
+
 /* Count a failed read made outside tpfs_file_* (the daemon's replies). */
 void tpfs_fs_count_error(struct tpfs_fs *fs);
 

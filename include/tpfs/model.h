@@ -91,6 +91,10 @@ void tpfs_model_close(struct tpfs_model *m);
  * its path for a passed-through file). Thread-safe. */
 int tpfs_source_check(struct tpfs_source *s);
 
+/* Mark a source whose mapping faulted (it shrank between the check and the
+ * read) so that every later read fails too; logged once. Thread-safe. */
+void tpfs_source_faulted(struct tpfs_source *s);
+
 /* Render manifest.json for a model whose tree is finished (manifest.c).
  * paths, when not NULL, replaces each tensor's path (tpfs convert's shard
  * folders); extra, when not NULL, is a JSON value added as "convert". */

@@ -65,6 +65,13 @@ class Help(unittest.TestCase):
         r = T.run_tpfs()
         self.assertEqual(r.returncode, 2)
         self.assertIn("usage", r.stderr)
+        for word in ("frobnicate", "version"):
+            r = T.run_tpfs(word)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("unknown command '%s'" % word, r.stderr)
+        r = T.run_tpfs("--version")
+        self.assertRegex(r.stdout, r"\(libfuse 3\.\d+\)")
+        self.assertEqual(T.run_tpfs("umount", "--help").returncode, 0)
 
 
 class Options(Workspace):
@@ -136,6 +143,76 @@ def bad_models():
                 {"weight_map": {"w": "model-2.safetensors"}}).encode()},
          "weight_map puts tensor 'w' in 'model-2.safetensors'"),
     ]
+
+
+class MountPoints(Workspace):
+    def setUp(self):
+        T.require_fuse(self)
+        super().setUp()
+
+    def test_every_documented_option_mounts(self):
+        """Each option the README lists as passed on or ignored."""
+        for opt in ("allow_other", "allow_root", "auto_unmount", "nodev", "nosuid",
+                    "noexec", "dev", "suid", "exec", "atime", "noatime", "sync", "async",
+                    "dirsync", "ro", "rw", "defaults", "auto", "noauto", "user", "users",
+                    "nouser", "owner", "group", "_netdev", "nofail", "relatime",
+                    "norelatime", "strictatime", "nodiratime", "default_permissions",
+                    "x-systemd.automount", "comment=x"):
+            with self.subTest(opt):
+                r = T.run_tpfs("mount", self.src, self.mnt, "-o", opt)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                flags = mounts_line(self.mnt)[3].split(",")
+                if opt not in ("suid", "dev"):  # nosuid, nodev by default
+                    self.assertIn("nosuid", flags)
+                    self.assertIn("nodev", flags)
+                self.assertEqual(T.run_tpfs("umount", self.mnt).returncode, 0)
+                self.assertTrue(T.wait_unmounted(self.mnt))
+
+    def test_mistakes_with_mount_points_are_refused(self):
+        r = T.run_tpfs("mount", self.src, self.mnt)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = T.run_tpfs("mount", self.src, self.mnt)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("is already a mount point (fuse.tpfs from", r.stderr)
+        self.assertEqual(T.run_tpfs("umount", self.mnt).returncode, 0)
+        self.assertTrue(T.wait_unmounted(self.mnt))
+        r = T.run_tpfs("umount", self.mnt)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.stderr.strip(), "tpfs: %s is not mounted" % self.mnt)
+        for mnt in (self.src, self.tmp.name):
+            r = T.run_tpfs("mount", self.src, mnt)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("would hide the source", r.stderr)
+            self.assertFalse(os.path.ismount(mnt))
+        # A folder with files in it: mounted, with a warning.
+        with open(os.path.join(self.mnt, "old.txt"), "w") as f:
+            f.write("x")
+        r = T.run_tpfs("mount", self.src, self.mnt)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("is not empty: the mount hides its files", r.stderr)
+        self.assertEqual(T.run_tpfs("umount", self.mnt).returncode, 0)
+
+    def test_double_dash_ends_the_flags(self):
+        os.rename(self.src, os.path.join(self.tmp.name, "-model"))
+        r = subprocess.run([os.path.abspath(T.TPFS), "mount", "--", "-model", "mnt"],
+                           cwd=self.tmp.name, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.ismount(self.mnt))
+        self.assertEqual(T.run_tpfs("umount", self.mnt).returncode, 0)
+
+    def test_by_file_folders_of_odd_file_names_stay_inside(self):
+        for name in (".safetensors", "..safetensors", "...safetensors"):
+            T.write_safetensors(os.path.join(self.src, name),
+                                [("x", "F32", (1,), struct.pack("<f", 7))])
+        with T.Mount(self.src, opts="by_file", mnt=self.mnt) as m:
+            with open(m.path("manifest.json")) as f:
+                manifest = json.load(f)
+            for t in manifest["tensors"]:
+                for part in t["path"].split("/"):
+                    self.assertNotIn(part, ("", ".", ".."), t["path"])
+            self.assertEqual(set(os.listdir(m.mnt)),
+                             {".safetensors", ".tpfs", "..safetensors", "...safetensors",
+                              "manifest.json", "model"})
 
 
 class BadModels(unittest.TestCase):

@@ -11,8 +11,12 @@
 #   cold         the source's pages dropped, a fresh mount (needs root)
 #   warm source  the source in the page cache, a fresh mount: tpfs's own cost
 #   warm mount   a second read of the same file: the kernel's page cache
-# each next to dd of the source file in the same state, and np.load of both
-# tensors. Prints figures and ratios; asserts nothing.
+# each next to dd of the source file (for "warm mount" rows: the warm
+# source's rate again), and np.load of the three tensors. Prints figures and
+# ratios; asserts nothing.
+#
+# The cold rounds drop the whole machine's page cache (as root: sync; echo 3
+# > /proc/sys/vm/drop_caches); set TPFS_BENCH_NO_DROP=1 to skip them.
 set -eu
 build=${1:-build}
 work=${2:-/tmp/tpfs-bench}
@@ -29,7 +33,11 @@ if [ ! -f "$src" ]; then
 fi
 
 can_drop=0
-if [ "$(id -u)" -eq 0 ] && [ -w /proc/sys/vm/drop_caches ]; then can_drop=1; fi
+if [ "$(id -u)" -eq 0 ] && [ -w /proc/sys/vm/drop_caches ] &&
+	[ -z "${TPFS_BENCH_NO_DROP:-}" ]; then
+	can_drop=1
+	echo "(cold rounds drop the page cache; TPFS_BENCH_NO_DROP=1 skips them)"
+fi
 drop() { [ $can_drop -eq 1 ] && sync && echo 3 > /proc/sys/vm/drop_caches || true; }
 now() { date +%s.%N; }
 # GB/s of reading file $1 from start to end with 1 MiB reads
@@ -86,4 +94,4 @@ for name in ("f32", "bf16", "mxfp4"):
 EOF
 cat "$mnt/.tpfs/stats"
 fusermount3 -u "$mnt"
-[ $can_drop -eq 1 ] || echo "(not root: no cold rounds)"
+[ $can_drop -eq 1 ] || echo "(no cold rounds: not root, or TPFS_BENCH_NO_DROP set)"

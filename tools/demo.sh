@@ -5,6 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 sh tools/deps.sh
+sh tools/fresh-build-dir.sh build
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
 	-DPython3_EXECUTABLE=/usr/bin/python3 >/dev/null
 cmake --build build -j "$(nproc)" >/dev/null
@@ -18,7 +19,7 @@ echo
 echo "$ ls -l demo/mnt | head"
 ls -l demo/mnt | head
 echo
-echo "$ python3 -c \"import numpy as np; w = np.load('demo/mnt/model.embed_tokens.weight.npy'); ...\""
+echo "$ /usr/bin/python3 -c \"import numpy as np; w = np.load('demo/mnt/model.embed_tokens.weight.npy'); ...\""
 /usr/bin/python3 -c "
 import numpy as np
 w = np.load('demo/mnt/model.embed_tokens.weight.npy')

@@ -6,6 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-60}
+sh tools/fresh-build-dir.sh build-fuzz
 CC=clang cmake -S . -B build-fuzz -DTPFS_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	-DPython3_EXECUTABLE=/usr/bin/python3 >/dev/null
 cmake --build build-fuzz --target fuzz_safetensors -j "$(nproc)" >/dev/null

@@ -1,19 +1,25 @@
 #!/bin/sh
 # Runs the whole test suite: installs what is missing, builds tpfs twice
-# (optimised, and with AddressSanitizer + UndefinedBehaviorSanitizer) and
-# runs every test in both builds: unit tests and real FUSE mounts read with
-# NumPy; then, where clang is installed, fuzzes the header parser for 30
-# seconds. Set TPFS_REQUIRE_FUSE=1 to make a missing /dev/fuse a failure.
+# (optimised, and unoptimised with AddressSanitizer and
+# UndefinedBehaviorSanitizer) and runs every test in both builds: unit tests
+# and real FUSE mounts read with NumPy; then, where clang is installed,
+# fuzzes the header parser for 30 seconds. Set TPFS_REQUIRE_FUSE=1 to make a
+# missing /dev/fuse a failure, and TPFS_REALDATA to the folder of real
+# Safetensors files when it is not ../shared/realdata.
 set -eu
 cd "$(dirname "$0")/.."
 sh tools/deps.sh
 jobs=$(nproc)
+realdata=${TPFS_REALDATA:-$(pwd)/../shared/realdata}
 for variant in release asan; do
 	dir=build-test-$variant
 	flags="-DCMAKE_BUILD_TYPE=RelWithDebInfo"
-	[ "$variant" = asan ] && flags="$flags -DTPFS_SANITIZE=ON"
+	[ "$variant" = asan ] && flags="-DCMAKE_BUILD_TYPE=Debug -DTPFS_SANITIZE=ON"
 	echo "== $variant build"
-	cmake -S . -B "$dir" $flags -DPython3_EXECUTABLE=/usr/bin/python3 >/dev/null
+	# a build folder copied from another checkout would make CMake refuse
+	sh tools/fresh-build-dir.sh "$dir"
+	cmake -S . -B "$dir" $flags -DPython3_EXECUTABLE=/usr/bin/python3 \
+		-DTPFS_REALDATA="$realdata" >/dev/null
 	cmake --build "$dir" -j "$jobs" >/dev/null
 	(cd "$dir" && ctest --output-on-failure -j "$jobs")
 done

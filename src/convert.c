@@ -380,7 +380,8 @@ static void k_mxfp4_f32(struct tpfs_kernel_args *a)
 	a->overflows = over;
 }
 
-static void k_mxfp4_f16(struct tpfs_kernel_args *a)
+/* MXFP4 to a 16-bit float: the exact float32 values, each rounded once. */
+static inline void mxfp4_narrow(struct tpfs_kernel_args *a, bool bf16)
 {
 	KERNEL_LOCALS(a);
 	const unsigned char *restrict sc = a->src2;
@@ -391,31 +392,23 @@ static void k_mxfp4_f16(struct tpfs_kernel_args *a)
 		mxfp4_group(s + 16 * g, sc[g], v);
 		for (int j = 0; j < 32; j++) {
 			uint32_t x = f32_bits(v[j]);
-			h[j] = f32_to_f16(x);
-			over += f32_overflows_f16(x) | ((x & 0x7fffffffu) == 0x7f800000u);
+			h[j] = bf16 ? f32_to_bf16(x) : f32_to_f16(x);
+			size_t inf = (x & 0x7fffffffu) == 0x7f800000u;
+			over += bf16 ? inf : f32_overflows_f16(x) | inf;
 		}
 		memcpy(d + 64 * g, h, sizeof(h));
 	}
 	a->overflows = over;
 }
 
+static void k_mxfp4_f16(struct tpfs_kernel_args *a)
+{
+	mxfp4_narrow(a, false);
+}
+
 static void k_mxfp4_bf16(struct tpfs_kernel_args *a)
 {
-	KERNEL_LOCALS(a);
-	const unsigned char *restrict sc = a->src2;
-	size_t over = 0;
-	for (size_t g = 0; g < n / 32; g++) {
-		float v[32];
-		uint16_t h[32];
-		mxfp4_group(s + 16 * g, sc[g], v);
-		for (int j = 0; j < 32; j++) {
-			uint32_t x = f32_bits(v[j]);
-			h[j] = f32_to_bf16(x);
-			over += (x & 0x7fffffffu) == 0x7f800000u;
-		}
-		memcpy(d + 64 * g, h, sizeof(h));
-	}
-	a->overflows = over;
+	mxfp4_narrow(a, true);
 }
 
 /* ---- the conversions ---------------------------------------------------- */

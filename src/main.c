@@ -289,12 +289,12 @@ out:
  * daemon's loop, which has not started yet. */
 static void raise_readahead(const char *mnt)
 {
-	char dev[64], type[64], source[256];
-	if (!tpfs_mount_info(mnt, type, source))
+	char dev[64];
+	if (!tpfs_mount_device(mnt, dev, sizeof(dev)))
 		return;
 	char path[128];
 	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
-	FILE *ra = dev[0] ? fopen(path, "w") : NULL;
+	FILE *ra = fopen(path, "w");
 	bool ok = ra && fprintf(ra, "%d\n", IO_SIZE_KB) > 0;
 	if (ra && fclose(ra) != 0)
 		ok = false;

@@ -251,6 +251,12 @@ class LifeCycle(Workspace):
         self.assertEqual(line[0], os.path.realpath(self.src))
         self.assertEqual(line[2], "fuse.tpfs")
         self.assertIn("ro", line[3].split(","))
+        if os.getuid() == 0:
+            # As root the daemon raises its mount's readahead to 1 MiB.
+            dev = "%d:%d" % (os.major(os.stat(self.mnt).st_dev),
+                             os.minor(os.stat(self.mnt).st_dev))
+            with open("/sys/class/bdi/%s/read_ahead_kb" % dev) as f:
+                self.assertEqual(f.read().strip(), "1024")
         r = T.run_tpfs("umount", self.mnt)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(T.wait_unmounted(self.mnt))

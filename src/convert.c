@@ -230,12 +230,22 @@ static void build_tables(void)
 /* Each kernel copies its arguments into restrict-qualified locals: the
  * compiler then knows the output overlaps neither the input nor the
  * arguments, and vectorizes the loop without run-time checks. */
+/* Each kernel is built twice, for AVX2 and for the baseline, and the loader
+ * picks the one the processor runs. (The sanitizer build, which the tests
+ * also run, keeps only the baseline, so that both are tested.) */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+	!defined(TPFS_BASELINE_KERNELS)
+#define KERNEL __attribute__((target_clones("avx2", "default"))) static void
+#else
+#define KERNEL static void
+#endif
+
 #define KERNEL_LOCALS(a)                                                          \
 	const unsigned char *restrict s = (a)->src;                               \
 	unsigned char *restrict d = (a)->dst;                                     \
 	const size_t n = (a)->n
 
-static void k_table8_f16(struct tpfs_kernel_args *a)
+KERNEL k_table8_f16(struct tpfs_kernel_args *a)
 {
 	KERNEL_LOCALS(a);
 	const uint16_t *restrict t = a->conv->table;
@@ -251,7 +261,7 @@ static void k_table8_f16(struct tpfs_kernel_args *a)
 	a->overflows = over;
 }
 
-static void k_table8_f32(struct tpfs_kernel_args *a)
+KERNEL k_table8_f32(struct tpfs_kernel_args *a)
 {
 	KERNEL_LOCALS(a);
 	const uint32_t *restrict t = a->conv->table;
@@ -261,7 +271,7 @@ static void k_table8_f32(struct tpfs_kernel_args *a)
 	}
 }
 
-static void k_f4_f16(struct tpfs_kernel_args *a)
+KERNEL k_f4_f16(struct tpfs_kernel_args *a)
 {
 	KERNEL_LOCALS(a);
 	for (size_t i = 0; i < n / 2; i++) {
@@ -270,7 +280,7 @@ static void k_f4_f16(struct tpfs_kernel_args *a)
 	}
 }
 
-static void k_f4_f32(struct tpfs_kernel_args *a)
+KERNEL k_f4_f32(struct tpfs_kernel_args *a)
 {
 	KERNEL_LOCALS(a);
 	for (size_t i = 0; i < n / 2; i++) {
@@ -279,7 +289,7 @@ static void k_f4_f32(struct tpfs_kernel_args *a)
 	}
 }
 
-static void k_bf16_f32(struct tpfs_kernel_args *a)
+KERNEL k_bf16_f32(struct tpfs_kernel_args *a)
 {
 	KERNEL_LOCALS(a);
 	for (size_t i = 0; i < n; i++) {
@@ -288,7 +298,7 @@ static void k_bf16_f32(struct tpfs_kernel_args *a)
 	}
 }
 
-static void k_bf16_f16(struct tpfs_kernel_args *a)
+KERNEL k_bf16_f16(struct tpfs_kernel_args *a)
 {
 	KERNEL_LOCALS(a);
 	size_t over = 0;
@@ -301,7 +311,7 @@ static void k_bf16_f16(struct tpfs_kernel_args *a)
 	a->overflows = over;
 }
 
-static void k_f16_f32(struct tpfs_kernel_args *a)
+KERNEL k_f16_f32(struct tpfs_kernel_args *a)
 {
 	KERNEL_LOCALS(a);
 	for (size_t i = 0; i < n; i++) {
@@ -310,7 +320,7 @@ static void k_f16_f32(struct tpfs_kernel_args *a)
 	}
 }
 
-static void k_f32_f16(struct tpfs_kernel_args *a)
+KERNEL k_f32_f16(struct tpfs_kernel_args *a)
 {
 	KERNEL_LOCALS(a);
 	size_t over = 0;
@@ -323,7 +333,7 @@ static void k_f32_f16(struct tpfs_kernel_args *a)
 	a->overflows = over;
 }
 
-static void k_f64_f32(struct tpfs_kernel_args *a)
+KERNEL k_f64_f32(struct tpfs_kernel_args *a)
 {
 	KERNEL_LOCALS(a);
 	size_t over = 0;
@@ -337,7 +347,7 @@ static void k_f64_f32(struct tpfs_kernel_args *a)
 	a->overflows = over;
 }
 
-static void k_f64_f16(struct tpfs_kernel_args *a)
+KERNEL k_f64_f16(struct tpfs_kernel_args *a)
 {
 	KERNEL_LOCALS(a);
 	size_t over = 0;
@@ -365,7 +375,7 @@ static inline void mxfp4_group(const unsigned char *restrict blocks,
 		out[j] *= m;
 }
 
-static void k_mxfp4_f32(struct tpfs_kernel_args *a)
+KERNEL k_mxfp4_f32(struct tpfs_kernel_args *a)
 {
 	KERNEL_LOCALS(a);
 	const unsigned char *restrict sc = a->src2;
@@ -401,12 +411,12 @@ static inline void mxfp4_narrow(struct tpfs_kernel_args *a, bool bf16)
 	a->overflows = over;
 }
 
-static void k_mxfp4_f16(struct tpfs_kernel_args *a)
+KERNEL k_mxfp4_f16(struct tpfs_kernel_args *a)
 {
 	mxfp4_narrow(a, false);
 }
 
-static void k_mxfp4_bf16(struct tpfs_kernel_args *a)
+KERNEL k_mxfp4_bf16(struct tpfs_kernel_args *a)
 {
 	mxfp4_narrow(a, true);
 }

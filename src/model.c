@@ -538,7 +538,7 @@ static int pair_mxfp4(struct loader *L, const char *where, struct entry *v,
 	const struct tpfs_options *o = &L->m->opt;
 	if (!tpfs_conv_mxfp4(o))
 		return 0; /* mxfp4=raw: the pairs stay two U8 tensors */
-	bool both = o->dtype == TPFS_OUT_AUTO && o->mxfp4 == TPFS_OUT_BOTH;
+	bool both = o->mxfp4 == TPFS_OUT_BOTH;
 	size_t count = *n;
 	for (size_t i = 0; i < count; i++) {
 		const char *name = v[i].name;
@@ -585,31 +585,44 @@ static int pair_mxfp4(struct loader *L, const char *where, struct entry *v,
 	return 0;
 }
 
-/* Give the n entries of one namespace (v has room for n + n / 2 + 1) their
- * places under the folder ns. */
-static int add_namespace(struct loader *L, uint32_t ns, const char *where,
-			 struct entry *v, size_t n)
+/* Sorted entries v must have distinct names, hidden ones aside. */
+static int check_unique(struct loader *L, const char *where, const struct entry *v,
+			size_t n)
 {
-	qsort(v, n, sizeof(*v), cmp_entries);
-	int rc = pair_mxfp4(L, where, v, &n);
-	if (rc == 0)
-		qsort(v, n, sizeof(*v), cmp_entries);
 	const struct entry *prev = NULL;
-	for (size_t i = 0; i < n && rc == 0; i++) {
+	for (size_t i = 0; i < n; i++) {
 		if (v[i].hidden)
 			continue;
 		if (prev && strcmp(prev->name, v[i].name) == 0) {
 			char a[512], b[512];
 			describe(prev, a, sizeof(a));
 			describe(&v[i], b, sizeof(b));
-			rc = tpfs_fail(L->e, -EINVAL,
-				       "%s: tensor '%s' is in both %s and %s (rule: the "
-				       ".safetensors files of one folder share one namespace); "
-				       "mount with -o by_file to show each file's tensors in a "
-				       "folder of its own",
-				       where, v[i].name, a, b);
+			return tpfs_fail(L->e, -EINVAL,
+					 "%s: tensor '%s' is in both %s and %s (rule: the "
+					 ".safetensors files of one folder share one namespace); "
+					 "mount with -o by_file to show each file's tensors in a "
+					 "folder of its own",
+					 where, v[i].name, a, b);
 		}
 		prev = &v[i];
+	}
+	return 0;
+}
+
+/* Give the n entries of one namespace (v has room for n + n / 2 + 1) their
+ * places under the folder ns. */
+static int add_namespace(struct loader *L, uint32_t ns, const char *where,
+			 struct entry *v, size_t n)
+{
+	/* Names are checked before pairing too: pairing relies on them being
+	 * unique, for it adds at most one entry per two. */
+	qsort(v, n, sizeof(*v), cmp_entries);
+	int rc = check_unique(L, where, v, n);
+	if (rc == 0)
+		rc = pair_mxfp4(L, where, v, &n);
+	if (rc == 0) {
+		qsort(v, n, sizeof(*v), cmp_entries);
+		rc = check_unique(L, where, v, n);
 	}
 	for (size_t i = 0; i < n && rc == 0; i++)
 		if (!v[i].hidden)

@@ -155,7 +155,9 @@ int tpfs_options_check(const struct tpfs_options *o, struct tpfs_error *e)
 		{"mxfp4", o->mxfp4_set, o->mxfp4},
 	};
 	for (size_t i = 0; i < sizeof(per_type) / sizeof(per_type[0]); i++)
-		if (per_type[i].set && per_type[i].value != o->dtype)
+		/* mxfp4=both says which files to show, not their type */
+		if (per_type[i].set && per_type[i].value != o->dtype &&
+		    per_type[i].value != TPFS_OUT_BOTH)
 			return tpfs_fail(e, -EINVAL,
 					 "options dtype=%s and %s=%s conflict: dtype casts every "
 					 "floating tensor to %s; drop one of them",

@@ -396,6 +396,24 @@ static void mxfp4_pairs_that_disagree_are_refused(void)
 	refused(d, &o, "tensor 'w' is in both the MXFP4 pair w_blocks/w_scales (a.safetensors) "
 		       "and b.safetensors", NULL);
 	fx_rmtree(d);
+	/* One blocks tensor repeated in four shards, its scales in a fifth:
+	 * refused before any pairing (which would otherwise make four pairs of
+	 * five tensors). */
+	d = fx_tmpdir();
+	unsigned char data[16] = {0};
+	for (int k = 0; k < 5; k++) {
+		char rel[64];
+		snprintf(rel, sizeof(rel), "model-%05d-of-00005.safetensors", k + 1);
+		CHECK(fx_write_st(d, rel,
+				  k < 4 ? "{\"w_blocks\":{\"dtype\":\"U8\",\"shape\":[1,16],"
+					  "\"data_offsets\":[0,16]}}"
+					: "{\"w_scales\":{\"dtype\":\"U8\",\"shape\":[1],"
+					  "\"data_offsets\":[0,1]}}",
+				  data, k < 4 ? 16 : 1) == 0);
+	}
+	refused(d, &o, "tensor 'w_blocks' is in both model-00001-of-00005.safetensors and "
+		       "model-00002-of-00005.safetensors", NULL);
+	fx_rmtree(d);
 }
 
 static void conflicting_options_are_refused(void)

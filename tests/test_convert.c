@@ -203,11 +203,18 @@ static void fp8_e4m3_all_256_codes_are_exact(void)
 static void fp8_e5m2_is_the_top_byte_of_a_half(void)
 {
 	check_8bit(TPFS_DT_F8_E5M2, v_e5m2, "f8_e5m2->f16", "f8_e5m2->f32");
+	/* Every code, NaN payloads included: the half's bits, and the float32
+	 * that has the same sign, exponent all ones and the mantissa bits on top */
 	uint16_t o[256];
+	uint32_t w[256];
 	run(conv_for(TPFS_DT_F8_E5M2, ""), bytes256, NULL, o, 256);
-	for (unsigned b = 0; b < 256; b++)
-		if (!f16_is_nan((uint16_t)(b << 8)))
-			CHECK(o[b] == (uint16_t)(b << 8));
+	run(conv_for(TPFS_DT_F8_E5M2, "fp8=f32"), bytes256, NULL, w, 256);
+	for (unsigned b = 0; b < 256; b++) {
+		CHECKF(o[b] == (uint16_t)(b << 8), "code 0x%02x", b);
+		if ((b & 0x7c) == 0x7c)
+			CHECKF(w[b] == ((b & 0x80u) << 24 | 0x7f800000u | (b & 3u) << 21),
+			       "code 0x%02x", b);
+	}
 }
 
 static void fp8_fnuz_variants_are_exact_with_one_nan(void)
@@ -455,13 +462,16 @@ static void mxfp4_pairs_dequantize_exactly_for_every_scale(void)
 		scales[g] = (unsigned char)g;
 	float out32[256 * 32];
 	uint16_t out16[256 * 32], outbf[256 * 32];
-	run(c, blocks, scales, out32, 256 * 32);
+	size_t over32 = run(c, blocks, scales, out32, 256 * 32);
 	o.mxfp4 = TPFS_OUT_F16;
-	run(tpfs_conv_mxfp4(&o), blocks, scales, out16, 256 * 32);
+	size_t over16 = run(tpfs_conv_mxfp4(&o), blocks, scales, out16, 256 * 32);
 	o.mxfp4 = TPFS_OUT_BF16;
 	const struct tpfs_conv *cb = tpfs_conv_mxfp4(&o);
 	CHECK(strcmp(cb->out_descr, "|V2") == 0);
-	run(cb, blocks, scales, outbf, 256 * 32);
+	size_t overbf = run(cb, blocks, scales, outbf, 256 * 32);
+	/* Finite values past each type's largest: float32 and bfloat16 reach
+	 * 2^128 only at the top scales, float16 stops below 65520. Both signs. */
+	size_t want32 = 0, want16 = 0, negative = 0;
 	o.mxfp4 = TPFS_OUT_RAW;
 	CHECK(tpfs_conv_mxfp4(&o) == NULL);
 	int bad = 0;
@@ -470,6 +480,9 @@ static void mxfp4_pairs_dequantize_exactly_for_every_scale(void)
 		unsigned byte = blocks[16 * g + (i % 32) / 2];
 		unsigned code = i % 2 ? byte >> 4 : byte & 15;
 		double v = g == 255 ? NAN : E2M1[code] * ldexp(1.0, g - 127);
+		want32 += fabs(v) >= ldexp(1, 128);
+		want16 += fabs(v) >= 65520;
+		negative += v <= -ldexp(1, 128);
 		uint32_t got32;
 		memcpy(&got32, &out32[i], 4);
 		bool ok = same32(got32, want_f32(v), isnan(v), false);
@@ -483,6 +496,9 @@ static void mxfp4_pairs_dequantize_exactly_for_every_scale(void)
 				code, got32, out16[i], outbf[i]);
 	}
 	CHECK(bad == 0);
+	CHECK(negative > 0 && want32 > negative);
+	CHECKF(over32 == want32 && overbf == want32 && over16 == want16,
+	       "overflows %zu %zu %zu, want %zu %zu", over32, overbf, over16, want32, want16);
 	/* Scale 0 is 2^-127, a float32 subnormal: 0.5 * 2^-127 must survive. */
 	CHECK(ldexp(0.5, -127) == (double)(float)ldexp(0.5, -127));
 }
@@ -527,8 +543,11 @@ static void options_refuse_bad_and_conflicting_values(void)
 	o = opts("dtype=f16,bf16=raw");
 	CHECK(tpfs_options_check(&o, &e) == -EINVAL);
 	CHECK_CONTAINS(e.msg, "dtype=f16 and bf16=raw conflict");
-	o = opts("dtype=f32,mxfp4=both");
+	o = opts("dtype=f32,fp8=f16");
 	CHECK(tpfs_options_check(&o, &e) == -EINVAL);
+	o = opts("dtype=f16,mxfp4=both"); /* both names files, not a type */
+	CHECK(tpfs_options_check(&o, &e) == 0 && tpfs_conv_mxfp4(&o) &&
+	      strcmp(tpfs_conv_mxfp4(&o)->name, "mxfp4->f16") == 0);
 	o = opts("dtype=f16,fp8=f16,mxfp4=f16,bf16=f16");
 	CHECK(tpfs_options_check(&o, &e) == 0);
 	o = opts("bf16=raw,fp8=raw,mxfp4=both");

@@ -121,12 +121,13 @@ void tpfs_stats_add(struct tpfs_stats *s, const void *data, size_t n)
 		memcpy(s->last[s->count % TPFS_INFO_EDGE], p, s->size);
 		s->count++;
 		if (s->kind == 'c') {
-			/* NaN and infinity counts cover both parts; no ordering */
+			/* As NumPy counts: an element is NaN (infinite) when a part
+			 * is; no ordering */
 			float re, im;
 			memcpy(&re, p, 4);
 			memcpy(&im, p + 4, 4);
-			s->nan += (re != re) + (im != im);
-			s->inf += (uint64_t)isinf(re) + (uint64_t)isinf(im);
+			s->nan += re != re || im != im;
+			s->inf += isinf(re) || isinf(im);
 			continue;
 		}
 		if (s->kind == 'i') {
@@ -145,8 +146,28 @@ void tpfs_stats_add(struct tpfs_stats *s, const void *data, size_t n)
 	}
 }
 
-/* Shortest %g text that reads back as v at the element's precision. */
-static void shortest(double v, const struct tpfs_stats *s, char *buf, size_t len)
+/* Does text read back as v at the element's precision? */
+static bool reads_back(const char *text, double v, const struct tpfs_stats *s)
+{
+	double back = strtod(text, NULL);
+	if (s->size == 2) {
+		/* float16 and bfloat16 values read back through float32 */
+		float b = (float)back;
+		uint32_t u;
+		memcpy(&u, &b, 4);
+		double r = s->kind == 'h' ? f32_value(tpfs_f32_to_bf16(u) << 16)
+					  : f32_value(tpfs_f16_to_f32(tpfs_f32_to_f16(u)));
+		return r == v;
+	}
+	return s->size == 4 ? (float)back == (float)v : back == v;
+}
+
+/* v as NumPy prints a float scalar: the fewest digits that read back at the
+ * element's precision, laid out positionally from 1e-4 up to 1e16 and in
+ * scientific notation outside; trim drops a bare ".0", as NumPy does for the
+ * parts of a complex number. */
+static void numpy_float(double v, const struct tpfs_stats *s, bool trim, char *buf,
+			size_t len)
 {
 	if (v != v) {
 		snprintf(buf, len, "nan");
@@ -156,27 +177,51 @@ static void shortest(double v, const struct tpfs_stats *s, char *buf, size_t len
 		snprintf(buf, len, v < 0 ? "-inf" : "inf");
 		return;
 	}
-	bool half = s->size == 2;
-	bool single = s->size == 4;
+	char sci[40];
 	for (int p = 1; p <= 17; p++) {
-		snprintf(buf, len, "%.*g", p, v);
-		double back = strtod(buf, NULL);
-		if (half) {
-			/* float16 and bfloat16 values read back through float32 */
-			float b = (float)back;
-			uint32_t u;
-			memcpy(&u, &b, 4);
-			double r = s->kind == 'h' ? f32_value(tpfs_f32_to_bf16(u) << 16)
-						  : f32_value(tpfs_f16_to_f32(tpfs_f32_to_f16(u)));
-			if (r == v)
-				break;
-		} else if (single ? (float)back == (float)v : back == v) {
+		snprintf(sci, sizeof(sci), "%.*e", p - 1, v);
+		if (reads_back(sci, v, s))
 			break;
-		}
 	}
-	/* NumPy writes floats with a point: 1.0, not 1. */
-	if (!strpbrk(buf, ".en"))
-		strncat(buf, ".0", len - strlen(buf) - 1);
+	/* sci is [-]d[.ddd]e±x: take its digits, less trailing zeros */
+	const char *q = sci + (sci[0] == '-');
+	char digits[24];
+	int nd = 0;
+	for (; *q != 'e'; q++)
+		if (*q != '.')
+			digits[nd++] = *q;
+	int exp = atoi(q + 1);
+	while (nd > 1 && digits[nd - 1] == '0')
+		nd--;
+	digits[nd] = '\0';
+	/* lay the digits out, NumPy's way */
+	char out[48], *o = out;
+	if (sci[0] == '-')
+		*o++ = '-';
+	double a = fabs(v);
+	if (a == 0 || (a >= 1e-4 && a < 1e16)) {
+		/* digit i stands for 10^(exp - i), with exp from -4 to 15 */
+		if (exp < 0) {
+			*o++ = '0';
+			*o++ = '.';
+			for (int i = exp + 1; i < 0; i++)
+				*o++ = '0';
+		}
+		for (int i = 0; i < nd || i <= exp; i++) {
+			if (i == exp + 1 && exp >= 0)
+				*o++ = '.';
+			*o++ = i < nd ? digits[i] : '0';
+		}
+		if (nd <= exp + 1 && !trim) {
+			*o++ = '.';
+			*o++ = '0';
+		}
+		*o = '\0';
+	} else {
+		snprintf(o, sizeof(out) - 1, "%c%s%se%c%02d", digits[0], nd > 1 ? "." : "",
+			 digits + 1, exp < 0 ? '-' : '+', abs(exp));
+	}
+	snprintf(buf, len, "%s", out);
 }
 
 void tpfs_format_value(const struct tpfs_stats *s, const void *elem, char *buf,
@@ -197,17 +242,23 @@ void tpfs_format_value(const struct tpfs_stats *s, const void *elem, char *buf,
 		float re, im;
 		memcpy(&re, p, 4);
 		memcpy(&im, p + 4, 4);
-		char a[24], b[24]; /* float32 texts are at most 15 characters */
+		/* NumPy's complex repr: "2j" for a +0 real part, else "(1+2j)",
+		 * both parts without a bare ".0" */
+		char a[24], b[24]; /* float32 texts are at most 20 characters */
 		struct tpfs_stats one = *s;
 		one.size = 4;
 		one.kind = 'f';
-		shortest(re, &one, a, sizeof(a));
-		shortest(fabs((double)im), &one, b, sizeof(b));
-		snprintf(buf, len, "(%s%s%sj)", a, signbit(im) ? "-" : "+", b);
+		numpy_float(im, &one, true, b, sizeof(b));
+		if (re == 0 && !signbit(re)) {
+			snprintf(buf, len, "%sj", b);
+			return;
+		}
+		numpy_float(re, &one, true, a, sizeof(a));
+		snprintf(buf, len, "(%s%s%sj)", a, b[0] == '-' ? "" : "+", b);
 		return;
 	}
 	default:
-		shortest(element(s, p), s, buf, len);
+		numpy_float(element(s, p), s, false, buf, len);
 	}
 }
 
@@ -282,14 +333,14 @@ char *tpfs_info_render(const struct tpfs_tensor *t, const struct tpfs_stats *s,
 			snprintf(v[0], sizeof(v[0]), "%s", s->min ? "True" : "False");
 			snprintf(v[1], sizeof(v[1]), "%s", s->max ? "True" : "False");
 		} else {
-			shortest(s->min, s, v[0], sizeof(v[0]));
-			shortest(s->max, s, v[1], sizeof(v[1]));
+			numpy_float(s->min, s, false, v[0], sizeof(v[0]));
+			numpy_float(s->max, s, false, v[1], sizeof(v[1]));
 		}
 		struct tpfs_stats wide = *s;
 		wide.kind = 'f';
 		wide.size = 8;
-		shortest(s->mean, &wide, v[2], sizeof(v[2]));
-		shortest(sqrt(s->m2 / (double)s->finite), &wide, v[3], sizeof(v[3]));
+		numpy_float(s->mean, &wide, false, v[2], sizeof(v[2]));
+		numpy_float(sqrt(s->m2 / (double)s->finite), &wide, false, v[3], sizeof(v[3]));
 	} else {
 		for (int i = 0; i < 4; i++)
 			snprintf(v[i], sizeof(v[i]), "%s", s ? "n/a" : "");

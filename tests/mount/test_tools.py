@@ -40,7 +40,16 @@ def fixtures(root):
         ("scalar", "F64", (), struct.pack("<d", 2.5)),
         ("empty", "F16", (0, 3), b""),
         ("e4m3", "F8_E4M3", (256,), bytes(range(256))),
-        ("c", "C64", (2,), np.array([1 + 2j, -3.5 - 0.25j], "<c8").tobytes()),
+        ("c", "C64", (6,), np.array([1 + 2j, -3.5 - 0.25j, complex(-np.inf, 1),
+                                     complex(1, -np.inf), complex(np.nan, np.nan), 2j],
+                                    "<c8").tobytes()),
+        # Values NumPy prints positionally (1e-4 up to 1e16) or not
+        ("p32", "F32", (6,), np.array([-310, 100, 1e16, 1.2345e15, 1.5e-5, 1.234e-4],
+                                      "<f4").tobytes()),
+        ("p64", "F64", (6,), np.array([0.1, -0.0, 1e-300, 123456789.125, 9.999e15,
+                                      5e-324], "<f8").tobytes()),
+        ("p16", "F16", (6,), np.array([65504, -1e-4, 6e-8, 1000, 0.5, -2], "<f2")
+         .tobytes()),
         ("w_blocks", "U8", (2, 16), rng.integers(0, 256, 32, dtype=np.uint8).tobytes()),
         ("w_scales", "U8", (2,), bytes([120, 130]))])
     out.append(src)
@@ -116,24 +125,30 @@ class ToolsAgreeWithTheMount(unittest.TestCase):
         self.assertEqual(f["tensor"], t["name"])
         self.assertEqual(f["path"], t["path"])
         self.assertEqual(int(f["parameters"]), a.size)
-        if a.dtype.kind == "V":
+        bf16 = a.dtype.kind == "V"
+        if bf16:
             a = (a.view("<u2").astype("<u4") << 16).view("<f4")
         flat = a.reshape(-1)
         if a.dtype.kind == "c":
-            parts = np.concatenate([flat.real, flat.imag])
-            self.assertEqual(int(f["nan"]), np.isnan(parts).sum())
-            return
+            self.assertEqual(int(f["nan"]), np.isnan(flat).sum())
+            self.assertEqual(int(f["inf"]), np.isinf(flat).sum())
+            self.assertEqual(f["min"], "n/a")
         values = flat.astype(np.float64) if a.dtype.kind in "fb" else flat
         finite = values[np.isfinite(values)] if a.dtype.kind in "fb" else values
-        self.assertEqual(int(f["nan"]), int(np.isnan(values).sum()) if a.dtype.kind == "f" else 0)
-        self.assertEqual(int(f["inf"]), int(np.isinf(values).sum()) if a.dtype.kind == "f" else 0)
-        if finite.size:
+        if a.dtype.kind != "c":
+            self.assertEqual(int(f["nan"]), int(np.isnan(values).sum()) if a.dtype.kind == "f" else 0)
+            self.assertEqual(int(f["inf"]), int(np.isinf(values).sum()) if a.dtype.kind == "f" else 0)
+        if finite.size and a.dtype.kind != "c":
             if a.dtype.kind == "b":
                 self.assertEqual(f["min"], str(bool(finite.min())))
             elif a.dtype.kind in "iu":
                 self.assertEqual(int(f["min"]), int(finite.min()))
                 self.assertEqual(int(f["max"]), int(finite.max()))
-            else:  # printed at the element's own precision
+            elif not bf16:  # printed as NumPy prints them
+                elem = a.dtype.type
+                self.assertEqual(f["min"], str(elem(finite.min())))
+                self.assertEqual(f["max"], str(elem(finite.max())))
+            else:  # bfloat16: at its own precision
                 elem = a.dtype.type
                 self.assertEqual(elem(float(f["min"])), elem(finite.min()))
                 self.assertEqual(elem(float(f["max"])), elem(finite.max()))
@@ -152,6 +167,8 @@ class ToolsAgreeWithTheMount(unittest.TestCase):
                 return token == str(bool(v))
             if a.dtype.kind in "iu":
                 return int(token) == int(v)
+            if not bf16:
+                return token == str(v)
             return np.array(float(token), dtype=a.dtype) == v or (np.isnan(v) and token == "nan")
         for k, token in enumerate(first):
             self.assertTrue(same(token, flat[k]), (token, flat[k]))

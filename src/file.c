@@ -229,8 +229,8 @@ static ssize_t tensor_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 	return (ssize_t)(done + (size_t)got);
 }
 
-static ssize_t spans(struct tpfs_fs *fs, uint32_t node, uint64_t off, size_t len,
-		     struct tpfs_spans *sp)
+ssize_t tpfs_file_spans(struct tpfs_fs *fs, uint32_t node, uint64_t off,
+			size_t len, struct tpfs_spans *sp)
 {
 	sp->n = sp->npins = 0;
 	sp->mapped = NULL;
@@ -276,24 +276,6 @@ static ssize_t spans(struct tpfs_fs *fs, uint32_t node, uint64_t off, size_t len
 	}
 }
 
-static void count(struct tpfs_fs *fs, ssize_t got)
-{
-	atomic_fetch_add_explicit(&fs->reads, 1, memory_order_relaxed);
-	if (got < 0)
-		atomic_fetch_add_explicit(&fs->errors, 1, memory_order_relaxed);
-	else
-		atomic_fetch_add_explicit(&fs->bytes_served, (uint64_t)got,
-					  memory_order_relaxed);
-}
-
-ssize_t tpfs_file_spans(struct tpfs_fs *fs, uint32_t node, uint64_t off,
-			size_t len, struct tpfs_spans *sp)
-{
-	ssize_t got = spans(fs, node, off, len, sp);
-	count(fs, got);
-	return got;
-}
-
 void tpfs_spans_release(struct tpfs_fs *fs, struct tpfs_spans *sp)
 {
 	for (size_t i = 0; i < sp->npins; i++)
@@ -311,7 +293,7 @@ ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t node, uint64_t off,
 	ssize_t rc = 0;
 	while (done < len) {
 		struct tpfs_spans sp;
-		rc = spans(fs, node, off + done, len - done, &sp);
+		rc = tpfs_file_spans(fs, node, off + done, len - done, &sp);
 		size_t at = done;
 		for (size_t i = 0; rc > 0 && i < sp.n; i++) {
 			if (tpfs_guard_copy((char *)buf + at, sp.v[i].ptr, sp.v[i].len) < 0) {
@@ -325,9 +307,7 @@ ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t node, uint64_t off,
 			break;
 		done += (size_t)rc;
 	}
-	ssize_t result = rc < 0 ? rc : (ssize_t)done;
-	count(fs, result);
-	return result;
+	return rc < 0 ? rc : (ssize_t)done;
 }
 
 /* Stream the tensor's served values through the statistics, in bounded
@@ -412,4 +392,14 @@ char *tpfs_fs_stats_json(struct tpfs_fs *fs, size_t *len)
 void tpfs_fs_count_error(struct tpfs_fs *fs)
 {
 	atomic_fetch_add_explicit(&fs->errors, 1, memory_order_relaxed);
+}
+
+void tpfs_fs_count_read(struct tpfs_fs *fs, ssize_t got)
+{
+	atomic_fetch_add_explicit(&fs->reads, 1, memory_order_relaxed);
+	if (got < 0)
+		atomic_fetch_add_explicit(&fs->errors, 1, memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&fs->bytes_served, (uint64_t)got,
+					  memory_order_relaxed);
 }

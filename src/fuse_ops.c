@@ -172,19 +172,29 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
+/* Counters move before each reply, so that a reader who looks at
+ * .tpfs/stats after its read returned sees it counted. */
+static void reply_err(fuse_req_t req, struct tpfs_fs *fs, int err)
+{
+	tpfs_fs_count_read(fs, -err);
+	fuse_reply_err(req, err);
+}
+
 static void reply_copy(fuse_req_t req, struct tpfs_fs *fs, uint32_t idx,
 		       size_t size, off_t off)
 {
 	char *buf = malloc(size ? size : 1);
 	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+		reply_err(req, fs, ENOMEM);
 		return;
 	}
 	ssize_t got = tpfs_file_read(fs, idx, (uint64_t)off, size, buf);
-	if (got < 0)
-		fuse_reply_err(req, (int)-got);
-	else
+	if (got < 0) {
+		reply_err(req, fs, (int)-got);
+	} else {
+		tpfs_fs_count_read(fs, got);
 		fuse_reply_buf(req, buf, (size_t)got);
+	}
 	free(buf);
 }
 
@@ -209,9 +219,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct tpfs_spans sp;
 	ssize_t got = tpfs_file_spans(fs, (uint32_t)idx, (uint64_t)off, size, &sp);
 	if (got >= 0 && (size_t)got == want) {
+		/* Reply with the spans themselves: no copy here */
 		struct iovec iov[TPFS_MAX_SPANS];
 		for (size_t i = 0; i < sp.n; i++)
 			iov[i] = (struct iovec){(void *)sp.v[i].ptr, sp.v[i].len};
+		tpfs_fs_count_read(fs, got);
 		int rc = fuse_reply_iov(req, iov, (int)sp.n);
 		if (rc == -EFAULT) {
 			/* A source page vanished under the kernel's copy: it failed the
@@ -229,7 +241,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	tpfs_spans_release(fs, &sp);
 	if (got < 0)
-		fuse_reply_err(req, (int)-got);
+		reply_err(req, fs, (int)-got);
 	else
 		reply_copy(req, fs, (uint32_t)idx, want, off); /* ran out of spans */
 }

@@ -73,8 +73,7 @@ uint64_t tpfs_node_size(const struct tpfs_fs *fs, uint32_t node);
 
 /* Describe bytes [off, off + len) of a file node as spans, clipped at the end
  * of the file. Returns the bytes described (fewer than asked only at the end
- * of the file or when TPFS_MAX_SPANS ran out) or a negative errno; counts one
- * read. Pins are held until tpfs_spans_release, which must be called in
+ * of the file or when TPFS_MAX_SPANS ran out) or a negative errno. Pins are held until tpfs_spans_release, which must be called in
  * every case. Source bytes in the spans may fault if the source is truncated
  * meanwhile: copy them under tpfs_guard. */
 ssize_t tpfs_file_spans(struct tpfs_fs *fs, uint32_t node, uint64_t off,
@@ -83,7 +82,7 @@ void tpfs_spans_release(struct tpfs_fs *fs, struct tpfs_spans *sp);
 
 /* Copy bytes [off, off + len) of a file node into buf. Returns the bytes
  * copied (fewer than len only at the end of the file) or a negative errno
- * (-EIO when a source changed). Counts one read. */
+ * (-EIO when a source changed). */
 ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t node, uint64_t off,
 		       size_t len, void *buf);
 
@@ -100,7 +99,12 @@ int tpfs_file_info(struct tpfs_fs *fs, size_t i, const char **text, size_t *len)
  * changed (see tpfs_source_faulted). */
 void tpfs_file_faulted(struct tpfs_fs *fs, uint32_t node);
 
-/* Count a failed read made outside tpfs_file_* (the daemon's replies). */
+/* Count one read the daemon answered: got bytes, or an error when negative.
+ * (tpfs_file_* count nothing themselves, so that computing an info card or
+ * a fallback copy is not taken for what a reader asked.) */
+void tpfs_fs_count_read(struct tpfs_fs *fs, ssize_t got);
+
+/* Count an error found after the read was counted (a failed reply). */
 void tpfs_fs_count_error(struct tpfs_fs *fs);
 
 #endif

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -128,6 +129,13 @@ static const struct tpfs_tensor *find_tensor(const struct tpfs_model *m, const c
 			return t;
 	}
 	return NULL;
+}
+
+/* What the tools read at once: at most one block, so that a read pins at
+ * most the two blocks it straddles. */
+static size_t read_unit(const struct tpfs_model *m)
+{
+	return m->opt.block_size < CHUNK ? (size_t)m->opt.block_size : CHUNK;
 }
 
 static int write_all(int fd, const void *p, size_t n)
@@ -305,15 +313,19 @@ int tpfs_cmd_cat(int argc, char **argv)
 	if (open_model("cat", &a, &m, &fs))
 		return 1;
 	const struct tpfs_tensor *t = find_tensor(m, a.pos[1]);
-	unsigned char *buf = t ? malloc(CHUNK) : NULL;
+	size_t unit = read_unit(m);
+	unsigned char *buf = t ? malloc(unit) : NULL;
 	int rc = 0;
 	if (!t) {
 		fprintf(stderr, "tpfs cat: %s: no tensor '%s' ('tpfs ls %s' lists them)\n",
 			a.pos[0], a.pos[1], a.pos[0]);
 		rc = 1;
+	} else if (!buf) {
+		fprintf(stderr, "tpfs cat: out of memory\n");
+		rc = 1;
 	}
-	for (uint64_t off = 0; buf && off < t->npy_size && rc == 0;) {
-		ssize_t got = tpfs_file_read(fs, t->node, off, CHUNK, buf);
+	for (uint64_t off = 0; rc == 0 && off < t->npy_size;) {
+		ssize_t got = tpfs_file_read(fs, t->node, off, unit, buf);
 		int err = got <= 0 ? (got < 0 ? (int)-got : EIO) : -write_all(1, buf, (size_t)got);
 		if (err) {
 			fprintf(stderr, "tpfs cat: %s: %s\n", t->name, strerror(err));
@@ -328,6 +340,18 @@ int tpfs_cmd_cat(int argc, char **argv)
 
 /* ---- convert ------------------------------------------------------------ */
 
+/*
+ * OUT/.tpfs-convert, the journal: the line "tpfs-convert 2", then a line
+ * "FINGERPRINT XXH3 SIZE PATH" for each file as it is written or verified,
+ * appended and synced at once; a later line for a path replaces the earlier
+ * ones. Every path in it was written by tpfs convert, so a run whose plan no
+ * longer has it may remove it; its file is trusted again only under the same
+ * fingerprint. Each run starts by rewriting the journal with one line a path
+ * (nothing is forgotten when a run is cut short), and a complete run ends
+ * with only its own files in it.
+ */
+#define JOURNAL_HEAD "tpfs-convert 2"
+
 struct job {
 	uint32_t node;
 	char *rel;          /* path under OUT */
@@ -340,18 +364,22 @@ struct record {
 	char *rel;
 	uint64_t size;
 	char hash[17];
+	char fp[17];        /* the fingerprint of the run that wrote it */
+	size_t line;
 };
 
 struct convert {
 	struct tpfs_fs *fs;
 	const char *out;
+	const char *fp;               /* this run's fingerprint */
+	size_t unit;                  /* bytes read at once */
 	struct job *jobs;
 	size_t njobs;
 	atomic_size_t next;           /* the next job to take */
 	atomic_uint_fast64_t bytes;   /* bytes written or verified so far */
 	atomic_size_t done;
 	uint64_t total;
-	struct record *records;       /* from a previous run, sorted by rel */
+	struct record *records;       /* from earlier runs, one a path, by path */
 	size_t nrecords;
 	FILE *journal;
 	pthread_mutex_t journal_lock;
@@ -360,7 +388,14 @@ struct convert {
 
 static int cmp_records(const void *a, const void *b)
 {
-	return strcmp(((const struct record *)a)->rel, ((const struct record *)b)->rel);
+	const struct record *x = a, *y = b;
+	int c = strcmp(x->rel, y->rel);
+	return c ? c : x->line < y->line ? -1 : x->line > y->line;
+}
+
+static int cmp_jobs_by_path(const void *a, const void *b)
+{
+	return strcmp(((const struct job *)a)->rel, ((const struct job *)b)->rel);
 }
 
 static char *out_path(const struct convert *c, const char *rel, const char *suffix)
@@ -385,57 +420,173 @@ static int mkdir_parents(const char *path)
 	return rc;
 }
 
+static int sync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = fd < 0 || fsync(fd) < 0 ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 static void hash_hex(XXH64_hash_t h, char out[17])
 {
 	snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
-/* A file of a previous run is kept if it has the recorded size and hash,
- * which j takes. */
-static bool verified(struct convert *c, struct job *j, unsigned char *buf)
+/* The XXH3-64 of the file at path, which must be size bytes long. Returns 0,
+ * or -1 when it is not, cannot be read, or memory is short. */
+static int hash_file(const char *path, uint64_t size, unsigned char *buf, size_t unit,
+		     char out[17])
 {
-	struct record key = {.rel = j->rel};
-	const struct record *r =
-		c->nrecords ? bsearch(&key, c->records, c->nrecords, sizeof(key), cmp_records)
-			    : NULL;
-	if (!r || r->size != j->size)
-		return false;
-	char *path = out_path(c, j->rel, NULL);
-	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-	free(path);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size != j->size) {
-		if (fd >= 0)
-			close(fd);
-		return false;
-	}
-	XXH3_state_t *h = XXH3_createState();
-	XXH3_64bits_reset(h);
-	bool ok = true;
-	for (uint64_t at = 0; at < j->size && ok;) {
-		ssize_t got = pread(fd, buf, CHUNK, (off_t)at);
+	XXH3_state_t *h = NULL;
+	bool ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		  (uint64_t)st.st_size == size && (h = XXH3_createState()) != NULL;
+	if (ok)
+		XXH3_64bits_reset(h);
+	for (uint64_t at = 0; ok && at < size;) {
+		ssize_t got = pread(fd, buf, unit, (off_t)at);
 		ok = got > 0;
 		if (ok) {
 			XXH3_64bits_update(h, buf, (size_t)got);
 			at += (uint64_t)got;
 		}
 	}
-	hash_hex(XXH3_64bits_digest(h), j->hash);
+	if (ok)
+		hash_hex(XXH3_64bits_digest(h), out);
 	XXH3_freeState(h);
-	close(fd);
-	return ok && strcmp(j->hash, r->hash) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok ? 0 : -1;
+}
+
+/* Read the journal into c->records, keeping the last line of each path.
+ * Returns 0, -EINVAL for a file that is no journal of this format, or
+ * -ENOMEM. */
+static int load_journal(struct convert *c, FILE *j)
+{
+	char line[8192];
+	if (!fgets(line, sizeof(line), j) || strcmp(line, JOURNAL_HEAD "\n") != 0)
+		return -EINVAL;
+	size_t cap = 0;
+	for (size_t n = 1; fgets(line, sizeof(line), j); n++) {
+		struct record r = {.line = n};
+		char rel[4096];
+		line[strcspn(line, "\n")] = '\0';
+		if (sscanf(line, "%16s %16s %" SCNu64 " %4095[^\n]", r.fp, r.hash, &r.size,
+			   rel) != 4)
+			continue; /* a line cut short */
+		if (c->nrecords == cap) {
+			cap = cap ? 2 * cap : 64;
+			struct record *grown = realloc(c->records, cap * sizeof(*grown));
+			if (!grown)
+				return -ENOMEM;
+			c->records = grown;
+		}
+		if (!(r.rel = strdup(rel)))
+			return -ENOMEM;
+		c->records[c->nrecords++] = r;
+	}
+	if (c->nrecords)
+		qsort(c->records, c->nrecords, sizeof(*c->records), cmp_records);
+	size_t kept = 0;
+	for (size_t i = 0; i < c->nrecords; i++) {
+		if (i + 1 < c->nrecords && strcmp(c->records[i].rel, c->records[i + 1].rel) == 0)
+			free(c->records[i].rel); /* a later line replaced it */
+		else
+			c->records[kept++] = c->records[i];
+	}
+	c->nrecords = kept;
+	return 0;
+}
+
+/* Replace the journal with these records (a temporary file renamed over it)
+ * and keep it open for appending. */
+static int rewrite_journal(struct convert *c, const struct record *r, size_t n)
+{
+	char *path = out_path(c, JOURNAL, NULL), *tmp = out_path(c, JOURNAL, PARTIAL);
+	FILE *f = path && tmp ? fopen(tmp, "w") : NULL;
+	int rc = f ? 0 : -errno;
+	if (f) {
+		fprintf(f, "%s\n", JOURNAL_HEAD);
+		for (size_t i = 0; i < n; i++)
+			fprintf(f, "%s %s %" PRIu64 " %s\n", r[i].fp, r[i].hash, r[i].size,
+				r[i].rel);
+		if (fflush(f) != 0 || fdatasync(fileno(f)) < 0)
+			rc = -errno;
+		if (fclose(f) != 0 && rc == 0)
+			rc = -errno;
+	}
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = sync_dir(c->out);
+	if (c->journal)
+		fclose(c->journal);
+	c->journal = rc == 0 ? fopen(path, "a") : NULL;
+	if (rc == 0 && !c->journal)
+		rc = -errno;
+	if (rc < 0) {
+		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, JOURNAL, strerror(-rc));
+		if (tmp)
+			unlink(tmp);
+	}
+	free(path);
+	free(tmp);
+	return rc;
+}
+
+static void journal_add(struct convert *c, const struct job *j)
+{
+	pthread_mutex_lock(&c->journal_lock);
+	fprintf(c->journal, "%s %s %" PRIu64 " %s\n", c->fp, j->hash, j->size, j->rel);
+	fflush(c->journal);
+	fdatasync(fileno(c->journal));
+	pthread_mutex_unlock(&c->journal_lock);
+}
+
+static int cmp_record_paths(const void *a, const void *b)
+{
+	return strcmp(((const struct record *)a)->rel, ((const struct record *)b)->rel);
+}
+
+static const struct record *record_of(const struct convert *c, const char *rel)
+{
+	struct record key = {.rel = (char *)rel};
+	return c->nrecords ? bsearch(&key, c->records, c->nrecords, sizeof(key),
+				     cmp_record_paths)
+			   : NULL;
+}
+
+/* A file of an earlier run is kept if this run's fingerprint wrote it and
+ * it still has the recorded size and hash, which j takes. */
+static bool verified(struct convert *c, struct job *j, unsigned char *buf)
+{
+	const struct record *r = record_of(c, j->rel);
+	if (!r || strcmp(r->fp, c->fp) != 0 || r->size != j->size)
+		return false;
+	char *path = out_path(c, j->rel, NULL);
+	bool ok = path && hash_file(path, j->size, buf, c->unit, j->hash) == 0 &&
+		  strcmp(j->hash, r->hash) == 0;
+	free(path);
+	return ok;
 }
 
 /* Write one file under a temporary name, then give it its name. */
 static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 {
 	char *tmp = out_path(c, j->rel, PARTIAL), *path = out_path(c, j->rel, NULL);
-	int fd = tmp ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
-	int rc = fd < 0 ? -errno : 0;
-	XXH3_state_t *h = XXH3_createState();
-	XXH3_64bits_reset(h);
+	int fd = tmp && path ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+	int rc = fd < 0 ? (tmp && path ? -errno : -ENOMEM) : 0;
+	XXH3_state_t *h = rc == 0 ? XXH3_createState() : NULL;
+	if (rc == 0 && !h)
+		rc = -ENOMEM;
+	if (h)
+		XXH3_64bits_reset(h);
 	for (uint64_t at = 0; at < j->size && rc == 0;) {
-		ssize_t got = tpfs_file_read(c->fs, j->node, at, CHUNK, buf);
+		ssize_t got = tpfs_file_read(c->fs, j->node, at, c->unit, buf);
 		rc = got <= 0 ? (got < 0 ? (int)got : -EIO) : write_all(fd, buf, (size_t)got);
 		if (rc == 0) {
 			XXH3_64bits_update(h, buf, (size_t)got);
@@ -443,7 +594,8 @@ static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 			atomic_fetch_add(&c->bytes, (uint64_t)got);
 		}
 	}
-	hash_hex(XXH3_64bits_digest(h), j->hash);
+	if (h)
+		hash_hex(XXH3_64bits_digest(h), j->hash);
 	XXH3_freeState(h);
 	if (fd >= 0) {
 		if (rc == 0 && fdatasync(fd) < 0)
@@ -467,7 +619,7 @@ static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 static void *worker(void *arg)
 {
 	struct convert *c = arg;
-	unsigned char *buf = malloc(CHUNK);
+	unsigned char *buf = malloc(c->unit);
 	for (size_t i; buf && (i = atomic_fetch_add(&c->next, 1)) < c->njobs;) {
 		struct job *j = &c->jobs[i];
 		if (verified(c, j, buf)) {
@@ -476,13 +628,8 @@ static void *worker(void *arg)
 		} else {
 			j->state = write_job(c, j, buf) == 0 ? WRITTEN : FAILED;
 		}
-		if (j->state != FAILED) {
-			pthread_mutex_lock(&c->journal_lock);
-			fprintf(c->journal, "%s %" PRIu64 " %s\n", j->hash, j->size, j->rel);
-			fflush(c->journal);
-			fdatasync(fileno(c->journal));
-			pthread_mutex_unlock(&c->journal_lock);
-		}
+		if (j->state != FAILED)
+			journal_add(c, j);
 		atomic_fetch_add(&c->done, 1);
 		if (!c->tty && j->state != FAILED) {
 			char sz[32];
@@ -519,10 +666,13 @@ static void progress(struct convert *c, const struct timespec *t0)
 
 /* The fingerprint of what the output holds: every file's place, source,
  * byte range and conversion, each source file's size and time stamp, and
- * the options that change bytes (not cache_size or block_size). */
-static void fingerprint(const struct tpfs_model *m, char out[17])
+ * the options that change bytes (not cache_size or block_size). Returns 0
+ * or -ENOMEM. */
+static int fingerprint(const struct tpfs_model *m, char out[17])
 {
 	XXH3_state_t *h = XXH3_createState();
+	if (!h)
+		return -ENOMEM;
 	XXH3_64bits_reset(h);
 	const struct tpfs_options *o = &m->opt;
 	int opts[5] = {o->by_file, (int)o->bf16, (int)o->fp8, (int)o->mxfp4, (int)o->dtype};
@@ -546,11 +696,55 @@ static void fingerprint(const struct tpfs_model *m, char out[17])
 	}
 	hash_hex(XXH3_64bits_digest(h), out);
 	XXH3_freeState(h);
+	return 0;
 }
 
-/* OUT must be new, empty, or a previous output (it has the journal). Loads
- * the journal's records when its fingerprint matches. */
-static int prepare_out(struct convert *c, const char *fp)
+/* path made absolute with its existing part resolved (OUT need not exist
+ * yet), or NULL. */
+static char *resolved(const char *path)
+{
+	char *head = strdup(path), *r = NULL;
+	const char *tail = "";
+	while (head && !(r = realpath(*head ? head : ".", NULL))) {
+		char *slash = strrchr(head, '/');
+		if (errno != ENOENT || !*head)
+			break;
+		tail = path + (slash ? slash - head + 1 : 0);
+		if (slash == head)
+			head[1] = '\0'; /* "/x": resolve "/" */
+		else if (slash)
+			*slash = '\0';
+		else
+			*head = '\0';
+	}
+	char *out = NULL;
+	if (r && asprintf(&out, "%s%s%s", r, *tail && strcmp(r, "/") != 0 ? "/" : "", tail) < 0)
+		out = NULL;
+	free(r);
+	free(head);
+	return out;
+}
+
+/* OUT inside a SRC folder would become part of the source on the next run. */
+static bool out_inside_src(const char *src, const char *out)
+{
+	struct stat st;
+	if (stat(src, &st) < 0 || !S_ISDIR(st.st_mode))
+		return false;
+	char *s = realpath(src, NULL), *o = resolved(out);
+	size_t n = s ? strlen(s) : 0;
+	bool inside = s && o && strncmp(o, s, n) == 0 &&
+		      (o[n] == '\0' || o[n] == '/' || strcmp(s, "/") == 0);
+	free(s);
+	free(o);
+	return inside;
+}
+
+/* OUT must be new, empty, or a previous output (it has the journal); with
+ * --resume, a previous output. Loads the journal, removes the manifest (it
+ * says the output is whole, and comes back at the end of a complete run)
+ * and starts the journal afresh. */
+static int prepare_out(struct convert *c, bool resume)
 {
 	if (mkdir_parents(c->out) < 0 || (mkdir(c->out, 0755) < 0 && errno != EEXIST)) {
 		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(errno));
@@ -558,6 +752,7 @@ static int prepare_out(struct convert *c, const char *fp)
 	}
 	char *jpath = out_path(c, JOURNAL, NULL);
 	FILE *j = jpath ? fopen(jpath, "r") : NULL;
+	free(jpath);
 	if (!j) {
 		size_t n = 0;
 		DIR *d = opendir(c->out);
@@ -566,49 +761,98 @@ static int prepare_out(struct convert *c, const char *fp)
 			n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
 		if (d)
 			closedir(d);
+		if (resume) {
+			fprintf(stderr, "tpfs convert: --resume: %s holds no earlier tpfs convert "
+					"output (no %s file)\n", c->out, JOURNAL);
+			return -1;
+		}
 		if (!d || n) {
 			fprintf(stderr, "tpfs convert: %s is not empty and holds no earlier tpfs "
 					"convert output (no %s file); choose an empty or new folder\n",
 				c->out, JOURNAL);
-			free(jpath);
 			return -1;
 		}
 	} else {
-		char line[8192], jfp[64] = "";
-		if (fgets(line, sizeof(line), j) && sscanf(line, "tpfs-convert 1 %63s", jfp) == 1 &&
-		    strcmp(jfp, fp) == 0) {
-			while (fgets(line, sizeof(line), j)) {
-				struct record r = {0};
-				char rel[4096];
-				line[strcspn(line, "\n")] = '\0';
-				if (sscanf(line, "%16s %" SCNu64 " %4095[^\n]", r.hash, &r.size, rel) != 3)
-					continue;
-				struct record *grown = realloc(c->records, (c->nrecords + 1) * sizeof(*grown));
-				if (!grown || !(r.rel = strdup(rel))) {
-					free(grown == c->records ? NULL : grown);
-					break;
-				}
-				c->records = grown;
-				c->records[c->nrecords++] = r;
-			}
-			if (c->nrecords > 1)
-				qsort(c->records, c->nrecords, sizeof(*c->records), cmp_records);
-		} else {
+		int rc = load_journal(c, j);
+		fclose(j);
+		if (rc < 0) {
+			fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, JOURNAL,
+				rc == -EINVAL ? "not a journal of this tpfs (its first line is not \""
+						JOURNAL_HEAD "\"); choose another folder"
+					      : strerror(-rc));
+			return -1;
+		}
+		size_t current = 0;
+		for (size_t i = 0; i < c->nrecords; i++)
+			current += strcmp(c->records[i].fp, c->fp) == 0;
+		if (c->nrecords && !current)
 			fprintf(stderr, "tpfs convert: %s holds the output of another model or "
 					"other options; rewriting it\n", c->out);
-		}
-		fclose(j);
 	}
-	/* Start the journal afresh; kept records are written back as kept. */
-	c->journal = jpath ? fopen(jpath, "w") : NULL;
-	free(jpath);
-	if (!c->journal) {
-		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(errno));
+	char *mpath = out_path(c, "manifest.json", NULL);
+	if (!mpath || (unlink(mpath) < 0 && errno != ENOENT)) {
+		fprintf(stderr, "tpfs convert: %s/manifest.json: %s\n", c->out,
+			strerror(mpath ? errno : ENOMEM));
+		free(mpath);
 		return -1;
 	}
-	fprintf(c->journal, "tpfs-convert 1 %s\n", fp);
-	fflush(c->journal);
+	free(mpath);
+	return rewrite_journal(c, c->records, c->nrecords) < 0 ? -1 : 0;
+}
+
+/* rmdir the folders above path, up to OUT, while they are empty. */
+static void remove_empty_parents(const struct convert *c, char *path)
+{
+	size_t top = strlen(c->out);
+	for (size_t n = strlen(path); n > top; n--) {
+		while (n > top && path[n - 1] != '/')
+			n--;
+		if (n <= top + 1) /* the slash after OUT itself */
+			break;
+		path[n - 1] = '\0';
+		if (rmdir(path) < 0)
+			break;
+	}
+}
+
+static int remove_partial(const char *path, const struct stat *st, int type,
+			  struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	size_t n = strlen(path), k = strlen(PARTIAL);
+	if (type == FTW_F && n > k && strcmp(path + n - k, PARTIAL) == 0)
+		unlink(path);
 	return 0;
+}
+
+/* After a complete run: remove the files earlier runs wrote that this run's
+ * plan has not (when still as they were written), the folders that leaves
+ * empty, and partial files. Jobs are sorted by path. */
+static void remove_stale(struct convert *c, unsigned char *buf)
+{
+	size_t removed = 0;
+	for (size_t i = 0; i < c->nrecords; i++) {
+		const struct record *r = &c->records[i];
+		struct job key = {.rel = r->rel};
+		if (bsearch(&key, c->jobs, c->njobs, sizeof(key), cmp_jobs_by_path))
+			continue;
+		char *path = out_path(c, r->rel, NULL);
+		char h[17];
+		if (path && hash_file(path, r->size, buf, c->unit, h) == 0 &&
+		    strcmp(h, r->hash) == 0 && unlink(path) == 0) {
+			removed++;
+			remove_empty_parents(c, path);
+		} else if (path && access(path, F_OK) == 0) {
+			fprintf(stderr, "tpfs convert: left %s in place: it changed after an "
+					"earlier run wrote it\n", path);
+		}
+		free(path);
+	}
+	nftw(c->out, remove_partial, 16, FTW_PHYS);
+	if (removed)
+		printf("removed %zu file%s an earlier run wrote that this one does not\n",
+		       removed, removed == 1 ? "" : "s");
 }
 
 /* The tree's files outside .tpfs, with tensors placed in shard_NNN/ folders
@@ -661,11 +905,6 @@ static int cmp_jobs_by_size(const void *a, const void *b)
 	return x->size < y->size ? 1 : x->size > y->size ? -1 : strcmp(x->rel, y->rel);
 }
 
-static int cmp_jobs_by_path(const void *a, const void *b)
-{
-	return strcmp(((const struct job *)a)->rel, ((const struct job *)b)->rel);
-}
-
 /* OUT/manifest.json: the mount's, with the paths under OUT and a "convert"
  * section listing every file written with its size and XXH3-64. */
 static int write_manifest(struct convert *c, const struct tpfs_model *m, char **paths,
@@ -686,10 +925,18 @@ static int write_manifest(struct convert *c, const struct tpfs_model *m, char **
 			   : NULL;
 	free(extra);
 	char *tmp = out_path(c, "manifest.json", PARTIAL), *path = out_path(c, "manifest.json", NULL);
-	int fd = text && tmp ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
-	int rc = fd < 0 ? -errno : write_all(fd, text, len);
-	if (fd >= 0 && (close(fd) < 0 || rc < 0 || rename(tmp, path) < 0) && rc == 0)
+	int rc = text && tmp && path ? 0 : -ENOMEM;
+	int fd = rc == 0 ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+	if (rc == 0)
+		rc = fd < 0 ? -errno : write_all(fd, text, len);
+	if (rc == 0 && fdatasync(fd) < 0)
 		rc = -errno;
+	if (fd >= 0 && close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = sync_dir(c->out);
 	if (rc < 0)
 		fprintf(stderr, "tpfs convert: %s/manifest.json: %s\n", c->out, strerror(-rc));
 	free(text);
@@ -709,8 +956,11 @@ int tpfs_cmd_convert(int argc, char **argv)
 		       "Writes to OUT the tree a mount of SRC would show (manifest.json\n"
 		       "included, .tpfs left out), for hosts without FUSE. Files are written\n"
 		       "under a temporary name and renamed when complete, and recorded with\n"
-		       "their XXH3 checksum; running again over OUT (or with --resume)\n"
-		       "keeps the files that are complete and verified and redoes the rest.\n"
+		       "their XXH3 checksum; running again over OUT keeps the files that\n"
+		       "are complete and verified, redoes the rest, and removes what an\n"
+		       "earlier run wrote that this one does not. manifest.json is written\n"
+		       "last: OUT is complete when it is there.\n"
+		       "  --resume            refuse to start over: OUT must be an earlier output\n"
 		       "  --jobs N            files converted at once (default: the cores)\n"
 		       "  --shard-size SIZE   put tensors in shard_000/, shard_001/... folders\n"
 		       "                      of at most SIZE each (e.g. 1.8G)\n"
@@ -723,13 +973,20 @@ int tpfs_cmd_convert(int argc, char **argv)
 		return 1;
 	pthread_mutex_init(&c.journal_lock, NULL);
 	char fp[17];
-	fingerprint(m, fp);
+	c.fp = fp;
+	c.unit = read_unit(m);
 	char **paths = calloc(m->ntensors + 1, sizeof(*paths));
-	int rc = paths ? plan(&c, m, a.shard_size, paths) : -ENOMEM;
-	if (rc < 0)
+	int rc = paths && fingerprint(m, fp) == 0 ? plan(&c, m, a.shard_size, paths) : -ENOMEM;
+	if (rc < 0) {
 		fprintf(stderr, "tpfs convert: out of memory\n");
-	else if (prepare_out(&c, fp) < 0)
+	} else if (out_inside_src(a.pos[0], c.out)) {
+		fprintf(stderr, "tpfs convert: %s is inside the source folder %s, where it would "
+				"be read as part of the model; choose a folder outside it\n",
+			c.out, a.pos[0]);
 		rc = -1;
+	} else if (prepare_out(&c, a.resume) < 0) {
+		rc = -1;
+	}
 	/* Folders first (one thread), then the files, biggest first. */
 	for (size_t i = 0; i < c.njobs && rc == 0; i++) {
 		char *p = out_path(&c, c.jobs[i].rel, NULL);
@@ -766,8 +1023,27 @@ int tpfs_cmd_convert(int argc, char **argv)
 			fprintf(stderr, "tpfs convert: cannot start a thread\n");
 	}
 	if (rc == 0) {
+		/* Complete: tidy up, keep only this run in the journal, and say
+		 * so with the manifest. */
 		qsort(c.jobs, c.njobs, sizeof(*c.jobs), cmp_jobs_by_path);
-		rc = write_manifest(&c, m, paths, fp);
+		unsigned char *buf = malloc(c.unit);
+		struct record *now = calloc(c.njobs + 1, sizeof(*now));
+		rc = buf && now ? 0 : -ENOMEM;
+		if (rc == 0)
+			remove_stale(&c, buf);
+		for (size_t i = 0; rc == 0 && i < c.njobs; i++) {
+			now[i] = (struct record){.rel = c.jobs[i].rel, .size = c.jobs[i].size};
+			memcpy(now[i].hash, c.jobs[i].hash, sizeof(now[i].hash));
+			memcpy(now[i].fp, fp, sizeof(now[i].fp));
+		}
+		if (rc == 0)
+			rc = rewrite_journal(&c, now, c.njobs);
+		else
+			fprintf(stderr, "tpfs convert: out of memory\n");
+		if (rc == 0)
+			rc = write_manifest(&c, m, paths, fp);
+		free(now);
+		free(buf);
 	}
 	size_t written = 0, kept = 0;
 	uint64_t params = 0;

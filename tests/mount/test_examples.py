@@ -101,15 +101,17 @@ class Examples(unittest.TestCase):
                 r = subprocess.run([T.TPFS, self.model, where, "-o", opts],
                                    capture_output=True, text=True)
                 self.assertEqual(r.returncode, 0, r.stderr)
-                self.assertTrue(os.path.ismount(where))
-                with open(os.path.join(where, "manifest.json")) as f:
-                    options = json.load(f)["options"]
-                for kv in opts.split(","):
-                    key, _, value = kv.partition("=")
-                    if key in options:
-                        self.assertEqual(str(options[key]), value if key != "cache_size"
-                                         else str(1 << 30))
-                subprocess.run([T.TPFS, "umount", where], check=True)
+                try:
+                    self.assertTrue(os.path.ismount(where))
+                    with open(os.path.join(where, "manifest.json")) as f:
+                        options = json.load(f)["options"]
+                    for kv in opts.split(","):
+                        key, _, value = kv.partition("=")
+                        if key in options:
+                            self.assertEqual(str(options[key]),
+                                             value if key != "cache_size" else str(1 << 30))
+                finally:
+                    subprocess.run([T.TPFS, "umount", where], check=True)
 
     def test_systemd_unit_commands_mount_and_unmount(self):
         """The unit's ExecStartPre, ExecStart and ExecStop, with %I and the

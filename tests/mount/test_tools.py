@@ -253,6 +253,76 @@ class Convert(unittest.TestCase):
         r = tool("convert", self.src, out)
         self.assertIn("1 files written, 47 kept", r.stdout.decode())
 
+    def start_and_kill(self, out, args, files_written):
+        """Start a convert into out and kill it once files_written .npy
+        files in out are newer than the call (0: kill at once)."""
+        t0 = time.time()
+        p = subprocess.Popen([T.TPFS, "convert", self.src, out, "--jobs", "1",
+                              "-o", "cache_size=0", *args],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = t0 + 60
+        while files_written and time.time() < deadline:
+            fresh = [f for f in os.listdir(out) if f.endswith(".npy") and
+                     os.path.getmtime(os.path.join(out, f)) >= t0]
+            if len(fresh) >= files_written:
+                break
+            time.sleep(0.005)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+
+    def test_a_cut_rerun_never_looks_complete_and_forgets_nothing(self):
+        out = os.path.join(self.tmp.name, "out")
+        tool("convert", self.src, out)
+        self.assertTrue(os.path.exists(os.path.join(out, "manifest.json")))
+        # Cut short at once: the next run still keeps every file.
+        self.start_and_kill(out, [], 0)
+        r = tool("convert", self.src, out)
+        self.assertIn("0 files written, 48 kept", r.stdout.decode())
+        # Other options, cut short after a few files: no manifest says the
+        # output is whole while its files disagree.
+        self.start_and_kill(out, ["-o", "bf16=f16"], 3)
+        self.assertFalse(os.path.exists(os.path.join(out, "manifest.json")))
+        r = tool("convert", self.src, out, "-o", "bf16=f16")
+        with open(os.path.join(out, "manifest.json")) as f:
+            manifest = json.load(f)
+        self.assertEqual({t["dtype"] for t in manifest["tensors"]}, {"<f2"})
+        for t in manifest["tensors"]:
+            self.assertEqual(np.load(os.path.join(out, t["path"])).dtype, np.float16)
+        with open(os.path.join(out, ".tpfs-convert")) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(lines[0], "tpfs-convert 2")
+        self.assertEqual(len(lines), 1 + 48)
+
+    def test_what_an_earlier_run_wrote_and_this_one_does_not_is_removed(self):
+        out = os.path.join(self.tmp.name, "out")
+        limit = 5 * (128 + 512 * 1024 * 4) + 100
+        tool("convert", self.src, out, "--shard-size", str(limit))
+        with open(os.path.join(out, "notes.txt"), "w") as f:
+            f.write("mine")
+        with open(os.path.join(out, "shard_000", "t00.npy"), "r+b") as f:
+            f.seek(200)
+            f.write(b"\x01")
+        r = tool("convert", self.src, out)
+        self.assertIn("removed 47 files an earlier run wrote", r.stdout.decode())
+        self.assertIn("left %s in place: it changed" %
+                      os.path.join(out, "shard_000", "t00.npy"), r.stderr.decode())
+        self.assertEqual(sorted(d for d in os.listdir(out) if not d.endswith(".npy")),
+                         [".tpfs-convert", "manifest.json", "notes.txt", "shard_000"])
+        self.assertEqual(os.listdir(os.path.join(out, "shard_000")), ["t00.npy"])
+        self.assertEqual(len([f for f in os.listdir(out) if f.endswith(".npy")]), 48)
+
+    def test_out_inside_the_source_and_resume_of_nothing_are_refused(self):
+        inside = os.path.join(self.src, "npy")
+        r = tool("convert", self.src, inside, check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("is inside the source folder", r.stderr.decode())
+        self.assertFalse(os.path.exists(inside))
+        fresh = os.path.join(self.tmp.name, "fresh")
+        r = tool("convert", self.src, fresh, "--resume", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--resume: %s holds no earlier tpfs convert output" % fresh,
+                      r.stderr.decode())
+
     def test_shard_size_is_respected(self):
         out = os.path.join(self.tmp.name, "out")
         limit = 5 * (128 + 512 * 1024 * 4) + 100  # five tensors a shard

@@ -162,10 +162,62 @@ static bool reads_back(const char *text, double v, const struct tpfs_stats *s)
 	return s->size == 4 ? (float)back == (float)v : back == v;
 }
 
-/* v as NumPy prints a float scalar: the fewest digits that read back at the
- * element's precision, laid out positionally from 1e-4 up to 1e16 and in
- * scientific notation outside; trim drops a bare ".0", as NumPy does for the
- * parts of a complex number. */
+/* The fewest significant digits that read back as a (>= 0) at the
+ * element's precision, as NumPy finds them: into digits (no trailing
+ * zeros), with the power of ten of the first in *exp. Where the gap to the
+ * next value below is half the gap above (at powers of two), the correctly
+ * rounded p-digit text can miss while a neighbouring p-digit text reads
+ * back: the nearer such neighbour is taken. */
+static void shortest_digits(double a, const struct tpfs_stats *s, char digits[24], int *exp)
+{
+	char text[48];
+	for (int p = 1; p <= 17; p++) {
+		snprintf(text, sizeof(text), "%.*e", p - 1, a);
+		if (p == 17 || reads_back(text, a, s))
+			break;
+		unsigned long long m = 0;
+		const char *q = text;
+		for (; *q != 'e'; q++)
+			if (*q != '.')
+				m = m * 10 + (unsigned long long)(*q - '0');
+		int e = atoi(q + 1) - (p - 1);
+		char best[48] = "";
+		long double gap = 0;
+		for (int d = -1; d <= 1; d += 2) {
+			char cand[48];
+			if (m + (unsigned long long)d == 0)
+				continue;
+			snprintf(cand, sizeof(cand), "%llue%d", m + (unsigned long long)d, e);
+			long double g = fabsl(strtold(cand, NULL) - (long double)a);
+			if (reads_back(cand, a, s) && (!best[0] || g < gap)) {
+				snprintf(best, sizeof(best), "%s", cand);
+				gap = g;
+			}
+		}
+		if (best[0]) {
+			snprintf(text, sizeof(text), "%s", best);
+			break;
+		}
+	}
+	/* text is d.ddde±x or ddde±x: its digits, and the first one's power */
+	int nd = 0, before = -1;
+	const char *q = text;
+	for (; *q != 'e'; q++) {
+		if (*q == '.')
+			before = nd;
+		else
+			digits[nd++] = *q;
+	}
+	*exp = atoi(q + 1) + (before < 0 ? nd : before) - 1;
+	while (nd > 1 && digits[nd - 1] == '0')
+		nd--;
+	digits[nd] = '\0';
+}
+
+/* v as NumPy prints a float scalar: the shortest digits (see above), laid
+ * out positionally from 1e-4 up to 1e16 and in scientific notation
+ * outside; trim drops a bare ".0", as NumPy does for the parts of a complex
+ * number. */
 static void numpy_float(double v, const struct tpfs_stats *s, bool trim, char *buf,
 			size_t len)
 {
@@ -177,28 +229,14 @@ static void numpy_float(double v, const struct tpfs_stats *s, bool trim, char *b
 		snprintf(buf, len, v < 0 ? "-inf" : "inf");
 		return;
 	}
-	char sci[40];
-	for (int p = 1; p <= 17; p++) {
-		snprintf(sci, sizeof(sci), "%.*e", p - 1, v);
-		if (reads_back(sci, v, s))
-			break;
-	}
-	/* sci is [-]d[.ddd]e±x: take its digits, less trailing zeros */
-	const char *q = sci + (sci[0] == '-');
-	char digits[24];
-	int nd = 0;
-	for (; *q != 'e'; q++)
-		if (*q != '.')
-			digits[nd++] = *q;
-	int exp = atoi(q + 1);
-	while (nd > 1 && digits[nd - 1] == '0')
-		nd--;
-	digits[nd] = '\0';
-	/* lay the digits out, NumPy's way */
-	char out[48], *o = out;
-	if (sci[0] == '-')
-		*o++ = '-';
 	double a = fabs(v);
+	char digits[24];
+	int exp;
+	shortest_digits(a, s, digits, &exp);
+	int nd = (int)strlen(digits);
+	char out[48], *o = out;
+	if (signbit(v))
+		*o++ = '-';
 	if (a == 0 || (a >= 1e-4 && a < 1e16)) {
 		/* digit i stands for 10^(exp - i), with exp from -4 to 15 */
 		if (exp < 0) {

@@ -50,6 +50,10 @@ def fixtures(root):
                                       5e-324], "<f8").tobytes()),
         ("p16", "F16", (6,), np.array([65504, -1e-4, 6e-8, 1000, 0.5, -2], "<f2")
          .tobytes()),
+        # Powers of two, where the shortest text is not the rounded one
+        ("p2_16", "F16", (2,), np.array([2.0**-6, -2.0**-6], "<f2").tobytes()),
+        ("p2_32", "F32", (2,), np.array([2.0**-96, 2.0**87], "<f4").tobytes()),
+        ("p2_64", "F64", (2,), np.array([2.0**-1017, -2.0**-1017], "<f8").tobytes()),
         ("w_blocks", "U8", (2, 16), rng.integers(0, 256, 32, dtype=np.uint8).tobytes()),
         ("w_scales", "U8", (2,), bytes([120, 130]))])
     out.append(src)
@@ -317,11 +321,84 @@ class Convert(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("is inside the source folder", r.stderr.decode())
         self.assertFalse(os.path.exists(inside))
+        # ".." after a folder that does not exist yet still lands inside
+        sneaky = os.path.join(self.tmp.name, "nope", "..", "model", "out")
+        r = tool("convert", self.src, sneaky, check=False)
+        self.assertIn("is inside the source folder", r.stderr.decode())
+        self.assertFalse(os.path.exists(os.path.join(self.tmp.name, "nope")))
         fresh = os.path.join(self.tmp.name, "fresh")
         r = tool("convert", self.src, fresh, "--resume", check=False)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("--resume: %s holds no earlier tpfs convert output" % fresh,
                       r.stderr.decode())
+
+    def test_runs_killed_at_random_moments_end_as_one_clean_run(self):
+        """Whatever moment runs with other options are killed at, the run
+        that completes leaves exactly what a clean run into a new folder
+        does: no stray file, folder or temporary file."""
+        out = os.path.join(self.tmp.name, "out")
+        clean = os.path.join(self.tmp.name, "clean")
+        tool("convert", self.src, clean, "--shard-size", "7M")
+        rnd = np.random.default_rng(5)
+        option_sets = [["--shard-size", "5M"], ["-o", "bf16=f16"], ["-o", "dtype=f16"],
+                       ["--shard-size", "3M", "-o", "by_file"], []]
+        for k in range(15):
+            args = option_sets[k % len(option_sets)]
+            p = subprocess.Popen([T.TPFS, "convert", self.src, out, "--jobs", "2", *args],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(float(rnd.uniform(0, 0.4)))
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        tool("convert", self.src, out, "--shard-size", "7M")
+        def listing(top):
+            return sorted(os.path.relpath(os.path.join(d, x), top)
+                          for d, dirs, files in os.walk(top) for x in dirs + files)
+        self.assertEqual(listing(out), listing(clean))
+        for rel in tree_files(clean, skip=(".tpfs-convert",)):
+            with open(os.path.join(out, rel), "rb") as x, \
+                    open(os.path.join(clean, rel), "rb") as y:
+                self.assertEqual(x.read(), y.read(), rel)
+
+    def test_names_convert_keeps_for_itself_are_refused_in_the_source(self):
+        for name in ("notes.tpfs-partial", ".tpfs-convert"):
+            with self.subTest(name):
+                with open(os.path.join(self.src, name), "w") as f:
+                    f.write("x")
+                out = os.path.join(self.tmp.name, "out-" + name)
+                r = tool("convert", self.src, out, check=False)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("cannot write %s: convert keeps the names" % name,
+                              r.stderr.decode())
+                self.assertFalse(os.path.exists(out))
+                os.unlink(os.path.join(self.src, name))
+        # A source file where a shard folder puts a tensor.
+        os.mkdir(os.path.join(self.src, "shard_000"))
+        with open(os.path.join(self.src, "shard_000", "t00.npy"), "w") as f:
+            f.write("x")
+        r = tool("convert", self.src, os.path.join(self.tmp.name, "o"), "--shard-size", "5M",
+                 check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("two things of the output would be shard_000/t00.npy", r.stderr.decode())
+
+    def test_odd_file_names_are_kept_on_a_second_run(self):
+        for name in (" lead", "a b", "50%", "tab\tname", "new\nline"):
+            with open(os.path.join(self.src, name), "w") as f:
+                f.write(name)
+        out = os.path.join(self.tmp.name, "out")
+        tool("convert", self.src, out)
+        r = tool("convert", self.src, out)
+        self.assertIn("0 files written, 53 kept", r.stdout.decode())
+        with open(os.path.join(out, " lead")) as f:
+            self.assertEqual(f.read(), " lead")
+
+    def test_an_out_cut_before_its_first_journal_is_still_usable(self):
+        out = os.path.join(self.tmp.name, "out")
+        os.mkdir(out)
+        with open(os.path.join(out, ".tpfs-convert.tpfs-partial"), "w") as f:
+            f.write("tpfs-con")
+        tool("convert", self.src, out)
+        self.assertTrue(os.path.exists(os.path.join(out, "manifest.json")))
+        self.assertFalse(os.path.exists(os.path.join(out, ".tpfs-convert.tpfs-partial")))
 
     def test_shard_size_is_respected(self):
         out = os.path.join(self.tmp.name, "out")

@@ -1,0 +1,1060 @@
+/*
+ * tpfs convert: the tree a mount shows, written to a folder, for hosts
+ * without FUSE.
+ *
+ * OUT/.tpfs-convert, the journal, makes a run safe to cut at any point. Its
+ * first line is "tpfs-convert 2"; each further line is
+ *
+ *     FINGERPRINT WHAT SIZE PATH
+ *
+ * WHAT is the XXH3-64 (16 hex digits) of a file written, "tmp" for a file
+ * about to be written under its temporary name, or "dir" for a folder about
+ * to be created; PATH is relative to OUT, with the bytes up to ' ', '%' and
+ * DEL written %XX. A line is appended before what it announces appears (a
+ * file's hash before the rename that names the file), so every path convert
+ * ever created under OUT is in the journal, and only those are ever removed.
+ * A run
+ *   1. reads the journal, rewrites it compacted (a temporary file renamed
+ *      over it), and removes manifest.json, which says the output is whole;
+ *   2. creates the plan's folders and writes its files, keeping each file
+ *      whose latest record has this run's fingerprint and whose bytes still
+ *      hash as recorded;
+ *   3. once every file is in place: removes temporary files, the files
+ *      earlier runs wrote that this plan lacks (when they still hash as one
+ *      of their records) and then their folders if empty; rewrites the
+ *      journal with this run's files and folders only; and writes
+ *      manifest.json, last.
+ */
+#include "tools.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "tpfs/util.h"
+
+#define JOURNAL ".tpfs-convert"
+#define JOURNAL_HEAD "tpfs-convert 2"
+#define PARTIAL ".tpfs-partial"
+#define MANIFEST "manifest.json"
+
+struct job {
+	uint32_t node;
+	char *rel;          /* path under OUT */
+	uint64_t size;
+	char hash[17];      /* XXH3-64 of the bytes written, hex */
+	enum { TODO, SKIPPED, WRITTEN, FAILED } state;
+};
+
+enum rec_kind { REC_FILE, REC_TMP, REC_DIR };
+
+struct record {
+	char *rel;
+	enum rec_kind kind;
+	char fp[17];        /* the fingerprint of the run that wrote the line */
+	char hash[17];      /* REC_FILE */
+	uint64_t size;      /* REC_FILE */
+	size_t line;        /* order in the journal: a later line wins */
+};
+
+struct convert {
+	struct tpfs_fs *fs;
+	const char *out;
+	const char *fp;               /* this run's fingerprint */
+	size_t unit;                  /* bytes read at once */
+	struct job *jobs;
+	size_t njobs;
+	char **dirs;                  /* the plan's folders, sorted: parents first */
+	bool *dir_recorded;           /* in the journal (earlier, or created now) */
+	size_t ndirs;
+	atomic_size_t next;           /* the next job to take */
+	atomic_size_t done;
+	atomic_size_t running;        /* workers not yet finished */
+	atomic_uint_fast64_t bytes;   /* bytes written or verified so far */
+	uint64_t total;
+	struct record *records;       /* earlier runs', by path, then line */
+	size_t nrecords;
+	FILE *journal;
+	pthread_mutex_t journal_lock;
+	int lock_fd;                  /* OUT, locked for this run */
+	bool tty;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmp_records(const void *a, const void *b)
+{
+	const struct record *x = a, *y = b;
+	int c = strcmp(x->rel, y->rel);
+	return c ? c : x->line < y->line ? -1 : x->line > y->line;
+}
+
+static int cmp_jobs_by_path(const void *a, const void *b)
+{
+	return strcmp(((const struct job *)a)->rel, ((const struct job *)b)->rel);
+}
+
+static int cmp_jobs_by_size(const void *a, const void *b)
+{
+	const struct job *x = a, *y = b;
+	return x->size < y->size ? 1 : x->size > y->size ? -1 : strcmp(x->rel, y->rel);
+}
+
+static char *out_path(const struct convert *c, const char *rel, const char *suffix)
+{
+	char *p;
+	return asprintf(&p, "%s/%s%s", c->out, rel, suffix ? suffix : "") < 0 ? NULL : p;
+}
+
+static void unlink_out(const struct convert *c, const char *rel, const char *suffix)
+{
+	char *p = out_path(c, rel, suffix);
+	if (p)
+		unlink(p);
+	free(p);
+}
+
+static int mkdir_parents(const char *path)
+{
+	char *p = strdup(path);
+	int rc = p ? 0 : -ENOMEM;
+	for (char *s = p ? p + 1 : NULL; s && *s && rc == 0; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			rc = -errno;
+		*s = '/';
+	}
+	free(p);
+	return rc;
+}
+
+static int sync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = fd < 0 || fsync(fd) < 0 ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static void hash_hex(XXH64_hash_t h, char out[17])
+{
+	snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* The XXH3-64 of the file at path, which must be size bytes long. Returns 0,
+ * or -1 when it is not, cannot be read, or memory is short. */
+static int hash_file(const char *path, uint64_t size, unsigned char *buf, size_t unit,
+		     char out[17])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	XXH3_state_t *h = NULL;
+	bool ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		  (uint64_t)st.st_size == size && (h = XXH3_createState()) != NULL;
+	if (ok)
+		XXH3_64bits_reset(h);
+	for (uint64_t at = 0; ok && at < size;) {
+		ssize_t got = pread(fd, buf, unit, (off_t)at);
+		ok = got > 0;
+		if (ok) {
+			XXH3_64bits_update(h, buf, (size_t)got);
+			at += (uint64_t)got;
+		}
+	}
+	if (ok)
+		hash_hex(XXH3_64bits_digest(h), out);
+	XXH3_freeState(h);
+	if (fd >= 0)
+		close(fd);
+	return ok ? 0 : -1;
+}
+
+/* ---- the journal ---------------------------------------------------------- */
+
+static void put_record(FILE *f, const struct record *r)
+{
+	fprintf(f, "%s %s %" PRIu64 " ", r->fp,
+		r->kind == REC_FILE ? r->hash : r->kind == REC_TMP ? "tmp" : "dir", r->size);
+	for (const unsigned char *p = (const unsigned char *)r->rel; *p; p++) {
+		if (*p <= ' ' || *p == '%' || *p == 0x7f)
+			fprintf(f, "%%%02X", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('\n', f);
+}
+
+/* Undo put_record's escapes in place; false for a malformed or empty path. */
+static bool decode_path(char *s)
+{
+	char *w = s;
+	for (const char *r = s; *r; r++) {
+		unsigned v = 0;
+		if (*r != '%') {
+			*w++ = *r;
+		} else if (isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2]) &&
+			   sscanf(r + 1, "%2x", &v) == 1 && v) {
+			*w++ = (char)v;
+			r += 2;
+		} else {
+			return false;
+		}
+	}
+	*w = '\0';
+	return w != s;
+}
+
+static bool same_record(const struct record *a, const struct record *b)
+{
+	return a->kind == b->kind && a->size == b->size && strcmp(a->fp, b->fp) == 0 &&
+	       strcmp(a->hash, b->hash) == 0;
+}
+
+/* Read the journal into c->records, sorted by path and line, a line that
+ * repeats a later one left out. Returns 0, -EINVAL for a file that is no
+ * journal of this format, or -ENOMEM. */
+static int load_journal(struct convert *c, FILE *j)
+{
+	char *line = NULL;
+	size_t cap = 0, room = 0;
+	ssize_t len = getline(&line, &cap, j);
+	int rc = len < 0 || strcmp(line, JOURNAL_HEAD "\n") != 0 ? -EINVAL : 0;
+	for (size_t n = 1; rc == 0 && (len = getline(&line, &cap, j)) > 0; n++) {
+		struct record r = {.line = n};
+		char what[17];
+		int at = 0;
+		if (line[len - 1] != '\n')
+			continue; /* cut short */
+		line[len - 1] = '\0';
+		if (sscanf(line, "%16s %16s %" SCNu64 " %n", r.fp, what, &r.size, &at) != 3 ||
+		    !at || !decode_path(line + at))
+			continue;
+		if (strcmp(what, "tmp") == 0)
+			r.kind = REC_TMP;
+		else if (strcmp(what, "dir") == 0)
+			r.kind = REC_DIR;
+		else if (strlen(what) == 16)
+			memcpy(r.hash, what, sizeof(r.hash));
+		else
+			continue;
+		if (c->nrecords == room) {
+			room = room ? 2 * room : 64;
+			struct record *grown = realloc(c->records, room * sizeof(*grown));
+			if (!grown) {
+				rc = -ENOMEM;
+				break;
+			}
+			c->records = grown;
+		}
+		if (!(r.rel = strdup(line + at))) {
+			rc = -ENOMEM;
+			break;
+		}
+		c->records[c->nrecords++] = r;
+	}
+	free(line);
+	if (rc < 0)
+		return rc;
+	if (c->nrecords)
+		qsort(c->records, c->nrecords, sizeof(*c->records), cmp_records);
+	size_t kept = 0;
+	for (size_t i = 0; i < c->nrecords; i++) {
+		bool repeated = false;
+		for (size_t k = i + 1; k < c->nrecords && !repeated &&
+				       strcmp(c->records[k].rel, c->records[i].rel) == 0;
+		     k++)
+			repeated = same_record(&c->records[i], &c->records[k]);
+		if (repeated)
+			free(c->records[i].rel);
+		else
+			c->records[kept++] = c->records[i];
+	}
+	c->nrecords = kept;
+	return 0;
+}
+
+/* Replace the journal with these records (a temporary file renamed over it)
+ * and keep it open for appending. */
+static int rewrite_journal(struct convert *c, const struct record *r, size_t n)
+{
+	char *path = out_path(c, JOURNAL, NULL), *tmp = out_path(c, JOURNAL, PARTIAL);
+	FILE *f = path && tmp ? fopen(tmp, "w") : NULL;
+	int rc = f ? 0 : path && tmp ? -errno : -ENOMEM;
+	if (f) {
+		fprintf(f, "%s\n", JOURNAL_HEAD);
+		for (size_t i = 0; i < n; i++)
+			put_record(f, &r[i]);
+		if (fflush(f) != 0 || fdatasync(fileno(f)) < 0)
+			rc = -errno;
+		if (fclose(f) != 0 && rc == 0)
+			rc = -errno;
+	}
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = sync_dir(c->out);
+	if (c->journal)
+		fclose(c->journal);
+	c->journal = rc == 0 ? fopen(path, "a") : NULL;
+	if (rc == 0 && !c->journal)
+		rc = -errno;
+	if (rc < 0) {
+		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, JOURNAL, strerror(-rc));
+		if (tmp)
+			unlink(tmp);
+	}
+	free(path);
+	free(tmp);
+	return rc;
+}
+
+/* Append a line; synced when what it announces must not outlive it. */
+static int journal_add(struct convert *c, enum rec_kind kind, const char *rel,
+		       const char *hash, uint64_t size, bool sync)
+{
+	struct record r = {.rel = (char *)rel, .kind = kind, .size = size};
+	snprintf(r.fp, sizeof(r.fp), "%s", c->fp);
+	snprintf(r.hash, sizeof(r.hash), "%s", hash ? hash : "");
+	pthread_mutex_lock(&c->journal_lock);
+	put_record(c->journal, &r);
+	int rc = fflush(c->journal) != 0 || (sync && fdatasync(fileno(c->journal)) < 0)
+			 ? -errno
+			 : 0;
+	pthread_mutex_unlock(&c->journal_lock);
+	return rc;
+}
+
+/* The records of path rel: returns their count, the first in *first. */
+static size_t records_of(const struct convert *c, const char *rel,
+			 const struct record **first)
+{
+	size_t lo = 0, hi = c->nrecords;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(c->records[mid].rel, rel) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	size_t end = lo;
+	while (end < c->nrecords && strcmp(c->records[end].rel, rel) == 0)
+		end++;
+	*first = c->records + lo;
+	return end - lo;
+}
+
+/* ---- the plan ----------------------------------------------------------- */
+
+/* The tree's files outside .tpfs, with tensors placed in shard_NNN/ folders
+ * of at most shard bytes when shard is not 0 (a bigger tensor gets a
+ * folder of its own); paths[i] is tensor i's path under OUT. Then the
+ * folders the files need. */
+static int plan(struct convert *c, const struct tpfs_model *m, uint64_t shard,
+		char **paths)
+{
+	const struct tpfs_tree *tree = &m->tree;
+	c->jobs = calloc(tree->nnodes, sizeof(*c->jobs));
+	if (!c->jobs)
+		return -ENOMEM;
+	uint64_t used = 0;
+	int k = 0;
+	for (size_t i = 0; i < m->ntensors; i++) {
+		const struct tpfs_tensor *t = &m->tensors[i];
+		if (shard && used && used + t->npy_size > shard) {
+			k++;
+			used = 0;
+		}
+		used += t->npy_size;
+		if (shard ? asprintf(&paths[i], "shard_%03d/%s", k, t->path) < 0
+			  : !(paths[i] = strdup(t->path)))
+			return -ENOMEM;
+	}
+	size_t slashes = 0;
+	for (uint32_t n = 1; n < tree->nnodes; n++) {
+		const struct tpfs_node *node = &tree->nodes[n];
+		if (node->kind != TPFS_NODE_TENSOR && node->kind != TPFS_NODE_FILE)
+			continue; /* folders follow their files; the manifest comes last */
+		struct job *j = &c->jobs[c->njobs];
+		j->node = n;
+		j->size = tpfs_node_size(c->fs, n);
+		if (node->kind == TPFS_NODE_TENSOR) {
+			size_t i = (size_t)((const struct tpfs_tensor *)node->payload - m->tensors);
+			j->rel = strdup(paths[i]);
+		} else {
+			j->rel = tpfs_tree_path(tree, n);
+		}
+		if (!j->rel)
+			return -ENOMEM;
+		for (const char *s = j->rel; *s; s++)
+			slashes += *s == '/';
+		c->njobs++;
+		c->total += j->size;
+	}
+	c->dirs = calloc(slashes + 1, sizeof(*c->dirs));
+	c->dir_recorded = calloc(slashes + 1, sizeof(*c->dir_recorded));
+	if (!c->dirs || !c->dir_recorded)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->njobs; i++)
+		for (const char *s = strchr(c->jobs[i].rel, '/'); s; s = strchr(s + 1, '/'))
+			if (!(c->dirs[c->ndirs++] = strndup(c->jobs[i].rel,
+							    (size_t)(s - c->jobs[i].rel))))
+				return -ENOMEM;
+	qsort(c->dirs, c->ndirs, sizeof(*c->dirs), cmp_str);
+	size_t kept = 0;
+	for (size_t i = 0; i < c->ndirs; i++) {
+		if (kept && strcmp(c->dirs[kept - 1], c->dirs[i]) == 0)
+			free(c->dirs[i]);
+		else
+			c->dirs[kept++] = c->dirs[i];
+	}
+	c->ndirs = kept;
+	return 0;
+}
+
+static bool in_plan_dirs(const struct convert *c, const char *rel)
+{
+	return c->ndirs && bsearch(&rel, c->dirs, c->ndirs, sizeof(*c->dirs), cmp_str);
+}
+
+static bool in_plan_files(const struct convert *c, const char *rel)
+{
+	struct job key = {.rel = (char *)rel};
+	return c->njobs && bsearch(&key, c->jobs, c->njobs, sizeof(key), cmp_jobs_by_path);
+}
+
+/* Paths convert cannot write: its own names, and two files (or a file and a
+ * folder) in one place. Jobs are sorted by path. */
+static int check_plan(const struct convert *c)
+{
+	size_t k = strlen(PARTIAL);
+	for (size_t i = 0; i < c->njobs; i++) {
+		const char *rel = c->jobs[i].rel;
+		size_t n = strlen(rel);
+		if (strcmp(rel, JOURNAL) == 0 || (n >= k && strcmp(rel + n - k, PARTIAL) == 0)) {
+			fprintf(stderr, "tpfs convert: cannot write %s: convert keeps the names "
+					"%s and *%s for itself; rename that file in the source\n",
+				rel, JOURNAL, PARTIAL);
+			return -1;
+		}
+		if ((i && strcmp(rel, c->jobs[i - 1].rel) == 0) || in_plan_dirs(c, rel)) {
+			fprintf(stderr, "tpfs convert: two things of the output would be %s (a "
+					"tensor's shard folder and a source file); choose another "
+					"--shard-size or rename the file\n",
+				rel);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* A file of an earlier run is kept if its latest record is of this run's
+ * fingerprint and its bytes still hash as recorded (j takes the hash). */
+static bool verified(struct convert *c, struct job *j, unsigned char *buf)
+{
+	const struct record *r;
+	const struct record *latest = NULL;
+	for (size_t n = records_of(c, j->rel, &r); n; n--)
+		if (r[n - 1].kind == REC_FILE) {
+			latest = &r[n - 1];
+			break;
+		}
+	if (!latest || strcmp(latest->fp, c->fp) != 0 || latest->size != j->size)
+		return false;
+	char *path = out_path(c, j->rel, NULL);
+	bool ok = path && hash_file(path, j->size, buf, c->unit, j->hash) == 0 &&
+		  strcmp(j->hash, latest->hash) == 0;
+	free(path);
+	return ok;
+}
+
+/* Write one file under its temporary name, record it, then name it. */
+static int write_job(struct convert *c, struct job *j, unsigned char *buf)
+{
+	char *tmp = out_path(c, j->rel, PARTIAL), *path = out_path(c, j->rel, NULL);
+	int rc = tmp && path ? journal_add(c, REC_TMP, j->rel, NULL, 0, false) : -ENOMEM;
+	int fd = rc == 0 ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+	if (rc == 0 && fd < 0)
+		rc = -errno;
+	XXH3_state_t *h = rc == 0 ? XXH3_createState() : NULL;
+	if (rc == 0 && !h)
+		rc = -ENOMEM;
+	if (h)
+		XXH3_64bits_reset(h);
+	for (uint64_t at = 0; at < j->size && rc == 0;) {
+		ssize_t got = tpfs_file_read(c->fs, j->node, at, c->unit, buf);
+		rc = got <= 0 ? (got < 0 ? (int)got : -EIO) : tpfs_write_all(fd, buf, (size_t)got);
+		if (rc == 0) {
+			XXH3_64bits_update(h, buf, (size_t)got);
+			at += (uint64_t)got;
+			atomic_fetch_add(&c->bytes, (uint64_t)got);
+		}
+	}
+	if (rc == 0)
+		hash_hex(XXH3_64bits_digest(h), j->hash);
+	XXH3_freeState(h);
+	if (fd >= 0) {
+		if (rc == 0 && fdatasync(fd) < 0)
+			rc = -errno;
+		if (close(fd) < 0 && rc == 0)
+			rc = -errno;
+	}
+	if (rc == 0)
+		rc = journal_add(c, REC_FILE, j->rel, j->hash, j->size, true);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		fprintf(stderr, "%stpfs convert: %s: %s\n", c->tty ? "\n" : "", j->rel,
+			strerror(-rc));
+		if (tmp)
+			unlink(tmp);
+	}
+	free(tmp);
+	free(path);
+	return rc;
+}
+
+static void *worker(void *arg)
+{
+	struct convert *c = arg;
+	unsigned char *buf = malloc(c->unit);
+	for (size_t i; buf && (i = atomic_fetch_add(&c->next, 1)) < c->njobs;) {
+		struct job *j = &c->jobs[i];
+		if (verified(c, j, buf)) {
+			j->state = SKIPPED;
+			atomic_fetch_add(&c->bytes, j->size);
+		} else {
+			j->state = write_job(c, j, buf) == 0 ? WRITTEN : FAILED;
+		}
+		atomic_fetch_add(&c->done, 1);
+		if (!c->tty && j->state != FAILED) {
+			char sz[32];
+			printf("%s %s (%s)\n", j->state == SKIPPED ? "kept" : "wrote", j->rel,
+			       tpfs_format_size(j->size, sz, sizeof(sz)));
+			fflush(stdout);
+		}
+	}
+	if (!buf)
+		fprintf(stderr, "tpfs convert: out of memory\n");
+	free(buf);
+	atomic_fetch_sub(&c->running, 1);
+	return NULL;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void progress(struct convert *c, const struct timespec *t0)
+{
+	uint64_t b = atomic_load(&c->bytes);
+	double s = seconds_since(t0), rate = s > 0 ? (double)b / s : 0;
+	double eta = rate > 0 ? (double)(c->total - b) / rate : 0;
+	int filled = c->total ? (int)(30.0 * (double)b / (double)c->total) : 30;
+	char x[32], y[32];
+	fprintf(stderr, "\r[%-30.*s] %s / %s  %.0f MB/s  ETA %d:%02d  files %zu/%zu ",
+		filled, "##############################", tpfs_format_size(b, x, sizeof(x)),
+		tpfs_format_size(c->total, y, sizeof(y)), rate / 1e6, (int)eta / 60,
+		(int)eta % 60, atomic_load(&c->done), c->njobs);
+}
+
+/* Create the plan's folders (parents first), each recorded before it
+ * exists. */
+static int make_dirs(struct convert *c)
+{
+	for (size_t i = 0; i < c->ndirs; i++) {
+		const struct record *r;
+		for (size_t n = records_of(c, c->dirs[i], &r); n; n--, r++)
+			c->dir_recorded[i] |= r->kind == REC_DIR;
+		char *path = out_path(c, c->dirs[i], NULL);
+		struct stat st;
+		int rc = path ? 0 : -ENOMEM;
+		if (rc == 0 && lstat(path, &st) == 0) {
+			if (!S_ISDIR(st.st_mode))
+				rc = -ENOTDIR;
+		} else if (rc == 0 && errno != ENOENT) {
+			rc = -errno;
+		} else if (rc == 0) {
+			rc = journal_add(c, REC_DIR, c->dirs[i], NULL, 0, true);
+			if (rc == 0 && mkdir(path, 0755) < 0)
+				rc = -errno;
+			c->dir_recorded[i] = true;
+		}
+		if (rc < 0)
+			fprintf(stderr, "tpfs convert: %s: %s\n", path ? path : c->dirs[i],
+				strerror(-rc));
+		free(path);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- the fingerprint and OUT -------------------------------------------- */
+
+/* The fingerprint of what the output holds: every file's place, source,
+ * byte range and conversion, each source file's size and time stamp, and
+ * the options that change bytes (not cache_size or block_size). Returns 0
+ * or -ENOMEM. */
+static int fingerprint(const struct tpfs_model *m, char out[17])
+{
+	XXH3_state_t *h = XXH3_createState();
+	if (!h)
+		return -ENOMEM;
+	XXH3_64bits_reset(h);
+	const struct tpfs_options *o = &m->opt;
+	int opts[5] = {o->by_file, (int)o->bf16, (int)o->fp8, (int)o->mxfp4, (int)o->dtype};
+	XXH3_64bits_update(h, opts, sizeof(opts));
+	for (size_t i = 0; i < m->ntensors; i++) {
+		const struct tpfs_tensor *t = &m->tensors[i];
+		XXH3_64bits_update(h, t->path, strlen(t->path) + 1);
+		XXH3_64bits_update(h, &t->conv->id, sizeof(t->conv->id));
+		for (int k = 0; k < 2 && t->part[k].st; k++) {
+			const struct tpfs_part *p = &t->part[k];
+			uint64_t v[2] = {p->st->begin, p->st->end};
+			XXH3_64bits_update(h, p->src->rel, strlen(p->src->rel) + 1);
+			XXH3_64bits_update(h, v, sizeof(v));
+		}
+	}
+	for (size_t i = 0; i < m->nsources; i++) {
+		const struct tpfs_source *s = m->sources[i];
+		uint64_t v[3] = {s->size, (uint64_t)s->mtime.tv_sec, (uint64_t)s->mtime.tv_nsec};
+		XXH3_64bits_update(h, s->rel, strlen(s->rel) + 1);
+		XXH3_64bits_update(h, v, sizeof(v));
+	}
+	hash_hex(XXH3_64bits_digest(h), out);
+	XXH3_freeState(h);
+	return 0;
+}
+
+/* Fold "." and ".." and repeated slashes of an absolute path, in place. */
+static void fold_path(char *p)
+{
+	char *w = p;
+	for (const char *r = p; *r;) {
+		while (*r == '/')
+			r++;
+		size_t n = strcspn(r, "/");
+		if (n == 0 || (n == 1 && r[0] == '.')) {
+			/* nothing, or "." */
+		} else if (n == 2 && r[0] == '.' && r[1] == '.') {
+			while (w > p && *--w != '/')
+				;
+		} else {
+			*w++ = '/';
+			memmove(w, r, n);
+			w += n;
+		}
+		r += n;
+	}
+	if (w == p)
+		*w++ = '/';
+	*w = '\0';
+}
+
+/* path made absolute, its existing part resolved and the rest folded: OUT
+ * need not exist yet. NULL when that fails. */
+static char *resolved(const char *path)
+{
+	char *head = strdup(path), *r = NULL;
+	const char *tail = "";
+	while (head && !(r = realpath(*head ? head : ".", NULL))) {
+		char *slash = strrchr(head, '/');
+		if (errno != ENOENT || !*head)
+			break;
+		tail = path + (slash ? slash - head + 1 : 0);
+		if (slash == head)
+			head[1] = '\0'; /* "/x": resolve "/" */
+		else if (slash)
+			*slash = '\0';
+		else
+			*head = '\0';
+	}
+	char *out = NULL;
+	if (r && asprintf(&out, "%s/%s", r, tail) < 0)
+		out = NULL;
+	if (out)
+		fold_path(out); /* r has no links, so ".." by text is right */
+	free(r);
+	free(head);
+	return out;
+}
+
+/* OUT inside a SRC folder would become part of the source on the next run. */
+static bool out_inside_src(const char *src, const char *out)
+{
+	struct stat st;
+	if (stat(src, &st) < 0 || !S_ISDIR(st.st_mode))
+		return false;
+	char *s = realpath(src, NULL), *o = resolved(out);
+	size_t n = s ? strlen(s) : 0;
+	bool inside = s && o && strncmp(o, s, n) == 0 &&
+		      (o[n] == '\0' || o[n] == '/' || strcmp(s, "/") == 0);
+	free(s);
+	free(o);
+	return inside;
+}
+
+/* OUT must be new, empty, or an earlier output (it has the journal); with
+ * --resume, an earlier output. Locks OUT, loads the journal, removes the
+ * manifest and starts the journal afresh. */
+static int prepare_out(struct convert *c, bool resume)
+{
+	if (mkdir_parents(c->out) < 0 || (mkdir(c->out, 0755) < 0 && errno != EEXIST) ||
+	    (c->lock_fd = open(c->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(errno));
+		return -1;
+	}
+	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr, "tpfs convert: %s: %s\n", c->out,
+			errno == EWOULDBLOCK ? "another tpfs convert is writing there"
+					     : strerror(errno));
+		return -1;
+	}
+	char *jpath = out_path(c, JOURNAL, NULL);
+	FILE *j = jpath ? fopen(jpath, "r") : NULL;
+	free(jpath);
+	if (!j) {
+		/* new or empty (but for a journal a cut first run began) */
+		size_t n = 0;
+		DIR *d = opendir(c->out);
+		struct dirent *de;
+		while (d && (de = readdir(d)) != NULL)
+			n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+			     strcmp(de->d_name, JOURNAL PARTIAL) != 0;
+		if (d)
+			closedir(d);
+		if (resume) {
+			fprintf(stderr, "tpfs convert: --resume: %s holds no earlier tpfs convert "
+					"output (no %s file)\n",
+				c->out, JOURNAL);
+			return -1;
+		}
+		if (!d || n) {
+			fprintf(stderr, "tpfs convert: %s is not empty and holds no earlier tpfs "
+					"convert output (no %s file); choose an empty or new folder\n",
+				c->out, JOURNAL);
+			return -1;
+		}
+	} else {
+		int rc = load_journal(c, j);
+		fclose(j);
+		if (rc < 0) {
+			fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, JOURNAL,
+				rc == -EINVAL ? "not a journal of this tpfs (its first line is not \""
+						JOURNAL_HEAD "\"); choose another folder"
+					      : strerror(-rc));
+			return -1;
+		}
+		size_t files = 0, current = 0;
+		for (size_t i = 0; i < c->nrecords; i++) {
+			files += c->records[i].kind == REC_FILE;
+			current += c->records[i].kind == REC_FILE &&
+				   strcmp(c->records[i].fp, c->fp) == 0;
+		}
+		if (files && !current)
+			fprintf(stderr, "tpfs convert: %s holds the output of another model or "
+					"other options; rewriting it\n",
+				c->out);
+	}
+	char *mpath = out_path(c, MANIFEST, NULL);
+	if (!mpath || (unlink(mpath) < 0 && errno != ENOENT)) {
+		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, MANIFEST,
+			strerror(mpath ? errno : ENOMEM));
+		free(mpath);
+		return -1;
+	}
+	free(mpath);
+	return rewrite_journal(c, c->records, c->nrecords) < 0 ? -1 : 0;
+}
+
+/* ---- the end of a complete run ------------------------------------------ */
+
+/* Remove the temporary files of every path ever recorded, the files
+ * earlier runs wrote that this plan lacks (when they still hash as one of
+ * their records: otherwise someone changed them, and they stay), then such
+ * folders when empty. Jobs are sorted by path. */
+static void remove_stale(struct convert *c, unsigned char *buf)
+{
+	for (size_t i = 0; i < c->njobs; i++)
+		unlink_out(c, c->jobs[i].rel, PARTIAL);
+	unlink_out(c, MANIFEST, PARTIAL);
+	size_t removed = 0;
+	for (size_t i = 0; i < c->nrecords;) {
+		const struct record *r;
+		size_t n = records_of(c, c->records[i].rel, &r);
+		i += n;
+		unlink_out(c, r->rel, PARTIAL);
+		if (in_plan_files(c, r->rel) || in_plan_dirs(c, r->rel))
+			continue;
+		char *path = out_path(c, r->rel, NULL);
+		struct stat st;
+		bool ours = false, any_file = false;
+		if (path && lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+			for (size_t k = 0; k < n && !ours; k++) {
+				char h[17];
+				any_file |= r[k].kind == REC_FILE;
+				ours = r[k].kind == REC_FILE && r[k].size == (uint64_t)st.st_size &&
+				       hash_file(path, r[k].size, buf, c->unit, h) == 0 &&
+				       strcmp(h, r[k].hash) == 0;
+			}
+			if (ours && unlink(path) == 0)
+				removed++;
+			else if (any_file)
+				fprintf(stderr, "tpfs convert: left %s in place: it changed after an "
+						"earlier run wrote it\n",
+					path);
+		}
+		free(path);
+	}
+	/* folders: the deepest first, as they sort after their parents */
+	for (size_t i = c->nrecords; i-- > 0;) {
+		if (c->records[i].kind != REC_DIR || in_plan_dirs(c, c->records[i].rel))
+			continue;
+		char *path = out_path(c, c->records[i].rel, NULL);
+		if (path)
+			rmdir(path); /* stays if not empty */
+		free(path);
+	}
+	if (removed)
+		printf("removed %zu file%s an earlier run wrote that this one does not\n",
+		       removed, removed == 1 ? "" : "s");
+}
+
+/* The journal of a complete run: its files and the folders it recorded. */
+static int final_journal(struct convert *c)
+{
+	struct record *now = calloc(c->njobs + c->ndirs + 1, sizeof(*now));
+	if (!now) {
+		fprintf(stderr, "tpfs convert: out of memory\n");
+		return -ENOMEM;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < c->ndirs; i++)
+		if (c->dir_recorded[i])
+			now[n++] = (struct record){.rel = c->dirs[i], .kind = REC_DIR};
+	for (size_t i = 0; i < c->njobs; i++) {
+		now[n] = (struct record){.rel = c->jobs[i].rel, .size = c->jobs[i].size};
+		memcpy(now[n++].hash, c->jobs[i].hash, sizeof(now->hash));
+	}
+	for (size_t i = 0; i < n; i++)
+		memcpy(now[i].fp, c->fp, sizeof(now->fp));
+	int rc = rewrite_journal(c, now, n);
+	free(now);
+	return rc;
+}
+
+/* OUT/manifest.json: the mount's, with the paths under OUT and a "convert"
+ * section listing every file written with its size and XXH3-64. */
+static int write_manifest(struct convert *c, const struct tpfs_model *m, char **paths)
+{
+	struct tpfs_buf x = {0};
+	tpfs_buf_printf(&x, "{\"fingerprint\": \"%s\", \"files\": [", c->fp);
+	for (size_t i = 0; i < c->njobs; i++) {
+		tpfs_buf_puts(&x, i ? ",\n    {\"path\": " : "\n    {\"path\": ");
+		tpfs_buf_json_string(&x, c->jobs[i].rel);
+		tpfs_buf_printf(&x, ", \"bytes\": %" PRIu64 ", \"xxh3\": \"%s\"}",
+				c->jobs[i].size, c->jobs[i].hash);
+	}
+	tpfs_buf_puts(&x, "\n  ]}");
+	char *extra = tpfs_buf_take(&x, NULL);
+	size_t len;
+	char *text = extra ? tpfs_manifest_render(m, (const char *const *)paths, extra, &len)
+			   : NULL;
+	free(extra);
+	char *tmp = out_path(c, MANIFEST, PARTIAL), *path = out_path(c, MANIFEST, NULL);
+	int rc = text && tmp && path ? 0 : -ENOMEM;
+	int fd = rc == 0 ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+	if (rc == 0)
+		rc = fd < 0 ? -errno : tpfs_write_all(fd, text, len);
+	if (rc == 0 && fdatasync(fd) < 0)
+		rc = -errno;
+	if (fd >= 0 && close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = sync_dir(c->out);
+	if (rc < 0)
+		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, MANIFEST, strerror(-rc));
+	free(text);
+	free(tmp);
+	free(path);
+	return rc;
+}
+
+/* ---- the command ---------------------------------------------------------- */
+
+/* Run the jobs on n threads, biggest first; 0 when every file is in place. */
+static int run_jobs(struct convert *c, size_t n)
+{
+	qsort(c->jobs, c->njobs, sizeof(*c->jobs), cmp_jobs_by_size);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pthread_t *th = calloc(n, sizeof(*th));
+	size_t started = 0;
+	for (; th && started < n; started++) {
+		atomic_fetch_add(&c->running, 1);
+		if (pthread_create(&th[started], NULL, worker, c) != 0) {
+			atomic_fetch_sub(&c->running, 1);
+			break;
+		}
+	}
+	while (c->tty && atomic_load(&c->running) > 0) {
+		progress(c, &t0);
+		struct timespec nap = {0, 250000000};
+		nanosleep(&nap, NULL);
+	}
+	for (size_t i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	free(th);
+	if (c->tty) {
+		progress(c, &t0);
+		fputc('\n', stderr);
+	}
+	if (!started)
+		fprintf(stderr, "tpfs convert: cannot start a thread\n");
+	int rc = 0;
+	for (size_t i = 0; i < c->njobs; i++)
+		rc |= c->jobs[i].state == FAILED || c->jobs[i].state == TODO ? -1 : 0;
+	qsort(c->jobs, c->njobs, sizeof(*c->jobs), cmp_jobs_by_path);
+	return rc;
+}
+
+static void summary(const struct convert *c, const struct tpfs_model *m, const char *src,
+		    int rc, bool ran, const struct timespec *t0)
+{
+	size_t written = 0, kept = 0;
+	uint64_t params = 0;
+	for (size_t i = 0; i < c->njobs; i++) {
+		written += c->jobs[i].state == WRITTEN;
+		kept += c->jobs[i].state == SKIPPED;
+	}
+	for (size_t i = 0; i < m->ntensors; i++)
+		params += m->tensors[i].nelem;
+	double s = seconds_since(t0);
+	char sz[32];
+	if (rc == 0)
+		printf("converted %s to %s: %zu files written, %zu kept from an earlier run, "
+		       "%" PRIu64 " parameters, %s in %.1f s (%.0f MB/s)\n",
+		       src, c->out, written, kept, params,
+		       tpfs_format_size(c->total, sz, sizeof(sz)), s,
+		       s > 0 ? (double)atomic_load(&c->bytes) / s / 1e6 : 0.0);
+	else if (ran)
+		fprintf(stderr, "tpfs convert: %zu of %zu files done; run the same command "
+				"again to finish\n",
+			written + kept, c->njobs);
+}
+
+int tpfs_cmd_convert(int argc, char **argv)
+{
+	struct args a;
+	if (tpfs_tool_args(argc, argv, "convert", 2, &a))
+		return 2;
+	if (a.help || a.npos != 2) {
+		printf("usage: tpfs convert SRC OUT [-o OPT[,OPT...]] [--jobs N] "
+		       "[--shard-size SIZE] [--resume]\n\n"
+		       "Writes to OUT the tree a mount of SRC would show (manifest.json\n"
+		       "included, .tpfs left out), for hosts without FUSE. Files are written\n"
+		       "under a temporary name and renamed when complete, and recorded with\n"
+		       "their XXH3 checksum; running again over OUT keeps the files that\n"
+		       "are complete and verified, redoes the rest, and removes what an\n"
+		       "earlier run wrote that this one does not. manifest.json is written\n"
+		       "last: OUT is complete when it is there.\n"
+		       "  --resume            refuse to start over: OUT must be an earlier output\n"
+		       "  --jobs N            files converted at once (default: the cores)\n"
+		       "  --shard-size SIZE   put tensors in shard_000/, shard_001/... folders\n"
+		       "                      of at most SIZE each (e.g. 1.8G)\n"
+		       "  -o ...              the mount's conversion options\n");
+		return a.help ? 0 : 2;
+	}
+	struct tpfs_model *m;
+	struct convert c = {.out = a.pos[1], .tty = isatty(STDERR_FILENO), .lock_fd = -1};
+	if (tpfs_tool_open("convert", &a, &m, &c.fs))
+		return 1;
+	pthread_mutex_init(&c.journal_lock, NULL);
+	char fp[17];
+	c.fp = fp;
+	c.unit = tpfs_tool_read_unit(m);
+	char **paths = calloc(m->ntensors + 1, sizeof(*paths));
+	int rc = paths && fingerprint(m, fp) == 0 ? plan(&c, m, a.shard_size, paths) : -ENOMEM;
+	if (rc < 0)
+		fprintf(stderr, "tpfs convert: out of memory\n");
+	if (rc == 0) {
+		qsort(c.jobs, c.njobs, sizeof(*c.jobs), cmp_jobs_by_path);
+		rc = check_plan(&c);
+	}
+	if (rc == 0 && out_inside_src(a.pos[0], c.out)) {
+		fprintf(stderr, "tpfs convert: %s is inside the source folder %s, where it would "
+				"be read as part of the model; choose a folder outside it\n",
+			c.out, a.pos[0]);
+		rc = -1;
+	}
+	if (rc == 0)
+		rc = prepare_out(&c, a.resume);
+	if (rc == 0)
+		rc = make_dirs(&c);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	bool ran = rc == 0;
+	if (rc == 0) {
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		rc = run_jobs(&c, (size_t)(a.jobs ? a.jobs : cores > 0 ? cores : 1));
+	}
+	if (rc == 0) {
+		unsigned char *buf = malloc(c.unit);
+		rc = buf ? 0 : -ENOMEM;
+		if (rc == 0)
+			remove_stale(&c, buf);
+		else
+			fprintf(stderr, "tpfs convert: out of memory\n");
+		free(buf);
+	}
+	if (rc == 0)
+		rc = final_journal(&c);
+	if (rc == 0)
+		rc = write_manifest(&c, m, paths);
+	summary(&c, m, a.pos[0], rc, ran, &t0);
+	if (c.journal)
+		fclose(c.journal);
+	if (c.lock_fd >= 0)
+		close(c.lock_fd);
+	for (size_t i = 0; i < c.njobs; i++)
+		free(c.jobs[i].rel);
+	for (size_t i = 0; i < c.ndirs; i++)
+		free(c.dirs[i]);
+	for (size_t i = 0; paths && i < m->ntensors; i++)
+		free(paths[i]);
+	for (size_t i = 0; i < c.nrecords; i++)
+		free(c.records[i].rel);
+	free(c.records);
+	free(c.jobs);
+	free(c.dirs);
+	free(c.dir_recorded);
+	free(paths);
+	pthread_mutex_destroy(&c.journal_lock);
+	tpfs_tool_close(m, c.fs);
+	return rc == 0 ? 0 : 1;
+}

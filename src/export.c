@@ -28,7 +28,6 @@
 #include "tools.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -127,22 +126,6 @@ static void unlink_out(const struct convert *c, const char *rel, const char *suf
 	if (p)
 		unlink(p);
 	free(p);
-}
-
-static int mkdir_parents(const char *path)
-{
-	char *p = strdup(path);
-	int rc = p ? 0 : -ENOMEM;
-	for (char *s = p ? p + 1 : NULL; s && *s && rc == 0; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			rc = -errno;
-		*s = '/';
-	}
-	free(p);
-	return rc;
 }
 
 static int sync_dir(const char *path)
@@ -444,11 +427,9 @@ static bool in_plan_files(const struct convert *c, const char *rel)
  * folder) in one place. Jobs are sorted by path. */
 static int check_plan(const struct convert *c)
 {
-	size_t k = strlen(PARTIAL);
 	for (size_t i = 0; i < c->njobs; i++) {
 		const char *rel = c->jobs[i].rel;
-		size_t n = strlen(rel);
-		if (strcmp(rel, JOURNAL) == 0 || (n >= k && strcmp(rel + n - k, PARTIAL) == 0)) {
+		if (strcmp(rel, JOURNAL) == 0 || tpfs_ends_with(rel, PARTIAL)) {
 			fprintf(stderr, "tpfs convert: cannot write %s: convert keeps the names "
 					"%s and *%s for itself; rename that file in the source\n",
 				rel, JOURNAL, PARTIAL);
@@ -709,9 +690,7 @@ static bool out_inside_src(const char *src, const char *out)
 	if (stat(src, &st) < 0 || !S_ISDIR(st.st_mode))
 		return false;
 	char *s = realpath(src, NULL), *o = resolved(out);
-	size_t n = s ? strlen(s) : 0;
-	bool inside = s && o && strncmp(o, s, n) == 0 &&
-		      (o[n] == '\0' || o[n] == '/' || strcmp(s, "/") == 0);
+	bool inside = s && o && tpfs_path_within(s, o);
 	free(s);
 	free(o);
 	return inside;
@@ -722,9 +701,11 @@ static bool out_inside_src(const char *src, const char *out)
  * manifest and starts the journal afresh. */
 static int prepare_out(struct convert *c, bool resume)
 {
-	if (mkdir_parents(c->out) < 0 || (mkdir(c->out, 0755) < 0 && errno != EEXIST) ||
-	    (c->lock_fd = open(c->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(errno));
+	int err = -tpfs_mkdir_p(c->out);
+	if (!err && (c->lock_fd = open(c->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		err = errno;
+	if (err) {
+		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(err));
 		return -1;
 	}
 	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) < 0) {
@@ -738,21 +719,14 @@ static int prepare_out(struct convert *c, bool resume)
 	free(jpath);
 	if (!j) {
 		/* new or empty (but for a journal a cut first run began) */
-		size_t n = 0;
-		DIR *d = opendir(c->out);
-		struct dirent *de;
-		while (d && (de = readdir(d)) != NULL)
-			n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
-			     strcmp(de->d_name, JOURNAL PARTIAL) != 0;
-		if (d)
-			closedir(d);
+		long n = tpfs_dir_entries(c->out, JOURNAL PARTIAL);
 		if (resume) {
 			fprintf(stderr, "tpfs convert: --resume: %s holds no earlier tpfs convert "
 					"output (no %s file)\n",
 				c->out, JOURNAL);
 			return -1;
 		}
-		if (!d || n) {
+		if (n != 0) {
 			fprintf(stderr, "tpfs convert: %s is not empty and holds no earlier tpfs "
 					"convert output (no %s file); choose an empty or new folder\n",
 				c->out, JOURNAL);

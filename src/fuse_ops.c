@@ -23,7 +23,6 @@
 #include "tpfs/log.h"
 
 #define TIMEOUT (24.0 * 3600)
-#define IO_SIZE (1 << 20) /* st_blksize: tells cat and cp to read 1 MiB at once */
 
 struct snapshot {
 	char *data;
@@ -73,7 +72,7 @@ static void fill_attr(struct tpfs_fs *fs, uint32_t idx, struct stat *st)
 		st->st_size = (off_t)tpfs_node_size(fs, idx);
 	}
 	st->st_blocks = (st->st_size + 511) / 512;
-	st->st_blksize = IO_SIZE;
+	st->st_blksize = TPFS_IO_SIZE;
 	st->st_atim = st->st_mtim = st->st_ctim = n->mtime;
 }
 
@@ -86,7 +85,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
 	/* Large sequential reads: the kernel may read ahead up to 1 MiB. */
-	conn->max_readahead = IO_SIZE;
+	conn->max_readahead = TPFS_IO_SIZE;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	/* The source never changes while mounted: no need to revalidate pages. */

@@ -9,6 +9,10 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+/* The unit of sequential reads: st_blksize (cat and cp read this much at
+ * once), max_readahead, and the mount's readahead that main.c sets. */
+#define TPFS_IO_SIZE (1 << 20)
+
 /* The session's userdata must be a struct tpfs_fs *. */
 extern const struct fuse_lowlevel_ops tpfs_fuse_ops;
 

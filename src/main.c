@@ -3,7 +3,6 @@
  * model, mount, daemonize, serve, unmount) and umount. One of the two files
  * that know libfuse (with fuse_ops.c).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -18,7 +17,6 @@
 #include "fuse_ops.h"
 #include "tools.h"
 
-#define IO_SIZE_KB 1024
 #include "tpfs/file.h"
 #include "tpfs/guard.h"
 #include "tpfs/log.h"
@@ -200,18 +198,6 @@ static void fuse_log_to_tpfs(enum fuse_log_level level, const char *fmt, va_list
 	line[0] = '\0';
 }
 
-static bool empty_folder(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *de;
-	bool empty = true;
-	while (d && empty && (de = readdir(d)) != NULL)
-		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
-	if (d)
-		closedir(d);
-	return empty;
-}
-
 /* The mount point must be an existing folder that is not already a mount
  * point; a dead mount gets advice. */
 static char *check_mountpoint(const char *mnt)
@@ -295,7 +281,7 @@ static void raise_readahead(const char *mnt)
 	char path[128];
 	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
 	FILE *ra = fopen(path, "w");
-	bool ok = ra && fprintf(ra, "%d\n", IO_SIZE_KB) > 0;
+	bool ok = ra && fprintf(ra, "%d\n", TPFS_IO_SIZE >> 10) > 0;
 	if (ra && fclose(ra) != 0)
 		ok = false;
 	tpfs_log(LOG_DEBUG, "readahead of %s: %s", mnt,
@@ -342,8 +328,7 @@ static int cmd_mount(int argc, char **argv)
 		fprintf(stderr, "tpfs: %s\n", e.msg);
 		goto out;
 	}
-	size_t ml = strlen(mnt);
-	if (strncmp(m->root, mnt, ml) == 0 && (m->root[ml] == '\0' || m->root[ml] == '/')) {
+	if (tpfs_path_within(mnt, m->root)) {
 		fprintf(stderr, "tpfs: mounting on %s would hide the source %s; choose "
 				"another mount point\n",
 			a.mnt, a.src);
@@ -365,7 +350,7 @@ static int cmd_mount(int argc, char **argv)
 	if (fuse_set_signal_handlers(se) < 0)
 		goto out;
 	handlers = true;
-	if (!empty_folder(mnt))
+	if (tpfs_dir_entries(mnt, NULL) > 0)
 		tpfs_log(LOG_WARNING, "%s is not empty: the mount hides its files until it "
 			 "is unmounted", a.mnt);
 	if (fuse_session_mount(se, mnt) < 0) {

@@ -54,12 +54,6 @@ struct loader {
 	long *tensor_node;           /* tree node of each tensor, -1 if none */
 };
 
-static bool ends_with(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), k = strlen(suffix);
-	return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 static const char *base_name(const char *path)
 {
 	const char *s = strrchr(path, '/');
@@ -101,9 +95,9 @@ static int source_open(struct loader *L, const char *path, const char *rel,
 	if (!s)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
 	s->fd = -1;
-	s->rel = tpfs_strdup(rel);
-	s->display = tpfs_strdup(display);
-	s->path = tpfs_strdup(path);
+	s->rel = strdup(rel);
+	s->display = strdup(display);
+	s->path = strdup(path);
 	int rc;
 	struct stat st;
 	if (!s->rel || !s->display || !s->path) {
@@ -175,7 +169,7 @@ static int list_dir(const char *path, const char *display, char ***names,
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		char *copy = tpfs_strdup(de->d_name);
+		char *copy = strdup(de->d_name);
 		if (!copy || !push_ptr(names, n, copy)) {
 			free(copy);
 			rc = tpfs_fail(e, -ENOMEM, "out of memory");
@@ -204,7 +198,7 @@ static struct folder *add_folder(struct loader *L, uint32_t dir,
 	L->folders = f;
 	f = &L->folders[L->nfolders];
 	memset(f, 0, sizeof(*f));
-	f->display = tpfs_strdup(display);
+	f->display = strdup(display);
 	if (!f->display)
 		return NULL;
 	f->dir = dir;
@@ -219,9 +213,7 @@ static struct folder *add_folder(struct loader *L, uint32_t dir,
 static bool inside(const char *root, const char *path)
 {
 	char *real = realpath(path, NULL);
-	size_t n = strlen(root);
-	bool in = real && strncmp(real, root, n) == 0 &&
-		  (real[n] == '/' || real[n] == '\0' || (n == 1 && root[0] == '/'));
+	bool in = real && tpfs_path_within(root, real);
 	free(real);
 	return in;
 }
@@ -282,7 +274,7 @@ static int walk(struct loader *L, const char *path, const char *rel,
 			else if (!push_ptr(&subs, &nsubs, names[i]))
 				rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
 		} else if (S_ISREG(st.st_mode)) {
-			bool is_st = ends_with(name, ST_SUFFIX);
+			bool is_st = tpfs_ends_with(name, ST_SUFFIX);
 			struct tpfs_source *s = NULL;
 			if (!is_st && tpfs_tree_lookup(&L->m->tree, dir, name) >= 0) {
 				tpfs_log(LOG_WARNING, "skipping %s: the mount shows its own %s "
@@ -298,7 +290,7 @@ static int walk(struct loader *L, const char *path, const char *rel,
 							   TPFS_NODE_FILE, s, s->mtime);
 				if (leaf < 0)
 					rc = tpfs_fail(L->e, (int)leaf, "out of memory");
-				else if (ends_with(name, INDEX_SUFFIX) &&
+				else if (tpfs_ends_with(name, INDEX_SUFFIX) &&
 					 !push_ptr(&f->idx, &f->nidx, s))
 					rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
 				if (leaf >= 0)
@@ -746,7 +738,7 @@ static int build(struct loader *L, const char *path)
 	/* A single file is named .safetensors by the user (its link target may
 	 * be a blob without the suffix). */
 	if (!S_ISDIR(st.st_mode) &&
-	    !(S_ISREG(st.st_mode) && ends_with(m->display_root, ST_SUFFIX)))
+	    !(S_ISREG(st.st_mode) && tpfs_ends_with(m->display_root, ST_SUFFIX)))
 		return tpfs_fail(L->e, -EINVAL, "%s: not a folder or a .safetensors file",
 				 m->display_root);
 	int rc = tpfs_tree_init(&m->tree, st.st_mtim);
@@ -832,7 +824,7 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 	if (!m)
 		return tpfs_fail(e, -ENOMEM, "out of memory");
 	m->opt = *opt;
-	m->display_root = tpfs_strdup(path);
+	m->display_root = strdup(path);
 	m->root = realpath(path, NULL);
 	if (!m->display_root) {
 		tpfs_model_close(m);

@@ -110,7 +110,7 @@ static int parse_tensor(const char *file, const cJSON *item,
 			struct tpfs_error *e)
 {
 	const char *name = item->string;
-	t->name = tpfs_strdup(name);
+	t->name = strdup(name);
 	if (!t->name)
 		return tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
 	if (!cJSON_IsObject(item))
@@ -600,8 +600,8 @@ int tpfs_st_index_parse(const char *file, const char *json, size_t len,
 			goto out;
 		}
 		struct tpfs_st_index_entry *en = &ix->v[ix->n++];
-		en->tensor = tpfs_strdup(c->string);
-		en->file = tpfs_strdup(c->valuestring);
+		en->tensor = strdup(c->string);
+		en->file = strdup(c->valuestring);
 		if (!en->tensor || !en->file) {
 			rc = tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
 			goto out;

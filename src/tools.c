@@ -112,20 +112,6 @@ size_t tpfs_tool_read_unit(const struct tpfs_model *m)
 	return m->opt.block_size < TPFS_TOOL_CHUNK ? (size_t)m->opt.block_size : TPFS_TOOL_CHUNK;
 }
 
-int tpfs_write_all(int fd, const void *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p = (const char *)p + w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* ---- ls ----------------------------------------------------------------- */
 
 static void shape_text(const uint64_t *d, uint32_t n, char *buf, size_t len)

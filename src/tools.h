@@ -47,7 +47,4 @@ void tpfs_tool_close(struct tpfs_model *m, struct tpfs_fs *fs);
  * the two blocks it straddles. */
 size_t tpfs_tool_read_unit(const struct tpfs_model *m);
 
-/* write(2) until done; 0 or a negative errno. */
-int tpfs_write_all(int fd, const void *p, size_t n);
-
 #endif

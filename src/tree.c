@@ -48,7 +48,7 @@ int tpfs_tree_init(struct tpfs_tree *t, struct timespec root_mtime)
 	if (!t->nodes)
 		return -ENOMEM;
 	t->nodes[0].kind = TPFS_NODE_DIR;
-	t->nodes[0].name = tpfs_strdup("");
+	t->nodes[0].name = strdup("");
 	t->nodes[0].mtime = root_mtime;
 	t->nnodes = 1;
 	if (!t->nodes[0].name || slots_grow(t) < 0) {
@@ -97,7 +97,7 @@ static long add_node(struct tpfs_tree *t, uint32_t parent, const char *name,
 	}
 	struct tpfs_node *n = &t->nodes[t->nnodes];
 	memset(n, 0, sizeof(*n));
-	n->name = tpfs_strdup(name);
+	n->name = strdup(name);
 	if (!n->name)
 		return -ENOMEM;
 	n->kind = kind;

@@ -1,6 +1,6 @@
 /*
  * Helpers with no state: error formatting, the growable buffer, size parsing
- * and formatting, UTF-8 validation.
+ * and formatting, UTF-8 validation, mountinfo, paths and files.
  */
 #include "tpfs/util.h"
 
@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int tpfs_fail(struct tpfs_error *e, int code, const char *fmt, ...)
 {
@@ -317,21 +320,12 @@ bool tpfs_mount_device(const char *point, char *dev, size_t len)
 	return true;
 }
 
-char *tpfs_strdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 char *tpfs_path_join(const char *a, const char *b)
 {
 	if (!a || !*a)
-		return tpfs_strdup(b);
+		return strdup(b);
 	if (!b || !*b)
-		return tpfs_strdup(a);
+		return strdup(a);
 	size_t la = strlen(a), lb = strlen(b);
 	bool slash = a[la - 1] != '/';
 	char *p = malloc(la + slash + lb + 1);
@@ -342,4 +336,63 @@ char *tpfs_path_join(const char *a, const char *b)
 		p[la] = '/';
 	memcpy(p + la + slash, b, lb + 1);
 	return p;
+}
+
+bool tpfs_ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+bool tpfs_path_within(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+	return strncmp(path, dir, n) == 0 &&
+	       (path[n] == '\0' || path[n] == '/' || strcmp(dir, "/") == 0);
+}
+
+long tpfs_dir_entries(const char *path, const char *ignore)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	long n = 0;
+	for (struct dirent *de; (de = readdir(d)) != NULL;)
+		n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+		     !(ignore && strcmp(de->d_name, ignore) == 0);
+	closedir(d);
+	return n;
+}
+
+int tpfs_mkdir_p(const char *path)
+{
+	char *p = strdup(path);
+	int rc = p ? 0 : -ENOMEM;
+	for (char *s = p ? p + 1 : NULL; s && rc == 0; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			rc = -errno;
+		*s = c;
+		if (!c)
+			break;
+	}
+	free(p);
+	return rc;
+}
+
+int tpfs_write_all(int fd, const void *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p = (const char *)p + w;
+		n -= (size_t)w;
+	}
+	return 0;
 }

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tpfs/convert.h"
 #include "tpfs/util.h"
 
 enum fill { NORMAL, ONES, ZEROS, FP4_BLOCKS, E8M0_SCALES };
@@ -135,39 +136,12 @@ static void init_normal_table(void)
 
 /* ---- value encodings --------------------------------------------------- */
 
-static uint16_t f32_to_bf16(float f)
+/* A float's bits, for the library's rounding conversions. */
+static uint32_t bits_of(float f)
 {
 	uint32_t u;
 	memcpy(&u, &f, 4);
-	u += 0x7fff + ((u >> 16) & 1); /* round to nearest even; inputs are finite */
-	return (uint16_t)(u >> 16);
-}
-
-static uint16_t f32_to_f16(float f)
-{
-	/* Finite inputs well inside the half range; round to nearest even. */
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	uint32_t sign = (u >> 16) & 0x8000;
-	int e = (int)((u >> 23) & 0xff) - 127 + 15;
-	uint32_t m = u & 0x7fffff;
-	if (e <= 0) {
-		if (e < -10)
-			return (uint16_t)sign;
-		m |= 0x800000;
-		int shift = 14 - e;
-		uint32_t half = 1u << (shift - 1);
-		uint32_t r = m >> shift;
-		uint32_t rem = m & ((1u << shift) - 1);
-		if (rem > half || (rem == half && (r & 1)))
-			r++;
-		return (uint16_t)(sign | r);
-	}
-	uint32_t r = ((uint32_t)e << 10) | (m >> 13);
-	uint32_t rem = m & 0x1fff;
-	if (rem > 0x1000 || (rem == 0x1000 && (r & 1)))
-		r++;
-	return (uint16_t)(sign | (r >= 0x7c00 ? 0x7c00 : r));
+	return u;
 }
 
 /* FP4 E2M1 code of the value nearest to x (magnitudes 0, .5, 1, 1.5, 2, 3, 4, 6). */
@@ -222,12 +196,12 @@ static void fill_values(const struct tensor *t, struct rng *r, unsigned char *ou
 		}
 		switch (t->dt) {
 		case BF16: {
-			uint16_t h = f32_to_bf16(v);
+			uint16_t h = tpfs_f32_to_bf16(bits_of(v));
 			memcpy(out + 2 * i, &h, 2);
 			break;
 		}
 		case F16: {
-			uint16_t h = f32_to_f16(v);
+			uint16_t h = tpfs_f32_to_f16(bits_of(v));
 			memcpy(out + 2 * i, &h, 2);
 			break;
 		}
@@ -395,26 +369,11 @@ static void progress(const struct config *c, bool last)
 		s > 0 ? (double)written / s / 1e6 : 0.0, last ? "\n" : "");
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p = (const char *)p + w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static char *shard_name(int k, int n)
 {
 	char *s;
 	if (n == 1)
-		return tpfs_strdup("model.safetensors");
+		return strdup("model.safetensors");
 	if (asprintf(&s, "model-%05d-of-%05d.safetensors", k + 1, n) < 0)
 		return NULL;
 	return s;
@@ -455,9 +414,9 @@ static int write_shard(const struct config *c, int k, const char *path)
 	unsigned char len8[8];
 	for (int i = 0; i < 8; i++)
 		len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-	int rc = write_all(fd, len8, 8);
+	int rc = tpfs_write_all(fd, len8, 8);
 	if (rc == 0)
-		rc = write_all(fd, header, hlen);
+		rc = tpfs_write_all(fd, header, hlen);
 	free(header);
 	if (rc == 0 && c->sparse) {
 		/* The full size as a hole: the structure costs no disk. */
@@ -479,7 +438,7 @@ static int write_shard(const struct config *c, int k, const char *path)
 		for (uint64_t at = 0; at < n && rc == 0;) {
 			uint64_t step = n - at < CHUNK / sz ? n - at : CHUNK / sz;
 			fill_values(t, &r, buf, step);
-			rc = write_all(fd, buf, step * sz);
+			rc = tpfs_write_all(fd, buf, step * sz);
 			at += step;
 			written += step * sz;
 			progress(c, false);
@@ -570,27 +529,6 @@ static void assign_shards(const struct config *c, uint64_t total)
 		tensors[i].shard = k;
 		acc += tensors[i].bytes;
 	}
-}
-
-/* mkdir -p */
-static int mkdir_p(const char *path)
-{
-	char *p = tpfs_strdup(path);
-	if (!p)
-		return -1;
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			free(p);
-			return -1;
-		}
-		*s = '/';
-	}
-	int rc = mkdir(p, 0755) < 0 && errno != EEXIST ? -1 : 0;
-	free(p);
-	return rc;
 }
 
 static void usage(FILE *f)
@@ -755,8 +693,9 @@ int main(int argc, char **argv)
 		c.shards = ntensors;
 	}
 	assign_shards(&c, total_bytes);
-	if (mkdir_p(c.out) < 0) {
-		fprintf(stderr, "tpfs-gen: %s: %s\n", c.out, strerror(errno));
+	int err = -tpfs_mkdir_p(c.out);
+	if (err) {
+		fprintf(stderr, "tpfs-gen: %s: %s\n", c.out, strerror(err));
 		return 1;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t_start);

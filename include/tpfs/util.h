@@ -78,10 +78,23 @@ bool tpfs_mount_info(const char *point, char *type, char *source);
 /* The major:minor device of the mount on top of point, if it is one. */
 bool tpfs_mount_device(const char *point, char *dev, size_t len);
 
-/* Duplicate a string; NULL on allocation failure. */
-char *tpfs_strdup(const char *s);
-
 /* Join a and b with one '/' (an empty side yields the other). */
 char *tpfs_path_join(const char *a, const char *b);
+
+/* Whether s ends with suffix. */
+bool tpfs_ends_with(const char *s, const char *suffix);
+
+/* Whether the absolute, resolved path is dir or lies below it. */
+bool tpfs_path_within(const char *dir, const char *path);
+
+/* The entries of a folder other than ".", ".." and ignore (may be NULL);
+ * -1 when it cannot be read. */
+long tpfs_dir_entries(const char *path, const char *ignore);
+
+/* mkdir -p, mode 0755. Returns 0 or a negative errno. */
+int tpfs_mkdir_p(const char *path);
+
+/* write(2) until done. Returns 0 or a negative errno. */
+int tpfs_write_all(int fd, const void *p, size_t n);
 
 #endif

@@ -158,11 +158,24 @@ static struct tpfs_cache_block *recycle(struct tpfs_cache_block *dead, size_t le
 	return keep;
 }
 
-static int wait_ready(struct tpfs_cache *c, struct tpfs_cache_block *b)
+/* With the lock held, a hit: pin b, wait for its fill, then unlock. A
+ * failed fill is out of the table already; its last holder frees it. */
+static int take_hit(struct tpfs_cache *c, struct tpfs_cache_block *b,
+		    struct tpfs_cache_block **out)
 {
+	c->hits++;
+	if (b->refs++ == 0 && b->state == READY)
+		lru_unlink(b);
 	while (b->state == LOADING)
 		pthread_cond_wait(&c->filled, &c->lock);
-	return b->state == READY ? 0 : b->err;
+	int rc = b->state == READY ? 0 : b->err;
+	bool last = rc < 0 && --b->refs == 0;
+	pthread_mutex_unlock(&c->lock);
+	if (last)
+		free_block(b);
+	if (rc == 0)
+		*out = b;
+	return rc;
 }
 
 int tpfs_cache_get(struct tpfs_cache *c, const struct tpfs_cache_key *key,
@@ -174,23 +187,8 @@ int tpfs_cache_get(struct tpfs_cache *c, const struct tpfs_cache_key *key,
 
 	pthread_mutex_lock(&c->lock);
 	struct tpfs_cache_block *b = table_find(c, h, key);
-	if (b) {
-		c->hits++;
-		if (b->refs++ == 0 && b->state == READY)
-			lru_unlink(b);
-		int rc = wait_ready(c, b);
-		if (rc < 0) {
-			/* The filler removed it from the table; the last one out frees. */
-			bool last = --b->refs == 0;
-			pthread_mutex_unlock(&c->lock);
-			if (last)
-				free_block(b);
-			return rc;
-		}
-		pthread_mutex_unlock(&c->lock);
-		*out = b;
-		return 0;
-	}
+	if (b)
+		return take_hit(c, b, out);
 	c->misses++;
 	evict(c, cost(len), &dead);
 	pthread_mutex_unlock(&c->lock);
@@ -219,20 +217,9 @@ int tpfs_cache_get(struct tpfs_cache *c, const struct tpfs_cache_key *key,
 	struct tpfs_cache_block *racer = table_find(c, h, key);
 	if (racer) {
 		/* Another reader started the same block while we were unlocked. */
-		c->hits++;
 		c->misses--;
-		if (racer->refs++ == 0 && racer->state == READY)
-			lru_unlink(racer);
-		int rc = wait_ready(c, racer);
-		bool last = rc < 0 && --racer->refs == 0;
-		pthread_mutex_unlock(&c->lock);
 		free_block(b);
-		if (last)
-			free_block(racer);
-		if (rc < 0)
-			return rc;
-		*out = racer;
-		return 0;
+		return take_hit(c, racer, out);
 	}
 	size_t slot = h & c->mask;
 	b->hnext = c->buckets[slot];

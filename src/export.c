@@ -172,17 +172,20 @@ static int hash_file(const char *path, uint64_t size, unsigned char *buf, size_t
 
 /* ---- the journal ---------------------------------------------------------- */
 
-static void put_record(FILE *f, const struct record *r)
+/* Write one journal line; 0, or -ENOMEM with nothing written. */
+static int put_record(FILE *f, const struct record *r)
 {
-	fprintf(f, "%s %s %" PRIu64 " ", r->fp,
-		r->kind == REC_FILE ? r->hash : r->kind == REC_TMP ? "tmp" : "dir", r->size);
-	for (const unsigned char *p = (const unsigned char *)r->rel; *p; p++) {
-		if (*p <= ' ' || *p == '%' || *p == 0x7f)
-			fprintf(f, "%%%02X", *p);
-		else
-			fputc(*p, f);
-	}
-	fputc('\n', f);
+	struct tpfs_buf b = {0};
+	tpfs_buf_printf(&b, "%s %s %" PRIu64 " ", r->fp,
+			r->kind == REC_FILE ? r->hash : r->kind == REC_TMP ? "tmp" : "dir",
+			r->size);
+	tpfs_buf_escape(&b, r->rel, " ");
+	tpfs_buf_puts(&b, "\n");
+	char *line = tpfs_buf_take(&b, NULL);
+	if (line)
+		fputs(line, f);
+	free(line);
+	return line ? 0 : -ENOMEM;
 }
 
 /* Undo put_record's escapes in place; false for a malformed or empty path. */
@@ -283,9 +286,9 @@ static int rewrite_journal(struct convert *c, const struct record *r, size_t n)
 	int rc = f ? 0 : path && tmp ? -errno : -ENOMEM;
 	if (f) {
 		fprintf(f, "%s\n", JOURNAL_HEAD);
-		for (size_t i = 0; i < n; i++)
-			put_record(f, &r[i]);
-		if (fflush(f) != 0 || fdatasync(fileno(f)) < 0)
+		for (size_t i = 0; i < n && rc == 0; i++)
+			rc = put_record(f, &r[i]);
+		if (rc == 0 && (fflush(f) != 0 || fdatasync(fileno(f)) < 0))
 			rc = -errno;
 		if (fclose(f) != 0 && rc == 0)
 			rc = -errno;
@@ -317,10 +320,10 @@ static int journal_add(struct convert *c, enum rec_kind kind, const char *rel,
 	snprintf(r.fp, sizeof(r.fp), "%s", c->fp);
 	snprintf(r.hash, sizeof(r.hash), "%s", hash ? hash : "");
 	pthread_mutex_lock(&c->journal_lock);
-	put_record(c->journal, &r);
-	int rc = fflush(c->journal) != 0 || (sync && fdatasync(fileno(c->journal)) < 0)
-			 ? -errno
-			 : 0;
+	int rc = put_record(c->journal, &r);
+	if (rc == 0 && (fflush(c->journal) != 0 ||
+			(sync && fdatasync(fileno(c->journal)) < 0)))
+		rc = -errno;
 	pthread_mutex_unlock(&c->journal_lock);
 	return rc;
 }

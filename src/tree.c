@@ -143,6 +143,17 @@ static bool component_ok(const char *s, size_t n, size_t extra)
 	return true;
 }
 
+/* The component of a tensor name that starts at p, copied to comp with
+ * ".npy" added to the last one; *n is its own length. Returns the slash
+ * after it, or NULL for the last. Lengths are checked by component_ok. */
+static const char *component(const char *p, char comp[NAME_MAX_BYTES + 1], size_t *n)
+{
+	const char *slash = strchr(p, '/');
+	*n = slash ? (size_t)(slash - p) : strlen(p);
+	snprintf(comp, NAME_MAX_BYTES + 1, "%.*s%s", (int)*n, p, slash ? "" : NPY_SUFFIX);
+	return slash;
+}
+
 /* Rule 1. Returns the leaf index, -EAGAIN when the name cannot be split, or
  * -ENOMEM. Nothing is created unless the whole path fits. */
 static long add_split(struct tpfs_tree *t, uint32_t ns, const char *name,
@@ -153,15 +164,12 @@ static long add_split(struct tpfs_tree *t, uint32_t ns, const char *name,
 	bool creating = false;
 	const char *p = name;
 	for (;;) {
-		const char *slash = strchr(p, '/');
-		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+		char comp[NAME_MAX_BYTES + 1];
+		size_t n;
+		const char *slash = component(p, comp, &n);
 		if (!component_ok(p, n, slash ? 0 : strlen(NPY_SUFFIX)))
 			return -EAGAIN;
-		char comp[NAME_MAX_BYTES + 1];
-		memcpy(comp, p, n);
-		comp[n] = '\0';
 		if (!slash) {
-			strcat(comp, NPY_SUFFIX);
 			if (!creating && tpfs_tree_lookup(t, (uint32_t)at, comp) >= 0)
 				return -EAGAIN;
 			break;
@@ -182,13 +190,10 @@ static long add_split(struct tpfs_tree *t, uint32_t ns, const char *name,
 	at = ns;
 	p = name;
 	for (;;) {
-		const char *slash = strchr(p, '/');
-		size_t n = slash ? (size_t)(slash - p) : strlen(p);
 		char comp[NAME_MAX_BYTES + 1];
-		memcpy(comp, p, n);
-		comp[n] = '\0';
+		size_t n;
+		const char *slash = component(p, comp, &n);
 		if (!slash) {
-			strcat(comp, NPY_SUFFIX);
 			return tpfs_tree_leaf(t, (uint32_t)at, comp, TPFS_NODE_TENSOR,
 					      payload, mtime);
 		}
@@ -203,12 +208,7 @@ static long add_split(struct tpfs_tree *t, uint32_t ns, const char *name,
 static char *escape(const char *name)
 {
 	struct tpfs_buf b = {0};
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-		if (*p == '%' || *p == '/' || *p < 0x20 || *p == 0x7f)
-			tpfs_buf_printf(&b, "%%%02X", *p);
-		else
-			tpfs_buf_append(&b, p, 1);
-	}
+	tpfs_buf_escape(&b, name, "/");
 	tpfs_buf_append(&b, "", 0);
 	return tpfs_buf_take(&b, NULL);
 }
@@ -308,9 +308,7 @@ int tpfs_tree_finish(struct tpfs_tree *t)
 	if (!t->children)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->nnodes; i++)
-		t->nodes[i].nchild = 0;
-	for (size_t i = 0; i < t->nnodes; i++)
-		t->nodes[i].nsubdirs = 0;
+		t->nodes[i].nchild = t->nodes[i].nsubdirs = 0;
 	for (size_t i = 1; i < t->nnodes; i++) {
 		t->nodes[t->nodes[i].parent].nchild++;
 		t->nodes[t->nodes[i].parent].nsubdirs += t->nodes[i].kind == TPFS_NODE_DIR;

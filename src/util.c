@@ -117,6 +117,16 @@ void tpfs_buf_json_string(struct tpfs_buf *b, const char *s)
 	tpfs_buf_append(b, "\"", 1);
 }
 
+void tpfs_buf_escape(struct tpfs_buf *b, const char *s, const char *also)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '%' || *p < 0x20 || *p == 0x7f || strchr(also, *p))
+			tpfs_buf_printf(b, "%%%02X", *p);
+		else
+			tpfs_buf_append(b, p, 1);
+	}
+}
+
 char *tpfs_buf_take(struct tpfs_buf *b, size_t *len)
 {
 	if (b->oom || !buf_reserve(b, 0)) {

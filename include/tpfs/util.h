@@ -40,6 +40,8 @@ void tpfs_buf_vprintf(struct tpfs_buf *b, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 /* Append s as a JSON string literal (quotes and escapes included). */
 void tpfs_buf_json_string(struct tpfs_buf *b, const char *s);
+/* Append s with '%', control bytes, DEL and the bytes in also as %XX. */
+void tpfs_buf_escape(struct tpfs_buf *b, const char *s, const char *also);
 /* Take ownership of the NUL-terminated contents; the buffer is emptied.
  * Returns NULL if any append failed. */
 char *tpfs_buf_take(struct tpfs_buf *b, size_t *len);

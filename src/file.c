@@ -310,26 +310,51 @@ ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t node, uint64_t off,
 	return rc < 0 ? rc : (ssize_t)done;
 }
 
-/* Stream the tensor's served values through the statistics, in bounded
- * memory, then render its card. */
+/* Bytes [off, off + n) of a tensor's served data into buf, made as a read
+ * makes them but not through the block cache: a card streams the whole
+ * tensor, which would evict the blocks readers are using. */
+static int data_copy(struct tpfs_fs *fs, const struct tpfs_tensor *t, uint64_t block,
+		     void *buf, size_t n)
+{
+	const struct tpfs_part *p = &t->part[0];
+	if (t->conv->kind != TPFS_CONV_STORED) {
+		struct fill_ctx ctx = {fs, t, block};
+		return fill_block(&ctx, buf, n);
+	}
+	uint64_t off = p->st->begin + block * fs->model->opt.block_size;
+	int rc = tpfs_guard_copy(buf, p->src->map + off, n);
+	advise(p->src, off, n, MADV_DONTNEED);
+	if (rc < 0)
+		tpfs_source_faulted(p->src);
+	return rc < 0 ? -EIO : 0;
+}
+
+/* Stream the tensor's served values through the statistics a block at a
+ * time, then render its card. */
 static int compute_info(struct tpfs_fs *fs, const struct tpfs_tensor *t, char **text,
 			size_t *len)
 {
 	struct tpfs_stats st;
 	tpfs_stats_init(&st, t->descr);
-	size_t chunk = (size_t)4 << 20; /* a multiple of every element size */
-	unsigned char *buf = malloc(chunk);
+	for (int i = 0; i < 2 && t->part[i].st; i++) {
+		int rc = tpfs_source_check(t->part[i].src);
+		if (rc < 0)
+			return rc;
+	}
+	/* a block is a power of two, so a multiple of every element size */
+	uint64_t bs = fs->model->opt.block_size;
+	unsigned char *buf = malloc(t->data_bytes < bs ? (size_t)t->data_bytes + 1 : bs);
 	if (!buf)
 		return -ENOMEM;
-	for (uint64_t at = 0; at < t->data_bytes;) {
-		size_t want = t->data_bytes - at < chunk ? (size_t)(t->data_bytes - at) : chunk;
-		ssize_t got = tpfs_file_read(fs, t->node, t->npy_header_len + at, want, buf);
-		if (got != (ssize_t)want) {
+	for (uint64_t block = 0; block * bs < t->data_bytes; block++) {
+		uint64_t left = t->data_bytes - block * bs;
+		size_t n = left < bs ? (size_t)left : (size_t)bs;
+		int rc = data_copy(fs, t, block, buf, n);
+		if (rc < 0) {
 			free(buf);
-			return got < 0 ? (int)got : -EIO;
+			return rc;
 		}
-		tpfs_stats_add(&st, buf, want / st.size);
-		at += want;
+		tpfs_stats_add(&st, buf, n / st.size);
 	}
 	free(buf);
 	*text = tpfs_info_render(t, &st, len);

@@ -302,13 +302,16 @@ class MountedModel(unittest.TestCase):
             self.assertEqual(again["errors"], 0)
 
     def test_an_info_card_counts_as_its_own_bytes(self):
-        """Computing a card streams its tensor, but only the card was read."""
+        """Computing a card streams its tensor, but only the card was read,
+        and the block cache readers use is left alone."""
         with T.Mount(self.src) as m:
             with open(m.path(".tpfs/info/layers/0/bf16_big.txt"), "rb") as f:
                 n = len(f.read())
             with open(m.path(".tpfs/stats")) as f:
                 stats = json.load(f)
             self.assertEqual(stats["bytes_served"], n)
+            self.assertEqual((stats["cache_misses"], stats["cache_blocks"]), (0, 0))
+            self.assertEqual(stats["bytes_converted"], 1024 * 1536 * 4)  # converted once
             self.assertGreater(os.path.getsize(m.path("layers/0/bf16_big.npy")), 1 << 20)
 
 

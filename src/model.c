@@ -230,6 +230,34 @@ static bool is_tpfs_mount(const char *path)
 	return tpfs;
 }
 
+/* A folder entry's path to open, path under the root and path for
+ * messages. */
+struct child {
+	char *path, *rel, *display;
+};
+
+static bool child_of(struct child *c, const char *path, const char *rel,
+		     const char *display, const char *name)
+{
+	c->path = tpfs_path_join(path, name);
+	c->rel = tpfs_path_join(rel, name);
+	c->display = tpfs_path_join(display, name);
+	return c->path && c->rel && c->display;
+}
+
+static void child_free(struct child *c)
+{
+	free(c->path);
+	free(c->rel);
+	free(c->display);
+}
+
+/* A subfolder to walk once the folder's files are in. */
+struct sub {
+	const char *name;
+	struct stat st;
+};
+
 static int walk(struct loader *L, const char *path, const char *rel,
 		const char *display, uint32_t dir, const struct stat *self,
 		const struct ancestry *up)
@@ -242,24 +270,24 @@ static int walk(struct loader *L, const char *path, const char *rel,
 	if (rc == 0 && !add_folder(L, dir, display, self->st_mtim))
 		rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
 	/* Subfolders are walked after this folder's files, in name order. */
-	char **subs = NULL;
+	struct sub *subs = calloc(n + 1, sizeof(*subs));
 	size_t nsubs = 0;
+	if (rc == 0 && !subs)
+		rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const char *name = names[i];
-		char *cpath = tpfs_path_join(path, name);
-		char *crel = tpfs_path_join(rel, name);
-		char *cdisp = tpfs_path_join(display, name);
+		struct child ch;
 		struct stat st;
-		if (!cpath || !crel || !cdisp) {
+		if (!child_of(&ch, path, rel, display, name)) {
 			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
-		} else if (stat(cpath, &st) < 0) {
-			tpfs_log(LOG_WARNING, "skipping %s: %s", cdisp, strerror(errno));
+		} else if (stat(ch.path, &st) < 0) {
+			tpfs_log(LOG_WARNING, "skipping %s: %s", ch.display, strerror(errno));
 		} else if (S_ISDIR(st.st_mode) && st.st_dev != self->st_dev &&
-			   is_tpfs_mount(cpath)) {
-			tpfs_log(LOG_WARNING, "skipping %s: a tpfs mount", cdisp);
-		} else if (S_ISDIR(st.st_mode) && !inside(L->m->root, cpath)) {
+			   is_tpfs_mount(ch.path)) {
+			tpfs_log(LOG_WARNING, "skipping %s: a tpfs mount", ch.display);
+		} else if (S_ISDIR(st.st_mode) && !inside(L->m->root, ch.path)) {
 			tpfs_log(LOG_WARNING, "skipping %s: a link to a folder outside %s",
-				 cdisp, L->m->display_root);
+				 ch.display, L->m->display_root);
 		} else if (S_ISDIR(st.st_mode)) {
 			bool loop = false;
 			for (const struct ancestry *a = &here; a; a = a->up)
@@ -267,20 +295,20 @@ static int walk(struct loader *L, const char *path, const char *rel,
 					a->ino == (uint64_t)st.st_ino;
 			if (loop)
 				tpfs_log(LOG_WARNING, "skipping %s: it leads back to a folder "
-					 "above it", cdisp);
+					 "above it", ch.display);
 			else if (tpfs_tree_lookup(&L->m->tree, dir, name) >= 0)
 				tpfs_log(LOG_WARNING, "skipping %s: the mount shows its own %s "
-					 "there", cdisp, name);
-			else if (!push_ptr(&subs, &nsubs, names[i]))
-				rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+					 "there", ch.display, name);
+			else
+				subs[nsubs++] = (struct sub){name, st};
 		} else if (S_ISREG(st.st_mode)) {
 			bool is_st = tpfs_ends_with(name, ST_SUFFIX);
 			struct tpfs_source *s = NULL;
 			if (!is_st && tpfs_tree_lookup(&L->m->tree, dir, name) >= 0) {
 				tpfs_log(LOG_WARNING, "skipping %s: the mount shows its own %s "
-					 "there", cdisp, name);
+					 "there", ch.display, name);
 			} else {
-				rc = source_open(L, cpath, crel, cdisp, is_st, &s);
+				rc = source_open(L, ch.path, ch.rel, ch.display, is_st, &s);
 			}
 			struct folder *f = &L->folders[fi];
 			if (rc == 0 && s && is_st && !push_ptr(&f->st, &f->nst, s))
@@ -297,31 +325,22 @@ static int walk(struct loader *L, const char *path, const char *rel,
 					L->m->tree.nodes[leaf].perm = s->perm;
 			}
 		} else {
-			tpfs_log(LOG_DEBUG, "skipping %s: not a regular file or folder", cdisp);
+			tpfs_log(LOG_DEBUG, "skipping %s: not a regular file or folder",
+				 ch.display);
 		}
-		free(cpath);
-		free(crel);
-		free(cdisp);
+		child_free(&ch);
 	}
 	for (size_t i = 0; i < nsubs && rc == 0; i++) {
-		char *cpath = tpfs_path_join(path, subs[i]);
-		char *crel = tpfs_path_join(rel, subs[i]);
-		char *cdisp = tpfs_path_join(display, subs[i]);
-		struct stat st;
-		if (!cpath || !crel || !cdisp) {
-			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
-		} else if (stat(cpath, &st) < 0) {
-			tpfs_log(LOG_WARNING, "skipping %s: %s", cdisp, strerror(errno));
-		} else {
-			long node = tpfs_tree_dir(&L->m->tree, dir, subs[i], st.st_mtim);
-			if (node >= 0)
-				L->m->tree.nodes[node].perm = (uint16_t)(st.st_mode & 0555);
-			rc = node < 0 ? tpfs_fail(L->e, (int)node, "out of memory")
-				      : walk(L, cpath, crel, cdisp, (uint32_t)node, &st, &here);
-		}
-		free(cpath);
-		free(crel);
-		free(cdisp);
+		struct child ch;
+		const struct stat *st = &subs[i].st;
+		long node = child_of(&ch, path, rel, display, subs[i].name)
+				    ? tpfs_tree_dir(&L->m->tree, dir, subs[i].name, st->st_mtim)
+				    : -ENOMEM;
+		if (node >= 0)
+			L->m->tree.nodes[node].perm = (uint16_t)(st->st_mode & 0555);
+		rc = node < 0 ? tpfs_fail(L->e, (int)node, "out of memory")
+			      : walk(L, ch.path, ch.rel, ch.display, (uint32_t)node, st, &here);
+		child_free(&ch);
 	}
 	free(subs);
 	free_names(names, n);

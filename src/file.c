@@ -187,14 +187,17 @@ static ssize_t converted_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 		struct fill_ctx ctx = {fs, t, block};
 		struct tpfs_cache_block *b;
 		int rc = tpfs_cache_get(fs->cache, &key, blen, fill_block, &ctx, &b);
-		if (rc < 0)
+		if (rc < 0) {
+			sp->partial = done > 0;
 			return done ? (ssize_t)done : rc;
+		}
 		sp->pins[sp->npins++] = b;
 		size_t in = (size_t)(pos - bstart);
 		size_t take = blen - in < len - done ? blen - in : len - done;
 		add_span(sp, (const char *)tpfs_cache_data(b) + in, take);
 		done += take;
 	}
+	sp->partial = done < len;
 	return (ssize_t)done;
 }
 
@@ -224,8 +227,10 @@ static ssize_t tensor_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 		return (ssize_t)len;
 	}
 	ssize_t got = converted_spans(fs, t, k, len - done, sp);
-	if (got < 0)
+	if (got < 0) {
+		sp->partial = done > 0;
 		return done ? (ssize_t)done : got;
+	}
 	return (ssize_t)(done + (size_t)got);
 }
 
@@ -234,6 +239,7 @@ ssize_t tpfs_file_spans(struct tpfs_fs *fs, uint32_t node, uint64_t off,
 {
 	sp->n = sp->npins = 0;
 	sp->mapped = NULL;
+	sp->partial = false;
 	const struct tpfs_node *n = &fs->model->tree.nodes[node];
 	uint64_t size = tpfs_node_size(fs, node);
 	if (n->kind == TPFS_NODE_DIR)

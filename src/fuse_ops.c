@@ -221,13 +221,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		free(copy);
 		return;
 	}
-	uint64_t fsize = tpfs_node_size(fs, (uint32_t)idx);
-	size_t want = (uint64_t)off >= fsize ? 0
-		      : fsize - (uint64_t)off < size ? (size_t)(fsize - (uint64_t)off)
-						     : size;
 	struct tpfs_spans sp;
 	ssize_t got = tpfs_file_spans(fs, (uint32_t)idx, (uint64_t)off, size, &sp);
-	if (got >= 0 && (size_t)got == want) {
+	if (got >= 0 && !sp.partial) {
 		/* Reply with the spans themselves: no copy here */
 		struct iovec iov[TPFS_MAX_SPANS];
 		for (size_t i = 0; i < sp.n; i++)
@@ -252,7 +248,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (got < 0)
 		reply_err(req, fs, (int)-got);
 	else
-		reply_copy(req, fs, (uint32_t)idx, want, off); /* ran out of spans */
+		reply_copy(req, fs, (uint32_t)idx, size, off); /* ran out of spans */
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

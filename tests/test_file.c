@@ -217,6 +217,51 @@ static void spans_of_stored_data_point_into_the_source(void)
 	fx_rmtree(d);
 }
 
+/* A read over more blocks than a reply has spans for: the spans stop at
+ * TPFS_MAX_SPANS and say so; a copy still gets every byte. */
+static void spans_that_run_out_say_so(void)
+{
+	char *d = fx_tmpdir();
+	enum { N = 640000 }; /* BF16 values: 2.56 MB of float32, 40 blocks of 64 KiB */
+	unsigned char *raw = malloc(2 * N);
+	for (size_t i = 0; i < N; i++) { /* bf16 of i % 256: float32 bits i % 256 << 16 */
+		raw[2 * i] = (unsigned char)(i % 256);
+		raw[2 * i + 1] = 0x3f;
+	}
+	CHECK(fx_write_st(d, "model.safetensors",
+			  "{\"w\":{\"dtype\":\"BF16\",\"shape\":[640000],"
+			  "\"data_offsets\":[0,1280000]}}",
+			  raw, 2 * N) == 0);
+	struct tpfs_model *m = open_model(d, 1 << 20, 65536);
+	struct tpfs_fs *fs = tpfs_fs_create(m);
+	uint32_t w = node(m, "w.npy");
+	const struct tpfs_tensor *t = m->tree.nodes[w].payload;
+	struct tpfs_spans sp;
+	size_t len = 4 * N;
+	ssize_t got = tpfs_file_spans(fs, w, 0, len, &sp);
+	/* the header, then one span per block */
+	CHECK(sp.partial && sp.n == TPFS_MAX_SPANS);
+	CHECK(got == (ssize_t)(t->npy_header_len + (TPFS_MAX_SPANS - 1) * 65536));
+	tpfs_spans_release(fs, &sp);
+	got = tpfs_file_spans(fs, w, t->npy_header_len + 4 * (N - 10), len, &sp);
+	CHECK(got == 40 && !sp.partial); /* the end of the file is no shortfall */
+	tpfs_spans_release(fs, &sp);
+	unsigned char *buf = malloc(len);
+	CHECK(tpfs_file_read(fs, w, t->npy_header_len, len, buf) == (ssize_t)len);
+	int bad = 0;
+	for (size_t i = 0; i < N; i++) {
+		uint32_t v;
+		memcpy(&v, buf + 4 * i, 4);
+		bad += v != ((uint32_t)0x3f00u | (uint32_t)(i % 256)) << 16;
+	}
+	CHECK(bad == 0);
+	free(buf);
+	free(raw);
+	tpfs_fs_destroy(fs);
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
 static void truncated_source_gives_eio_and_the_rest_still_reads(void)
 {
 	char *d = fx_tmpdir();
@@ -320,6 +365,7 @@ int main(void)
 	CHECK(tpfs_guard_install() == 0);
 	RUN(every_file_reads_the_same_at_any_offset);
 	RUN(spans_of_stored_data_point_into_the_source);
+	RUN(spans_that_run_out_say_so);
 	RUN(truncated_source_gives_eio_and_the_rest_still_reads);
 	RUN(mapping_past_a_truncation_faults_into_eio);
 	RUN(fault_past_the_freshness_check_gives_eio);

@@ -60,6 +60,7 @@ struct tpfs_spans {
 	struct tpfs_cache_block *pins[TPFS_MAX_SPANS];
 	const struct tpfs_source *mapped; /* source read in place, or NULL */
 	uint64_t mapped_off, mapped_len;
+	bool partial;                     /* fewer bytes than asked, not at the end */
 };
 
 /* Takes no ownership of m. Returns NULL on allocation failure. */
@@ -72,9 +73,10 @@ void tpfs_fs_destroy(struct tpfs_fs *fs);
 uint64_t tpfs_node_size(const struct tpfs_fs *fs, uint32_t node);
 
 /* Describe bytes [off, off + len) of a file node as spans, clipped at the end
- * of the file. Returns the bytes described (fewer than asked only at the end
- * of the file or when TPFS_MAX_SPANS ran out) or a negative errno. Pins are held until tpfs_spans_release, which must be called in
- * every case. Source bytes in the spans may fault if the source is truncated
+ * of the file. Returns the bytes described or a negative errno; fewer than
+ * asked, with sp->partial set, when TPFS_MAX_SPANS ran out or a block failed
+ * after the first bytes. Pins are held until tpfs_spans_release, which must
+ * be called in every case. Source bytes in the spans may fault if the source is truncated
  * meanwhile: copy them under tpfs_guard. */
 ssize_t tpfs_file_spans(struct tpfs_fs *fs, uint32_t node, uint64_t off,
 			size_t len, struct tpfs_spans *sp);

@@ -329,14 +329,6 @@ static void edge_values(struct tpfs_buf *b, const char *label,
 	tpfs_buf_puts(b, "\n");
 }
 
-static void shape(struct tpfs_buf *b, const uint64_t *d, uint32_t n)
-{
-	tpfs_buf_puts(b, "[");
-	for (uint32_t i = 0; i < n; i++)
-		tpfs_buf_printf(b, "%s%" PRIu64, i ? ", " : "", d[i]);
-	tpfs_buf_puts(b, "]");
-}
-
 char *tpfs_info_render(const struct tpfs_tensor *t, const struct tpfs_stats *s,
 		       size_t *len)
 {
@@ -347,11 +339,11 @@ char *tpfs_info_render(const struct tpfs_tensor *t, const struct tpfs_stats *s,
 		tpfs_buf_printf(&b, "%-11s %s: '%s' %s ", i ? "" : "source",
 				t->part[i].src->rel, st->name,
 				tpfs_dtype_info(st->dtype)->name);
-		shape(&b, st->shape, st->ndim);
+		tpfs_buf_shape(&b, st->shape, st->ndim);
 		tpfs_buf_printf(&b, ", bytes %" PRIu64 "..%" PRIu64 "\n", st->begin, st->end);
 	}
 	tpfs_buf_printf(&b, "%-11s %s ", "served", t->descr);
-	shape(&b, t->shape, t->ndim);
+	tpfs_buf_shape(&b, t->shape, t->ndim);
 	tpfs_buf_printf(&b, " from %s (%s, %s)\n", t->source_dtype, t->conv->name,
 			t->conv->exact ? "exact" : "rounded");
 	tpfs_buf_printf(&b, "%-11s %" PRIu64 "\n", "parameters", t->nelem);

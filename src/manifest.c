@@ -7,14 +7,6 @@
 
 #include "tpfs/model.h"
 
-static void render_shape(struct tpfs_buf *b, const uint64_t *shape, uint32_t ndim)
-{
-	tpfs_buf_puts(b, "[");
-	for (uint32_t i = 0; i < ndim; i++)
-		tpfs_buf_printf(b, "%s%" PRIu64, i ? ", " : "", shape[i]);
-	tpfs_buf_puts(b, "]");
-}
-
 static void render_part(struct tpfs_buf *b, const struct tpfs_part *p)
 {
 	tpfs_buf_puts(b, "{\"name\": ");
@@ -24,7 +16,7 @@ static void render_part(struct tpfs_buf *b, const struct tpfs_part *p)
 	tpfs_buf_printf(b, ", \"range\": [%" PRIu64 ", %" PRIu64 "], \"dtype\": \"%s\", "
 			   "\"shape\": ",
 			p->st->begin, p->st->end, tpfs_dtype_info(p->st->dtype)->name);
-	render_shape(b, p->st->shape, p->st->ndim);
+	tpfs_buf_shape(b, p->st->shape, p->st->ndim);
 	tpfs_buf_puts(b, "}");
 }
 
@@ -39,9 +31,9 @@ static void render_tensor(struct tpfs_buf *b, const struct tpfs_tensor *t,
 	tpfs_buf_puts(b, ", \"dtype\": ");
 	tpfs_buf_json_string(b, t->descr);
 	tpfs_buf_puts(b, ", \"shape\": ");
-	render_shape(b, t->shape, t->ndim);
+	tpfs_buf_shape(b, t->shape, t->ndim);
 	tpfs_buf_printf(b, ", \"source_dtype\": \"%s\", \"source_shape\": ", t->source_dtype);
-	render_shape(b, st->shape, st->ndim);
+	tpfs_buf_shape(b, st->shape, st->ndim);
 	tpfs_buf_puts(b, ", \"source_file\": ");
 	tpfs_buf_json_string(b, t->part[0].src->rel);
 	tpfs_buf_printf(b, ", \"source_range\": [%" PRIu64 ", %" PRIu64 "]", st->begin,

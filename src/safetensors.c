@@ -22,13 +22,11 @@
 const char *tpfs_shape_str(const uint64_t *shape, uint32_t ndim, char *buf,
 			   size_t len)
 {
-	size_t at = 0;
-	at += (size_t)snprintf(buf, len, "[");
-	for (uint32_t i = 0; i < ndim && at < len; i++)
-		at += (size_t)snprintf(buf + at, len - at, "%s%" PRIu64,
-				       i ? ", " : "", shape[i]);
-	if (at < len)
-		snprintf(buf + at, len - at, "]");
+	struct tpfs_buf b = {0};
+	tpfs_buf_shape(&b, shape, ndim);
+	char *text = tpfs_buf_take(&b, NULL);
+	snprintf(buf, len, "%s", text ? text : "[...]");
+	free(text);
 	return buf;
 }
 

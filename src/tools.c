@@ -114,11 +114,6 @@ size_t tpfs_tool_read_unit(const struct tpfs_model *m)
 
 /* ---- ls ----------------------------------------------------------------- */
 
-static void shape_text(const uint64_t *d, uint32_t n, char *buf, size_t len)
-{
-	tpfs_shape_str(d, n, buf, len);
-}
-
 /* 12345678 -> "12,345,678" */
 static const char *grouped(uint64_t v, char *buf, size_t len)
 {
@@ -152,7 +147,7 @@ static void print_table(const struct tpfs_model *m)
 	for (size_t i = 0; i < n; i++) {
 		const struct tpfs_tensor *t = &m->tensors[i];
 		char sh[256], s2[256];
-		shape_text(t->shape, t->ndim, sh, sizeof(sh));
+		tpfs_shape_str(t->shape, t->ndim, sh, sizeof(sh));
 		uint64_t bytes = 0;
 		for (int k = 0; k < 2 && t->part[k].st; k++)
 			bytes += t->part[k].st->end - t->part[k].st->begin;

@@ -5,6 +5,7 @@
 #include "tpfs/util.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -115,6 +116,14 @@ void tpfs_buf_json_string(struct tpfs_buf *b, const char *s)
 		}
 	}
 	tpfs_buf_append(b, "\"", 1);
+}
+
+void tpfs_buf_shape(struct tpfs_buf *b, const uint64_t *shape, uint32_t ndim)
+{
+	tpfs_buf_puts(b, "[");
+	for (uint32_t i = 0; i < ndim; i++)
+		tpfs_buf_printf(b, "%s%" PRIu64, i ? ", " : "", shape[i]);
+	tpfs_buf_puts(b, "]");
 }
 
 void tpfs_buf_escape(struct tpfs_buf *b, const char *s, const char *also)

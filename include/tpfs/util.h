@@ -40,6 +40,8 @@ void tpfs_buf_vprintf(struct tpfs_buf *b, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 /* Append s as a JSON string literal (quotes and escapes included). */
 void tpfs_buf_json_string(struct tpfs_buf *b, const char *s);
+/* Append a shape as "[2, 3]". */
+void tpfs_buf_shape(struct tpfs_buf *b, const uint64_t *shape, uint32_t ndim);
 /* Append s with '%', control bytes, DEL and the bytes in also as %XX. */
 void tpfs_buf_escape(struct tpfs_buf *b, const char *s, const char *also);
 /* Take ownership of the NUL-terminated contents; the buffer is emptied.

@@ -127,6 +127,23 @@ static void pinned_blocks_are_never_evicted(void)
 	tpfs_cache_destroy(c);
 }
 
+/* A new block makes room before it is filled: with three unpinned blocks
+ * in a cache for three, the fourth evicts one while it is still pinned. */
+static void a_new_block_makes_room_at_once(void)
+{
+	struct tpfs_cache *c = tpfs_cache_create(3 * (BLK + SLACK));
+	for (uint64_t i = 0; i < 3; i++)
+		CHECK(touch(c, i));
+	int rc;
+	struct tpfs_cache_block *b = get(c, 3, &rc);
+	struct tpfs_cache_stats s;
+	tpfs_cache_get_stats(c, &s);
+	CHECK(b && s.evictions == 1 && s.blocks == 3 && s.used <= s.capacity);
+	if (b)
+		tpfs_cache_put(c, b);
+	tpfs_cache_destroy(c);
+}
+
 static void zero_capacity_still_serves_every_read(void)
 {
 	struct tpfs_cache *c = tpfs_cache_create(0);
@@ -268,6 +285,7 @@ int main(void)
 {
 	RUN(least_recently_used_block_is_evicted_first);
 	RUN(pinned_blocks_are_never_evicted);
+	RUN(a_new_block_makes_room_at_once);
 	RUN(zero_capacity_still_serves_every_read);
 	RUN(concurrent_readers_of_a_missing_block_convert_it_once);
 	RUN(failed_fill_reaches_every_waiter_and_is_not_cached);

@@ -529,6 +529,50 @@ static void every_native_dtype_is_served_as_stored(void)
 	CHECK(strcmp(conv_for(TPFS_DT_F6_E3M2, "dtype=f32")->out_descr, "|u1") == 0);
 }
 
+/* "exact" in the manifest: every value of the source type is a value of
+ * the served type (ranges and precisions from the formats' definitions;
+ * MXFP4 to float32 and bfloat16 is exact below 2^128, see the README). */
+static void exact_means_every_value_fits(void)
+{
+	const struct {
+		enum tpfs_dtype dt;
+		const char *opts, *name;
+		bool exact;
+	} want[] = {
+		{TPFS_DT_BF16, "", "bf16->f32", true},
+		{TPFS_DT_BF16, "bf16=f16", "bf16->f16", false}, /* 8 vs 5 exponent bits */
+		{TPFS_DT_F16, "dtype=f32", "f16->f32", true},
+		{TPFS_DT_F32, "dtype=f16", "f32->f16", false},
+		{TPFS_DT_F64, "dtype=f32", "f64->f32", false},
+		{TPFS_DT_F64, "dtype=f16", "f64->f16", false},
+		{TPFS_DT_F8_E4M3, "", "f8_e4m3->f16", true},     /* largest 448 */
+		{TPFS_DT_F8_E5M2, "", "f8_e5m2->f16", true},     /* a half's top byte */
+		{TPFS_DT_F8_E4M3FNUZ, "", "f8_e4m3fnuz->f16", true},
+		{TPFS_DT_F8_E5M2FNUZ, "", "f8_e5m2fnuz->f16", true}, /* largest 57344 */
+		{TPFS_DT_F8_E8M0, "", "f8_e8m0->f32", true},
+		{TPFS_DT_F8_E8M0, "dtype=f16", "f8_e8m0->f16", false}, /* up to 2^127 */
+		{TPFS_DT_F8_E4M3, "fp8=f32", "f8_e4m3->f32", true},
+		{TPFS_DT_F4, "", "f4->f16", true},
+		{TPFS_DT_F4, "dtype=f32", "f4->f32", true},
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const struct tpfs_conv *c = conv_for(want[i].dt, want[i].opts);
+		CHECKF(strcmp(c->name, want[i].name) == 0 && c->exact == want[i].exact,
+		       "%s: %s, exact %d", want[i].name, c->name, c->exact);
+	}
+	const struct {
+		const char *opts, *name;
+		bool exact;
+	} mx[] = {{"", "mxfp4->f32", true}, {"mxfp4=bf16", "mxfp4->bf16", true},
+		  {"mxfp4=f16", "mxfp4->f16", false}};
+	for (size_t i = 0; i < sizeof(mx) / sizeof(mx[0]); i++) {
+		struct tpfs_options o = opts(mx[i].opts);
+		const struct tpfs_conv *c = tpfs_conv_mxfp4(&o);
+		CHECKF(strcmp(c->name, mx[i].name) == 0 && c->exact == mx[i].exact, "%s",
+		       mx[i].name);
+	}
+}
+
 static void options_refuse_bad_and_conflicting_values(void)
 {
 	struct tpfs_options o;
@@ -588,6 +632,7 @@ int main(void)
 	RUN(f64_narrows_with_one_rounding);
 	RUN(mxfp4_pairs_dequantize_exactly_for_every_scale);
 	RUN(every_native_dtype_is_served_as_stored);
+	RUN(exact_means_every_value_fits);
 	RUN(options_refuse_bad_and_conflicting_values);
 	RUN(kernels_read_unaligned_sources);
 	return check_done();

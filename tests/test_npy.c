@@ -103,6 +103,33 @@ static void huge_headers_switch_to_version_2(void)
 	free(shape);
 }
 
+/* Version 1 holds a header length up to 65535 (two bytes); the format
+ * moves to version 2 exactly where the padded v1 header would not fit. */
+static void version_2_starts_exactly_past_65535(void)
+{
+	const char *prefix = "{'descr': '<u2', 'fortran_order': False, 'shape': (";
+	int seen[3] = {0};
+	for (uint32_t nd = 21700; nd < 21900; nd++) {
+		uint64_t *shape = malloc(nd * sizeof(*shape));
+		for (uint32_t i = 0; i < nd; i++)
+			shape[i] = 1;
+		/* the dict is prefix, "1, " per dimension but the last, "1), }",
+		 * then padding and a newline to a multiple of 64 with the 10 bytes
+		 * before it */
+		size_t dict = strlen(prefix) + 3 * (nd - 1) + 1 + 4;
+		size_t header_len_v1 = (10 + dict + 1 + 63) / 64 * 64 - 10;
+		int want = header_len_v1 > 65535 ? 2 : 1;
+		uint8_t *h = NULL;
+		long n = tpfs_npy_header("<u2", shape, nd, &h);
+		CHECKF(n > 0 && h[6] == want, "ndim %u: version %d, want %d", nd, n > 0 ? h[6] : 0,
+		       want);
+		seen[want]++;
+		free(h);
+		free(shape);
+	}
+	CHECK(seen[1] && seen[2]); /* the range straddles the boundary */
+}
+
 int main(void)
 {
 	RUN(zero_d_shape_is_empty_parentheses);
@@ -111,5 +138,6 @@ int main(void)
 	RUN(large_dimensions_are_printed_exactly);
 	RUN(data_always_starts_on_a_64_byte_boundary);
 	RUN(huge_headers_switch_to_version_2);
+	RUN(version_2_starts_exactly_past_65535);
 	return check_done();
 }

@@ -116,19 +116,39 @@ class GptOss(unittest.TestCase):
                 # transformers' GptOssExperts.gate_up_proj is this, transposed.
                 self.assertEqual(w.transpose(0, 2, 1).shape, (E, G * 32, R))
 
-    def test_mismatched_pair_is_refused(self):
+    def test_a_pair_over_many_blocks_under_each_option(self):
+        """4 MiB of float32 (four 1 MiB blocks, 64 of 64 KiB): every block
+        takes its own bytes and scales."""
+        e, r, g = 4, 256, 32
+        blocks = rand(e * r * g * 16)
+        scales = bytes(rng.integers(100, 140, e * r * g, dtype=np.uint8))
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "src")
             T.write_safetensors(os.path.join(src, "m.safetensors"),
-                                [("w_blocks", "U8", (2, 3, 16), rand(96)),
-                                 ("w_scales", "U8", (2, 2), rand(4))])
-            mnt = os.path.join(tmp, "mnt")
-            os.mkdir(mnt)
-            r = T.run_tpfs("mount", src, mnt)
-            self.assertNotEqual(r.returncode, 0)
-            self.assertFalse(os.path.ismount(mnt))
-            self.assertIn("MXFP4 pair 'w_blocks' [2, 3, 16] and 'w_scales' [2, 2] "
-                          "do not agree", r.stderr)
+                                [("w_blocks", "U8", (e, r, g, 16), blocks),
+                                 ("w_scales", "U8", (e, r, g), scales)])
+            for opt in ("", "mxfp4=f16", "mxfp4=bf16", "block_size=64K", "dtype=f16"):
+                opts = dict(kv.split("=") for kv in opt.split(",") if kv)
+                with self.subTest(opt), T.Mount(src, opts=opt or None) as m:
+                    with open(m.path("manifest.json")) as f:
+                        manifest = json.load(f)
+                    self.assertEqual(T.check_source_tree(self, src, m, manifest, opts), 1)
+
+    def test_mismatched_pairs_are_refused(self):
+        for blocks, scales, shown in [((2, 3, 16), (2, 2), "[2, 3, 16] and 'w_scales' [2, 2]"),
+                                      ((4, 3, 16), (2, 3), "[4, 3, 16] and 'w_scales' [2, 3]")]:
+            with self.subTest(shown), tempfile.TemporaryDirectory() as tmp:
+                src = os.path.join(tmp, "src")
+                T.write_safetensors(os.path.join(src, "m.safetensors"),
+                                    [("w_blocks", "U8", blocks, rand(int(np.prod(blocks)))),
+                                     ("w_scales", "U8", scales, rand(int(np.prod(scales))))])
+                mnt = os.path.join(tmp, "mnt")
+                os.mkdir(mnt)
+                r = T.run_tpfs("mount", src, mnt)
+                if os.path.ismount(mnt):  # a failure, but leave no mount behind
+                    subprocess.run(["fusermount3", "-u", mnt])
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("MXFP4 pair 'w_blocks' %s do not agree" % shown, r.stderr)
 
 
 OPTION_SETS = ["", "bf16=f16", "bf16=raw", "fp8=f32", "fp8=raw", "mxfp4=f16",
@@ -162,7 +182,8 @@ class Options(unittest.TestCase):
                 mode = opts.get("mxfp4", "f32")
                 self.assertEqual("w.npy" in names, mode != "raw")
                 self.assertEqual("w_blocks.npy" in names, mode in ("raw", "both"))
-                self.assertEqual(n, len(manifest["tensors"]))
+                # 12 tensors; the pair is one (default), two (raw) or three (both)
+                self.assertEqual(n, {"raw": 12, "both": 13}.get(mode, 11))
 
     def test_bf16_raw_is_bfloat16_bits_for_jax(self):
         with T.Mount(self.src, opts="bf16=raw") as m:

@@ -154,13 +154,16 @@ def mxfp4_values(blocks, scales):
     return vals.reshape(*blocks.shape[:-2], blocks.shape[-2] * 32)
 
 
-def to_bf16_bits(values):
-    """bfloat16 bits nearest to float32 values (ties to even), as '|V2'."""
+def exact_bf16_bits(values):
+    """The bfloat16 bits, as '|V2', of float32 values that bfloat16 holds
+    exactly (it has float32's exponent and 7 of its mantissa bits: MXFP4
+    values have 2 significant bits); NaN as a quiet NaN of the same sign."""
     f = np.asarray(values, dtype=np.float32)
-    u = f.view(np.uint32).astype(np.uint64)
-    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-    rounded = np.where(np.isnan(f), ((u >> 16) | 0x40).astype(np.uint16), rounded)
-    return rounded.view("|V2")
+    u = f.view(np.uint32)
+    nan = np.isnan(f)
+    assert not (u[~nan] & 0xFFFF).any(), "not exact in bfloat16"
+    bits = np.where(nan, (u >> 16) & 0x8000 | 0x7FC0, u >> 16).astype(np.uint16)
+    return bits.view("|V2")
 
 
 def choice(opts, key, default):
@@ -216,7 +219,7 @@ def expected_mxfp4(blocks_raw, blocks_shape, scales_raw, scales_shape, opts=None
     with np.errstate(all="ignore"):
         v = mxfp4_values(blocks, scales)
         if out == "bf16":
-            return to_bf16_bits(v.astype(np.float32))
+            return exact_bf16_bits(v.astype(np.float32))
         return v.astype("<f2" if out == "f16" else "<f4")
 
 
@@ -238,13 +241,20 @@ def same_values(a, b):
     whatever their payloads (which conversions may choose freely)."""
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
-    if a.dtype.kind != "f":
-        return same_bits(a, b)
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    both_nan = np.isnan(a) & np.isnan(b)
-    same_sign = np.signbit(a) == np.signbit(b)
-    bits_a = a.view("u%d" % a.itemsize)
-    bits_b = b.view("u%d" % b.itemsize)
+    if a.dtype == np.dtype("|V2"):  # bfloat16 bits
+        bits_a, bits_b = a.view("<u2"), b.view("<u2")
+        def isnan(bits):
+            return ((bits & 0x7F80) == 0x7F80) & ((bits & 0x7F) != 0)
+        both_nan = isnan(bits_a) & isnan(bits_b)
+        same_sign = (bits_a >> 15) == (bits_b >> 15)
+    elif a.dtype.kind == "f":
+        both_nan = np.isnan(a) & np.isnan(b)
+        same_sign = np.signbit(a) == np.signbit(b)
+        bits_a = a.view("u%d" % a.itemsize)
+        bits_b = b.view("u%d" % b.itemsize)
+    else:
+        return same_bits(a, b)
     return bool(np.all(np.where(both_nan, same_sign, bits_a == bits_b)))
 
 

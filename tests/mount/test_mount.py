@@ -394,6 +394,54 @@ class Names(unittest.TestCase):
                 check_paths_are_safe(self, manifest)
 
 
+class Permissions(unittest.TestCase):
+    def test_narrowed_modes_reach_the_mount(self):
+        """A source others may not read stays so through the mount: a
+        0640 file's tensors are 0440, an MXFP4 pair whose scales are in a
+        0600 file is 0400, and cards follow their tensors."""
+        T.require_fuse(self)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            T.write_safetensors(os.path.join(src, "a.safetensors"),
+                                [("pub", "U8", (4,), b"abcd"), ("x_blocks", "U8", (1, 16), bytes(16))])
+            T.write_safetensors(os.path.join(src, "b.safetensors"), [("x_scales", "U8", (1,), b"\x7f")])
+            T.write_safetensors(os.path.join(src, "c.safetensors"), [("secret", "U8", (4,), b"wxyz")])
+            os.chmod(os.path.join(src, "b.safetensors"), 0o600)
+            os.chmod(os.path.join(src, "c.safetensors"), 0o640)
+            with T.Mount(src) as m:
+                def mode(rel):
+                    return stat.S_IMODE(os.stat(m.path(rel)).st_mode)
+                self.assertEqual(mode("pub.npy"), 0o444)
+                self.assertEqual(mode("secret.npy"), 0o440)
+                self.assertEqual(mode("x.npy"), 0o400)
+                self.assertEqual(mode(".tpfs/info/secret.txt"), 0o440)
+                self.assertEqual(mode(".tpfs/info/x.txt"), 0o400)
+
+
+class DaemonMemory(unittest.TestCase):
+    def test_reading_the_source_leaves_no_pages_mapped_in_the_daemon(self):
+        """Served source pages are dropped from the daemon's page tables
+        after each read (they stay in the page cache): its file-backed
+        resident memory does not grow with what was read."""
+        T.require_fuse(self)
+        def rss_file_kib(pid):
+            with open("/proc/%d/status" % pid) as f:
+                return int(next(l for l in f if l.startswith("RssFile:")).split()[1])
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            T.write_safetensors(os.path.join(src, "m.safetensors"),
+                                [("stored", "U8", (96 << 20,), os.urandom(96 << 20)),
+                                 ("conv", "BF16", (16 << 20,), os.urandom(32 << 20))])
+            with T.Mount(src) as m:
+                before = rss_file_kib(m.proc.pid)
+                for name in ("stored.npy", "conv.npy"):
+                    with open(m.path(name), "rb") as f:
+                        while f.read(1 << 20):
+                            pass
+                grown = rss_file_kib(m.proc.pid) - before
+                self.assertLess(grown, 16 << 10, "RssFile grew by %d KiB over 128 MiB read" % grown)
+
+
 class SourceChanges(unittest.TestCase):
     def test_truncated_source_fails_with_eio_and_the_mount_survives(self):
         T.require_fuse(self)
@@ -427,6 +475,32 @@ class SourceChanges(unittest.TestCase):
                 # during one, whichever came first.
                 self.assertRegex(m.stderr(), "a.safetensors (changed while mounted|"
                                              "shrank while being read)")
+
+    def test_a_fault_past_the_freshness_check_is_eio_and_the_daemon_lives(self):
+        """With fstat made to miss the truncation (an LD_PRELOAD library),
+        reading the lost pages faults inside the daemon: the SIGBUS guard
+        must turn that into EIO for the reader, and the mount stays up."""
+        T.require_fuse(self)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            path = os.path.join(src, "a.safetensors")
+            T.write_safetensors(path, [("conv", "BF16", (1 << 20,), rand_bytes(2 << 20)),
+                                       ("other", "U8", (4096,), rand_bytes(4096))])
+            env = {"LD_PRELOAD": os.environ["TPFS_FROZEN_FSTAT"],
+                   "TPFS_FROZEN_PATH": os.path.realpath(path),
+                   "ASAN_OPTIONS": "verify_asan_link_order=0"}
+            with T.Mount(src, env=env) as m:
+                os.truncate(path, 4096)
+                fd = os.open(m.path("conv.npy"), os.O_RDONLY)
+                try:
+                    with self.assertRaises(OSError) as cm:
+                        os.pread(fd, 1 << 20, 1 << 20)
+                finally:
+                    os.close(fd)
+                self.assertEqual(cm.exception.errno, errno.EIO)
+                self.assertIsNone(m.proc.poll(), "the daemon died")
+                self.assertIn("manifest.json", os.listdir(m.mnt))
+                self.assertIn("a.safetensors shrank while being read", m.stderr())
 
     def test_replaced_source_fails_with_eio(self):
         T.require_fuse(self)

@@ -261,10 +261,11 @@ def same_values(a, b):
 class Mount:
     """tpfs mounted in the foreground for the duration of a with block."""
 
-    def __init__(self, src, opts=None, extra=None, mnt=None):
+    def __init__(self, src, opts=None, extra=None, mnt=None, env=None):
         self.src = src
         self.opts = opts
         self.extra = extra or []
+        self.env = dict(os.environ, **env) if env else None
         self.own_mnt = mnt is None
         self.mnt = mnt or tempfile.mkdtemp(prefix="tpfs-mnt-")
         self.proc = None
@@ -283,7 +284,7 @@ class Mount:
         fd, self.stderr_path = tempfile.mkstemp(prefix="tpfs-err-")
         self.err = os.fdopen(fd, "w+")
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
-                                     stderr=self.err)
+                                     stderr=self.err, env=self.env)
         deadline = time.time() + 20
         while not os.path.ismount(self.mnt):
             if self.proc.poll() is not None:
@@ -306,6 +307,8 @@ class Mount:
     def unmount(self):
         if self.proc is None:
             return
+        if self.proc.poll() is not None:  # the daemon died: detach what it left
+            subprocess.run(["fusermount3", "-uz", self.mnt], capture_output=True)
         if self.proc.poll() is None and os.path.ismount(self.mnt):
             r = subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
             if r.returncode != 0:  # still busy: a leaked open file or mapping

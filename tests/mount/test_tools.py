@@ -110,6 +110,10 @@ class ToolsAgreeWithTheMount(unittest.TestCase):
                     manifest_bytes = f.read()
                 self.assertEqual(tool("ls", src, "--json").stdout, manifest_bytes)
                 manifest = json.loads(manifest_bytes)
+                # The mount against values decoded here from the sources, so
+                # that agreeing with it (cat, cards, convert below) means
+                # being right.
+                T.check_source_tree(self, src, m, manifest)
                 for k, t in enumerate(manifest["tensors"]):
                     card = m.path(".tpfs/info/%s.txt" % t["path"][:-len(".npy")])
                     with open(card, "rb") as f:
@@ -201,6 +205,44 @@ class ToolsAgreeWithTheMount(unittest.TestCase):
                 self.assertEqual(set(listed), set(got))
                 for rel, e in listed.items():
                     self.assertEqual(e["bytes"], os.path.getsize(got[rel]))
+
+
+class Listing(unittest.TestCase):
+    def test_ls_rows_and_totals_come_from_the_headers(self):
+        """Parameters count values (an MXFP4 pair: 32 a scale), stored bytes
+        are the data ranges, served bytes the .npy files."""
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            T.write_safetensors(os.path.join(src, "m.safetensors"),
+                                [("a", "BF16", (3, 5), bytes(30)), ("b", "F32", (7,), bytes(28)),
+                                 ("w_blocks", "U8", (2, 16), bytes(32)),
+                                 ("w_scales", "U8", (2,), bytes(2))])
+            out = tool("ls", src).stdout.decode()
+            rows = {l.split("\t")[0]: l.split("\t") for l in out.splitlines()
+                    if not l.startswith("#") and not l.startswith("NAME")}
+            # blocks [G, 16] and scales [G] serve [G * 32]
+            npy = {"a": (3, 5), "b": (7,), "w": (64,)}
+            for name, shape in npy.items():
+                want = len(T.npy_bytes(np.zeros(shape, "<f4")))
+                self.assertEqual(int(rows[name][6]), want, name)
+            self.assertEqual([rows[n][3] for n in ("a", "b", "w")], ["15", "7", "64"])
+            self.assertEqual([rows[n][4] for n in ("a", "b", "w")], ["30", "28", "34"])
+            served = sum(int(rows[n][6]) for n in rows)
+            self.assertIn("# 3 tensors, 86 parameters, 92 bytes stored, {:,} bytes served"
+                          .format(served), out)
+            self.assertIn("# dtypes: BF16 1 F32 1 MXFP4 1", out)
+
+    def test_cards_decode_what_each_option_serves(self):
+        """bf16=raw serves bfloat16 bits: the card still shows their values."""
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            vals = np.array([1.5, -2.0, 3.0, 0.25], "<f4")
+            raw = (vals.view("<u4") >> 16).astype("<u2").tobytes()
+            T.write_safetensors(os.path.join(src, "m.safetensors"), [("w", "BF16", (4,), raw)])
+            for opt in ("bf16=raw", "bf16=f16", "bf16=f32"):
+                card = tool("ls", src, "w", "-o", opt).stdout.decode()
+                f = dict(re.findall(r"^(\w+) +(.*?)\s*$", card, re.M))
+                self.assertEqual((f["min"], f["max"], f["mean"]), ("-2.0", "3.0", "0.6875"), opt)
 
 
 class Convert(unittest.TestCase):
@@ -400,6 +442,19 @@ class Convert(unittest.TestCase):
         self.assertTrue(os.path.exists(os.path.join(out, "manifest.json")))
         self.assertFalse(os.path.exists(os.path.join(out, ".tpfs-convert.tpfs-partial")))
 
+    def test_a_source_changed_in_place_is_converted_again(self):
+        out = os.path.join(self.tmp.name, "out")
+        tool("convert", self.src, out)
+        path = os.path.join(self.src, "model.safetensors")
+        _, infos = T.read_safetensors(path)
+        new = [(n, i["dtype"], i["shape"], bytes(reversed(i["raw"]))) for n, i in infos.items()]
+        T.write_safetensors(path, new)  # same names and sizes, other bytes
+        r = tool("convert", self.src, out)
+        self.assertIn("48 files written, 0 kept", r.stdout.decode())
+        for n, d, shape, raw in new:
+            got = np.load(os.path.join(out, n + ".npy"))
+            self.assertTrue(T.same_values(got, T.expected_array(d, shape, raw)), n)
+
     def test_shard_size_is_respected(self):
         out = os.path.join(self.tmp.name, "out")
         limit = 5 * (128 + 512 * 1024 * 4) + 100  # five tensors a shard
@@ -431,31 +486,78 @@ class Convert(unittest.TestCase):
         self.assertEqual(os.listdir(out), ["thesis.tex"])
 
 
+def gpt_oss_layout(layers, hidden, experts, vocab, heads, kv_heads, head_dim,
+                   intermediate, tied):
+    """name -> (dtype, shape) of a GPT-OSS checkpoint in the Hugging Face
+    layout, from its config: BF16 everywhere but the MXFP4 expert weights,
+    stored as _blocks [E, rows, cols / 32, 16] and _scales [E, rows, cols / 32]
+    beside a BF16 _bias [E, rows]."""
+    q, kv = heads * head_dim, kv_heads * head_dim
+    per_layer = {
+        "input_layernorm.weight": [hidden], "post_attention_layernorm.weight": [hidden],
+        "self_attn.q_proj.weight": [q, hidden], "self_attn.q_proj.bias": [q],
+        "self_attn.k_proj.weight": [kv, hidden], "self_attn.k_proj.bias": [kv],
+        "self_attn.v_proj.weight": [kv, hidden], "self_attn.v_proj.bias": [kv],
+        "self_attn.o_proj.weight": [hidden, q], "self_attn.o_proj.bias": [hidden],
+        "self_attn.sinks": [heads],
+        "mlp.router.weight": [experts, hidden], "mlp.router.bias": [experts]}
+    out = {}
+    for l in range(layers):
+        p = "model.layers.%d." % l
+        out.update({p + k: ("BF16", tuple(v)) for k, v in per_layer.items()})
+        for w, rows, cols in (("gate_up_proj", 2 * intermediate, hidden),
+                              ("down_proj", hidden, intermediate)):
+            e = p + "mlp.experts." + w
+            out[e + "_blocks"] = ("U8", (experts, rows, cols // 32, 16))
+            out[e + "_scales"] = ("U8", (experts, rows, cols // 32))
+            out[e + "_bias"] = ("BF16", (experts, rows))
+    out["model.embed_tokens.weight"] = ("BF16", (vocab, hidden))
+    out["model.norm.weight"] = ("BF16", (hidden,))
+    if not tied:
+        out["lm_head.weight"] = ("BF16", (vocab, hidden))
+    return out
+
+
+def layout_of(src):
+    got = {}
+    for f in sorted(os.listdir(src)):
+        if f.endswith(".safetensors"):
+            _, infos = T.read_safetensors(os.path.join(src, f), with_data=False)
+            got.update({n: (i["dtype"], tuple(i["shape"])) for n, i in infos.items()})
+    return got
+
+
 class Generator(unittest.TestCase):
     def test_gpt_oss_20b_structure(self):
-        """The real checkpoint's figures: 459 tensors, 13,761,264,768 data
-        bytes, in 3 shards with an index; mounted, all of it is listed."""
+        """Every name, dtype and shape of the real checkpoint, from its
+        public config; with them, its published figures (459 tensors,
+        13,761,264,768 data bytes), the index and the config; mounted,
+        the pairs are merged."""
         T.require_fuse(self)
+        want = gpt_oss_layout(layers=24, hidden=2880, experts=32, vocab=201088, heads=64,
+                              kv_heads=8, head_dim=64, intermediate=2880, tied=False)
+        size = {"BF16": 2, "U8": 1}
+        self.assertEqual(len(want), 459)
+        self.assertEqual(sum(size[d] * int(np.prod(s)) for d, s in want.values()),
+                         13761264768)
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "gpt-oss-20b")
             subprocess.run([GEN, src, "--preset", "gpt-oss-20b", "--sparse"], check=True,
                            capture_output=True)
             shards = sorted(f for f in os.listdir(src) if f.endswith(".safetensors"))
             self.assertEqual(len(shards), 3)
-            names, data = set(), 0
-            for s in shards:
-                _, infos = T.read_safetensors(os.path.join(src, s), with_data=False)
-                names |= set(infos)
-                data += sum(i["end"] - i["begin"] for i in infos.values())
-            self.assertEqual(len(names), 459)
-            self.assertEqual(data, 13761264768)
+            self.assertEqual(layout_of(src), want)
             with open(os.path.join(src, "model.safetensors.index.json")) as f:
-                self.assertEqual(set(json.load(f)["weight_map"]), names)
+                self.assertEqual(set(json.load(f)["weight_map"]), set(want))
             with open(os.path.join(src, "config.json")) as f:
                 cfg = json.load(f)
-            self.assertEqual((cfg["num_hidden_layers"], cfg["hidden_size"],
-                              cfg["num_local_experts"], cfg["vocab_size"]),
-                             (24, 2880, 32, 201088))
+            self.assertEqual({k: cfg[k] for k in (
+                "num_hidden_layers", "hidden_size", "intermediate_size", "num_local_experts",
+                "vocab_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+                "tie_word_embeddings")},
+                {"num_hidden_layers": 24, "hidden_size": 2880, "intermediate_size": 2880,
+                 "num_local_experts": 32, "vocab_size": 201088, "num_attention_heads": 64,
+                 "num_key_value_heads": 8, "head_dim": 64, "tie_word_embeddings": False})
             with T.Mount(src) as m:
                 r = subprocess.run(["ls", "-lR", m.mnt], capture_output=True, text=True,
                                    check=True)
@@ -468,21 +570,20 @@ class Generator(unittest.TestCase):
                 self.assertEqual(sum(1 for t in manifest["tensors"]
                                      if t["source_dtype"] == "MXFP4"), 48)
 
-    def test_demo_has_the_advertised_parameter_count(self):
+    def test_demo_is_the_documented_model(self):
+        """The README's demo: vocabulary 32000, hidden 768, 4 layers, 12
+        query and 4 key/value heads of 64, 4 experts of 192, tied
+        embeddings; its parameters (two FP4 values a block byte, scales
+        not counted) are the 37,991,232 the README gives."""
+        want = gpt_oss_layout(layers=4, hidden=768, experts=4, vocab=32000, heads=12,
+                              kv_heads=4, head_dim=64, intermediate=192, tied=True)
+        params = sum(int(np.prod(s)) * (2 if n.endswith("_blocks") else 1)
+                     for n, (d, s) in want.items() if not n.endswith("_scales"))
+        self.assertEqual(params, 37991232)
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "demo")
             subprocess.run([GEN, src, "--preset", "demo", "--quiet"], check=True)
-            _, infos = T.read_safetensors(os.path.join(src, "model.safetensors"))
-            params = 0
-            for name, i in infos.items():
-                n = int(np.prod(i["shape"]))
-                if name.endswith("_blocks"):
-                    params += 2 * n  # two FP4 values a byte
-                elif not name.endswith("_scales"):
-                    params += n
-            self.assertEqual(params, 37991232)
-            help_text = subprocess.run([GEN, "--help"], capture_output=True, text=True).stdout
-            self.assertIn("37,991,232 parameters", help_text)
+            self.assertEqual(layout_of(src), want)
 
     def test_seed_reproduces_and_values_look_initialised(self):
         with tempfile.TemporaryDirectory() as tmp:

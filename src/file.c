@@ -82,20 +82,26 @@ static bool add_span(struct tpfs_spans *sp, const void *p, size_t len)
 	return true;
 }
 
+/* A page fault maps the cached pages of the aligned 64 KiB around it too
+ * (the kernel's fault_around_bytes): a range's neighbours get mapped by it. */
+#define FAULT_AROUND ((uint64_t)64 << 10)
+
 /* Advise the kernel about the pages of a source range (rounded out to whole
  * pages): MADV_WILLNEED starts reading them ahead of use; MADV_DONTNEED drops
- * them from this process's page tables once used. The data stays in the page
- * cache either way, but without the second the daemon's resident size would
- * grow to the size of the model, and with it its standing with the
- * out-of-memory killer. */
+ * them from this process's page tables once used, with the fault-around
+ * window on either side, which a neighbouring range's faults may have mapped
+ * after that range was dropped. The data stays in the page cache either way,
+ * but without the second the daemon's resident size would grow to the size
+ * of the model, and with it its standing with the out-of-memory killer. */
 static void advise(const struct tpfs_source *s, uint64_t begin, uint64_t len,
 		   int advice)
 {
-	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-	uint64_t a = begin & ~(page - 1);
-	uint64_t end = begin + len;
 	if (len == 0 || !s->map)
 		return;
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t pad = advice == MADV_DONTNEED ? FAULT_AROUND : 0;
+	uint64_t a = (begin > pad ? begin - pad : 0) & ~(page - 1);
+	uint64_t end = begin + len + pad;
 	end = end > s->size ? s->size : end;
 	madvise((void *)(s->map + a), (size_t)(end - a), advice);
 }

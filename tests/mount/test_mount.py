@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import stat
+import subprocess
 import tempfile
 import unittest
 
@@ -421,25 +422,29 @@ class Permissions(unittest.TestCase):
 class DaemonMemory(unittest.TestCase):
     def test_reading_the_source_leaves_no_pages_mapped_in_the_daemon(self):
         """Served source pages are dropped from the daemon's page tables
-        after each read (they stay in the page cache): its file-backed
-        resident memory does not grow with what was read."""
+        after each read (they stay in the page cache), with what faults on
+        neighbouring ranges mapped around them: its file-backed resident
+        memory does not grow with what was read (here 2.6 GB, from a sparse
+        model that costs no disk)."""
         T.require_fuse(self)
         def rss_file_kib(pid):
             with open("/proc/%d/status" % pid) as f:
                 return int(next(l for l in f if l.startswith("RssFile:")).split()[1])
+        gen = os.path.join(os.path.dirname(os.path.abspath(T.TPFS)), "tpfs-gen")
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "src")
-            T.write_safetensors(os.path.join(src, "m.safetensors"),
-                                [("stored", "U8", (96 << 20,), os.urandom(96 << 20)),
-                                 ("conv", "BF16", (16 << 20,), os.urandom(32 << 20))])
+            subprocess.run([gen, src, "--sparse", "--quiet",
+                            "--tensor", "stored=f32:8192x4096",
+                            "--tensor", "conv=bf16:8192x4096",
+                            "--tensor", "w=mxfp4:32x5760x2880"], check=True)
             with T.Mount(src) as m:
                 before = rss_file_kib(m.proc.pid)
-                for name in ("stored.npy", "conv.npy"):
+                for name in ("stored.npy", "conv.npy", "w.npy"):
                     with open(m.path(name), "rb") as f:
                         while f.read(1 << 20):
                             pass
                 grown = rss_file_kib(m.proc.pid) - before
-                self.assertLess(grown, 16 << 10, "RssFile grew by %d KiB over 128 MiB read" % grown)
+                self.assertLess(grown, 4 << 10, "RssFile grew by %d KiB" % grown)
 
 
 class SourceChanges(unittest.TestCase):

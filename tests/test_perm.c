@@ -1,0 +1,237 @@
+/*
+ * The served-permission rule, checked against a model of the kernel's own
+ * decision (owner bits for the owner, else group bits for a member of the
+ * group, else other bits; with an ACL, anyone but the owner may be denied)
+ * over every user of a small universe: whatever the narrowed entry lets a
+ * user do, that user could do on the entry and on the object directly.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "fixture.h"
+#include "tpfs/perm.h"
+
+/* Users and groups that no database knows, so that nothing is assumed of
+ * who belongs where. */
+static const uint32_t uids[] = {40001, 40002, 40003};
+static const uint32_t gids[] = {40011, 40012, 40013};
+
+struct user {
+	uint32_t uid;
+	unsigned groups; /* bit i: member of gids[i] */
+};
+
+static bool in_group(const struct user *u, uint32_t gid)
+{
+	for (int i = 0; i < 3; i++)
+		if ((u->groups >> i & 1) && gids[i] == gid)
+			return true;
+	return false;
+}
+
+/* The kernel's decision for a user without capabilities. */
+static bool allows(const struct user *u, const struct tpfs_perm *o, unsigned need)
+{
+	unsigned bits;
+	if (u->uid == o->uid)
+		bits = o->mode >> 6 & 7;
+	else if (o->acl)
+		return false; /* a named entry may deny this user */
+	else if (in_group(u, o->gid))
+		bits = o->mode >> 3 & 7;
+	else
+		bits = o->mode & 7;
+	return (bits & need) == need;
+}
+
+static void narrowing_never_lets_anyone_past_what_they_could_do(void)
+{
+	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
+	long checked = 0, kept = 0;
+	for (int eu = 0; eu < 2; eu++)
+	for (int eg = 0; eg < 2; eg++)
+	for (int ou = 0; ou < 2; ou++)
+	for (int og = 0; og < 2; og++)
+	for (unsigned em = 0; em < 8; em++)
+	for (int acl = 0; acl < 2; acl++)
+	for (unsigned om = 0; om < 01000; om++)
+	for (unsigned need = 1; need <= 5; need += need == 1 ? 3 : 1) {
+		/* e: a served file with read bits in each class of em */
+		struct tpfs_perm e = {uids[eu], gids[eg], 0, false, false};
+		for (int k = 0; k < 3; k++)
+			if (em >> k & 1)
+				e.mode |= (uint16_t)(04 << (3 * k));
+		struct tpfs_perm o = {uids[ou], gids[og], (uint16_t)om, acl, true};
+		struct tpfs_perm n = e;
+		tpfs_perm_narrow(c, &n, &o, need);
+		CHECK(n.uid == e.uid && n.gid == e.gid && (n.mode & ~e.mode) == 0);
+		for (int ui = 0; ui < 3; ui++)
+			for (unsigned g = 0; g < 8; g++) {
+				struct user u = {uids[ui], g};
+				bool through = allows(&u, &n, TPFS_PERM_READ);
+				bool direct = allows(&u, &e, TPFS_PERM_READ) && allows(&u, &o, need);
+				CHECKF(!through || direct,
+				       "e %o %u:%u, o %o %u:%u acl %d need %u: user %u groups %u",
+				       e.mode, e.uid, e.gid, o.mode, o.uid, o.gid, acl, need, u.uid,
+				       g);
+				checked++;
+				kept += through;
+			}
+	}
+	CHECK(checked > 1000000 && kept > checked / 20);
+	tpfs_perm_ctx_destroy(c);
+}
+
+static void same_owner_and_group_narrow_class_by_class(void)
+{
+	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
+	for (unsigned om = 0; om < 01000; om++) {
+		struct tpfs_perm e = {uids[0], gids[0], 0444, false, false};
+		struct tpfs_perm o = {uids[0], gids[0], (uint16_t)om, false, true};
+		tpfs_perm_narrow(c, &e, &o, TPFS_PERM_SEARCH);
+		unsigned want = 0;
+		for (int k = 0; k < 3; k++)
+			if (om >> (3 * k) & 1)
+				want |= 04u << (3 * k);
+		CHECKF(e.mode == want, "folder %o: %o, not %o", om, e.mode, want);
+	}
+	/* everyone may search: nothing is lost, whoever owns it */
+	struct tpfs_perm e = {uids[0], gids[0], 0444, false, false};
+	struct tpfs_perm o = {uids[1], gids[1], 0755, false, true};
+	tpfs_perm_narrow(c, &e, &o, TPFS_PERM_SEARCH);
+	CHECK(e.mode == 0444);
+	tpfs_perm_ctx_destroy(c);
+}
+
+static void root_owned_entries_keep_the_owner_class(void)
+{
+	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
+	struct tpfs_perm e = {0, 0, 0444, false, false};
+	struct tpfs_perm o = {uids[0], gids[0], 0, false, true};
+	tpfs_perm_narrow(c, &e, &o, TPFS_PERM_SEARCH);
+	CHECK(e.mode == 0400);
+	tpfs_perm_ctx_destroy(c);
+}
+
+static void the_owner_counts_in_the_groups_the_database_gives(void)
+{
+	/* nobody (65534) is in its own primary group by the database; a
+	 * folder open to that group only lets its files' owner through */
+	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
+	struct tpfs_perm e = {65534, 0, 0400, false, false};
+	struct tpfs_perm o = {0, 65534, 0710, false, true};
+	tpfs_perm_narrow(c, &e, &o, TPFS_PERM_SEARCH);
+	CHECK(e.mode == 0400);
+	struct tpfs_perm unknown = {uids[0], 0, 0400, false, false};
+	tpfs_perm_narrow(c, &unknown, &o, TPFS_PERM_SEARCH);
+	CHECK(unknown.mode == 0);
+	tpfs_perm_ctx_destroy(c);
+}
+
+static void served_bits_are_read_and_search_only(void)
+{
+	struct tpfs_perm f = {1, 1, 0777, false, false};
+	CHECK(tpfs_perm_served(f, false).mode == 0444);
+	CHECK(tpfs_perm_served(f, true).mode == 0444 + 0111);
+	struct tpfs_perm w = {1, 1, 0622, false, false};
+	CHECK(tpfs_perm_served(w, false).mode == 0400);
+	/* a file shown as a folder: search where it may be read */
+	CHECK(tpfs_perm_served(w, true).mode == 0500);
+	struct tpfs_perm d = {1, 1, 0751, false, true};
+	CHECK(tpfs_perm_served(d, true).mode == 0551);
+	struct tpfs_perm zero = {1, 1, 0, false, true};
+	CHECK(tpfs_perm_served(zero, true).mode == 0);
+	struct tpfs_perm acl = {1, 1, 0755, true, true};
+	CHECK(tpfs_perm_served(acl, true).mode == 0500);
+}
+
+/* An access ACL giving uid 65534 nothing: version 2, then (tag, perm, id)
+ * in tag order. */
+static int deny_nobody(const char *path)
+{
+	unsigned char v[4 + 5 * 8];
+	const unsigned e[5][3] = {{1, 7, ~0u}, {2, 0, 65534}, {4, 5, ~0u},
+				  {0x10, 5, ~0u}, {0x20, 5, ~0u}};
+	uint32_t version = 2;
+	memcpy(v, &version, 4);
+	for (int i = 0; i < 5; i++) {
+		uint16_t tag = (uint16_t)e[i][0], perm = (uint16_t)e[i][1];
+		uint32_t id = e[i][2];
+		memcpy(v + 4 + 8 * i, &tag, 2);
+		memcpy(v + 6 + 8 * i, &perm, 2);
+		memcpy(v + 8 + 8 * i, &id, 4);
+	}
+	return setxattr(path, "system.posix_acl_access", v, sizeof(v), 0);
+}
+
+static void an_acl_is_seen(void)
+{
+	char *d = fx_tmpdir();
+	char *p = fx_path(d, "f");
+	CHECK(fx_write(d, "f", "x", 1) == 0);
+	struct stat st;
+	CHECK(stat(p, &st) == 0);
+	CHECK(!tpfs_perm_from_stat(&st, -1, p).acl);
+	if (deny_nobody(p) == 0) {
+		CHECK(stat(p, &st) == 0);
+		struct tpfs_perm got = tpfs_perm_from_stat(&st, -1, p);
+		CHECK(got.acl);
+		CHECK(tpfs_perm_served(got, false).mode == 0400);
+	} else {
+		printf("     (no POSIX ACLs here: %s)\n", strerror(errno));
+	}
+	free(p);
+	fx_rmtree(d);
+}
+
+static void a_chain_holds_every_folder_and_notices_changes(void)
+{
+	char *d = fx_tmpdir();
+	CHECK(fx_write(d, "a/b/f", "x", 1) == 0);
+	char *ab = fx_path(d, "a/b"), *a = fx_path(d, "a");
+	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
+	const struct tpfs_perm_chain *ch = tpfs_perm_chain_of(c, ab);
+	CHECK(ch != NULL);
+	if (ch) {
+		size_t depth = 1;
+		for (const char *s = ab + 1; *s; s++)
+			depth += *s == '/';
+		CHECK(ch->n == depth + 1);
+		CHECK(ch->v[0].dir && ch->v[ch->n - 1].mode == 0755);
+		CHECK(tpfs_perm_chain_of(c, ab) == ch);
+		CHECK(tpfs_perm_chain_unchanged(ch));
+		CHECK(chmod(a, 0750) == 0);
+		CHECK(!tpfs_perm_chain_unchanged(ch));
+		CHECK(chmod(a, 0755) == 0);
+		CHECK(tpfs_perm_chain_unchanged(ch));
+		/* narrowing by it: a closed folder closes the entry to others */
+		CHECK(chmod(a, 0700) == 0);
+		const struct tpfs_perm_chain *closed = tpfs_perm_chain_of(c, a);
+		struct tpfs_perm e = {0, 0, 0444, false, false};
+		if (closed)
+			tpfs_perm_narrow_chain(c, &e, closed);
+		CHECK(closed && e.mode == 0400);
+	}
+	errno = 0;
+	CHECK(tpfs_perm_chain_of(c, "/no/such/folder") == NULL && errno == ENOENT);
+	tpfs_perm_ctx_destroy(c);
+	free(a);
+	free(ab);
+	fx_rmtree(d);
+}
+
+int main(void)
+{
+	RUN(narrowing_never_lets_anyone_past_what_they_could_do);
+	RUN(same_owner_and_group_narrow_class_by_class);
+	RUN(root_owned_entries_keep_the_owner_class);
+	RUN(the_owner_counts_in_the_groups_the_database_gives);
+	RUN(served_bits_are_read_and_search_only);
+	RUN(an_acl_is_seen);
+	RUN(a_chain_holds_every_folder_and_notices_changes);
+	return check_done();
+}

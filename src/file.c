@@ -74,6 +74,32 @@ uint64_t tpfs_node_size(const struct tpfs_fs *fs, uint32_t node)
 	return 0;
 }
 
+int tpfs_file_open_check(struct tpfs_fs *fs, uint32_t node)
+{
+	const struct tpfs_node *n = &fs->model->tree.nodes[node];
+	const struct tpfs_tensor *t = n->payload;
+	int rc = 0;
+	switch (n->kind) {
+	case TPFS_NODE_TENSOR:
+	case TPFS_NODE_INFO:
+		for (int i = 0; i < 2 && t->part[i].st && rc == 0; i++)
+			rc = tpfs_source_check_access(t->part[i].src);
+		break;
+	case TPFS_NODE_FILE:
+		rc = tpfs_source_check_access(n->payload);
+		break;
+	case TPFS_NODE_MANIFEST:
+		for (size_t i = 0; i < fs->model->nsources && rc == 0; i++)
+			if (fs->model->sources[i]->st)
+				rc = tpfs_source_check_access(fs->model->sources[i]);
+		break;
+	case TPFS_NODE_DIR:
+	case TPFS_NODE_STATS:
+		break;
+	}
+	return rc;
+}
+
 static bool add_span(struct tpfs_spans *sp, const void *p, size_t len)
 {
 	if (sp->n == TPFS_MAX_SPANS)

@@ -53,15 +53,16 @@ static long node_of(fuse_req_t req, struct tpfs_fs *fs, fuse_ino_t ino,
 static void fill_attr(struct tpfs_fs *fs, uint32_t idx, struct stat *st)
 {
 	const struct tpfs_node *n = &fs->model->tree.nodes[idx];
+	const struct tpfs_perm *p = tpfs_tree_perm(&fs->model->tree, idx);
 	memset(st, 0, sizeof(*st));
 	st->st_ino = idx + 1;
-	st->st_uid = getuid();
-	st->st_gid = getgid();
+	st->st_uid = p->uid;
+	st->st_gid = p->gid;
 	if (n->kind == TPFS_NODE_DIR) {
-		st->st_mode = S_IFDIR | n->perm;
+		st->st_mode = S_IFDIR | p->mode;
 		st->st_nlink = 2 + n->nsubdirs;
 	} else {
-		st->st_mode = S_IFREG | n->perm;
+		st->st_mode = S_IFREG | p->mode;
 		st->st_nlink = 1;
 	}
 	if (n->kind == TPFS_NODE_STATS) {
@@ -141,6 +142,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		fuse_reply_err(req, EROFS);
+		return;
+	}
+	/* The kernel has checked the served bits; the sources must still be
+	 * as they were (the kernel's page cache would serve them otherwise). */
+	int rc = tpfs_file_open_check(fs, (uint32_t)idx);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	if (n->kind == TPFS_NODE_STATS) {

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,9 +87,44 @@ static void source_free(struct tpfs_source *s)
 	free(s);
 }
 
-/* Open, map and (for .safetensors) validate one file. */
+/* The chain of the folder holding real (a path with no links). */
+static const struct tpfs_perm_chain *chain_above(struct loader *L, const char *real)
+{
+	const char *slash = strrchr(real, '/');
+	char *dir = slash == real ? strdup("/") : strndup(real, (size_t)(slash - real));
+	const struct tpfs_perm_chain *ch = dir ? tpfs_perm_chain_of(L->m->perms, dir) : NULL;
+	free(dir);
+	return ch;
+}
+
+/* An entry that the mount does not reach the way the source's own path
+ * does (through a link) loses what the folders on its real path may stop
+ * (see perm.h), and so does the folder that shows it: looking it up there
+ * tells its size, times and owner, which directly needs search on those
+ * folders. */
+static int narrow_linked(struct loader *L, uint32_t parent, struct tpfs_perm *p,
+			 const struct tpfs_perm_chain *ch)
+{
+	tpfs_perm_narrow_chain(L->m->perms, p, ch);
+	struct tpfs_perm pp = *tpfs_tree_perm(&L->m->tree, parent);
+	tpfs_perm_narrow_chain(L->m->perms, &pp, ch);
+	return tpfs_tree_set_perm(&L->m->tree, parent, &pp) < 0
+		       ? tpfs_fail(L->e, -ENOMEM, "out of memory") : 0;
+}
+
+/* The chain above real, or a message naming display. */
+static int chain_or_fail(struct loader *L, const char *real, const char *display,
+			 const struct tpfs_perm_chain **ch)
+{
+	*ch = chain_above(L, real);
+	return *ch ? 0 : tpfs_fail(L->e, -errno, "%s: cannot examine the folders above "
+				  "%s: %s", display, real, strerror(errno));
+}
+
+/* Open, map and (for .safetensors) validate one file; real is its path
+ * with links resolved. */
 static int source_open(struct loader *L, const char *path, const char *rel,
-		       const char *display, bool safetensors,
+		       const char *display, const char *real, bool safetensors,
 		       struct tpfs_source **out)
 {
 	struct tpfs_source *s = calloc(1, sizeof(*s));
@@ -117,7 +153,11 @@ static int source_open(struct loader *L, const char *path, const char *rel,
 		goto fail;
 	}
 	s->size = (uint64_t)st.st_size;
-	s->perm = (uint16_t)(st.st_mode & 07777);
+	s->own = tpfs_perm_from_stat(&st, s->fd, NULL);
+	s->perm = tpfs_perm_served(s->own, false);
+	rc = chain_or_fail(L, real, display, &s->chain);
+	if (rc < 0)
+		goto fail;
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
 	s->mtime = st.st_mtim;
@@ -230,10 +270,10 @@ static bool is_tpfs_mount(const char *path)
 	return tpfs;
 }
 
-/* A folder entry's path to open, path under the root and path for
- * messages. */
+/* A folder entry's path to open, path under the root, path for messages,
+ * and real path (links resolved; NULL until needed). */
 struct child {
-	char *path, *rel, *display;
+	char *path, *rel, *display, *real;
 };
 
 static bool child_of(struct child *c, const char *path, const char *rel,
@@ -242,6 +282,7 @@ static bool child_of(struct child *c, const char *path, const char *rel,
 	c->path = tpfs_path_join(path, name);
 	c->rel = tpfs_path_join(rel, name);
 	c->display = tpfs_path_join(display, name);
+	c->real = NULL;
 	return c->path && c->rel && c->display;
 }
 
@@ -250,17 +291,39 @@ static void child_free(struct child *c)
 	free(c->path);
 	free(c->rel);
 	free(c->display);
+	free(c->real);
+}
+
+/* Where an entry of the folder at real really is: below it, unless the
+ * source path reaches it through a link (*linked, which a folder reached
+ * through a link passes on to everything below it). */
+static int child_real(struct loader *L, struct child *c, const char *real,
+		      const char *name, bool *linked)
+{
+	struct stat lst;
+	if (!*linked)
+		*linked = lstat(c->path, &lst) == 0 && S_ISLNK(lst.st_mode);
+	c->real = *linked ? realpath(c->path, NULL) : tpfs_path_join(real, name);
+	if (!c->real && errno == ENOMEM)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	if (!c->real)
+		return tpfs_fail(L->e, -errno, "%s: cannot resolve: %s", c->display,
+				 strerror(errno));
+	return 0;
 }
 
 /* A subfolder to walk once the folder's files are in. */
 struct sub {
 	const char *name;
 	struct stat st;
+	bool linked;
 };
 
+/* Walk the folder at path (real: the same with links resolved; linked:
+ * whether the source path reaches it through a link), mirrored as node dir. */
 static int walk(struct loader *L, const char *path, const char *rel,
-		const char *display, uint32_t dir, const struct stat *self,
-		const struct ancestry *up)
+		const char *display, const char *real, bool linked, uint32_t dir,
+		const struct stat *self, const struct ancestry *up)
 {
 	struct ancestry here = {self->st_dev, self->st_ino, up};
 	char **names;
@@ -278,6 +341,7 @@ static int walk(struct loader *L, const char *path, const char *rel,
 		const char *name = names[i];
 		struct child ch;
 		struct stat st;
+		bool link = linked;
 		if (!child_of(&ch, path, rel, display, name)) {
 			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
 		} else if (stat(ch.path, &st) < 0) {
@@ -299,8 +363,11 @@ static int walk(struct loader *L, const char *path, const char *rel,
 			else if (tpfs_tree_lookup(&L->m->tree, dir, name) >= 0)
 				tpfs_log(LOG_WARNING, "skipping %s: the mount shows its own %s "
 					 "there", ch.display, name);
+			else if (access(ch.path, R_OK | X_OK) < 0)
+				tpfs_log(LOG_WARNING, "skipping %s: %s", ch.display,
+					 strerror(errno));
 			else
-				subs[nsubs++] = (struct sub){name, st};
+				subs[nsubs++] = (struct sub){name, st, linked};
 		} else if (S_ISREG(st.st_mode)) {
 			bool is_st = tpfs_ends_with(name, ST_SUFFIX);
 			struct tpfs_source *s = NULL;
@@ -308,7 +375,19 @@ static int walk(struct loader *L, const char *path, const char *rel,
 				tpfs_log(LOG_WARNING, "skipping %s: the mount shows its own %s "
 					 "there", ch.display, name);
 			} else {
-				rc = source_open(L, ch.path, ch.rel, ch.display, is_st, &s);
+				rc = child_real(L, &ch, real, name, &link);
+				if (rc == 0)
+					rc = source_open(L, ch.path, ch.rel, ch.display, ch.real,
+							 is_st, &s);
+				/* a model is refused whole rather than served in part,
+				 * but a file beside it that tpfs may not read is left out */
+				if (rc == -EACCES && !is_st) {
+					tpfs_log(LOG_WARNING, "skipping %s: %s", ch.display,
+						 strerror(EACCES));
+					rc = 0;
+				}
+				if (rc == 0 && s && link)
+					rc = narrow_linked(L, dir, &s->perm, s->chain);
 			}
 			struct folder *f = &L->folders[fi];
 			if (rc == 0 && s && is_st && !push_ptr(&f->st, &f->nst, s))
@@ -316,13 +395,12 @@ static int walk(struct loader *L, const char *path, const char *rel,
 			if (rc == 0 && s && !is_st) {
 				long leaf = tpfs_tree_leaf(&L->m->tree, dir, name,
 							   TPFS_NODE_FILE, s, s->mtime);
-				if (leaf < 0)
-					rc = tpfs_fail(L->e, (int)leaf, "out of memory");
+				if (leaf < 0 || tpfs_tree_set_perm(&L->m->tree, (uint32_t)leaf,
+								   &s->perm) < 0)
+					rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
 				else if (tpfs_ends_with(name, INDEX_SUFFIX) &&
 					 !push_ptr(&f->idx, &f->nidx, s))
 					rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
-				if (leaf >= 0)
-					L->m->tree.nodes[leaf].perm = s->perm;
 			}
 		} else {
 			tpfs_log(LOG_DEBUG, "skipping %s: not a regular file or folder",
@@ -333,13 +411,26 @@ static int walk(struct loader *L, const char *path, const char *rel,
 	for (size_t i = 0; i < nsubs && rc == 0; i++) {
 		struct child ch;
 		const struct stat *st = &subs[i].st;
+		bool link = subs[i].linked;
 		long node = child_of(&ch, path, rel, display, subs[i].name)
 				    ? tpfs_tree_dir(&L->m->tree, dir, subs[i].name, st->st_mtim)
 				    : -ENOMEM;
-		if (node >= 0)
-			L->m->tree.nodes[node].perm = (uint16_t)(st->st_mode & 0555);
 		rc = node < 0 ? tpfs_fail(L->e, (int)node, "out of memory")
-			      : walk(L, ch.path, ch.rel, ch.display, (uint32_t)node, st, &here);
+			      : child_real(L, &ch, real, subs[i].name, &link);
+		struct tpfs_perm p;
+		const struct tpfs_perm_chain *above;
+		if (rc == 0) {
+			p = tpfs_perm_served(tpfs_perm_from_stat(st, -1, ch.path), true);
+			if (link)
+				rc = chain_or_fail(L, ch.real, ch.display, &above);
+			if (rc == 0 && link)
+				rc = narrow_linked(L, dir, &p, above);
+		}
+		if (rc == 0 && tpfs_tree_set_perm(&L->m->tree, (uint32_t)node, &p) < 0)
+			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+		if (rc == 0)
+			rc = walk(L, ch.path, ch.rel, ch.display, ch.real, link,
+				  (uint32_t)node, st, &here);
 		child_free(&ch);
 	}
 	free(subs);
@@ -459,6 +550,29 @@ static uint64_t *served_shape(const struct tpfs_tensor *t, uint32_t *ndim)
 	return copy_shape(st->shape, st->ndim);
 }
 
+/* A tensor is readable by whoever may read every file it comes from; the
+ * folders that show its name (from the namespace folder down to its own)
+ * let through no more than that either, since its name and shape come from
+ * those files' headers. */
+static int serve_tensor(struct loader *L, uint32_t node, uint32_t ns,
+			const struct tpfs_tensor *t)
+{
+	struct tpfs_tree *tree = &L->m->tree;
+	struct tpfs_perm p = t->part[0].src->perm;
+	if (t->part[1].st)
+		tpfs_perm_narrow(L->m->perms, &p, &t->part[1].src->perm, TPFS_PERM_READ);
+	int rc = tpfs_tree_set_perm(tree, node, &p);
+	for (uint32_t d = node; rc == 0 && d != ns;) {
+		d = tree->nodes[d].parent;
+		struct tpfs_perm dp = *tpfs_tree_perm(tree, d);
+		for (int i = 0; i < 2 && t->part[i].st; i++)
+			tpfs_perm_narrow(L->m->perms, &dp, &t->part[i].src->perm,
+					 TPFS_PERM_READ);
+		rc = tpfs_tree_set_perm(tree, d, &dp);
+	}
+	return rc;
+}
+
 /* Fill in one tensor and give it its place in the tree. Takes the entry's
  * owned name. */
 static int add_tensor(struct loader *L, uint32_t ns, struct entry *en)
@@ -503,12 +617,9 @@ static int add_tensor(struct loader *L, uint32_t ns, struct entry *en)
 	if (renamed)
 		tpfs_log(LOG_WARNING, "%s: tensor '%s' is served as %s: its own name is "
 			 "taken", s->display, t->name, m->tree.nodes[node].name);
-	/* Readable by whoever may read every file it comes from. */
-	m->tree.nodes[node].perm = s->perm & (t->part[1].st ? t->part[1].src->perm : 07777);
-	if (!m->tree.nodes[node].perm)
-		m->tree.nodes[node].perm = 0400; /* 0 would mean "the folder's" */
 	L->tensor_node[idx] = node;
-	return 0;
+	return serve_tensor(L, (uint32_t)node, ns, t) < 0
+		       ? tpfs_fail(L->e, -ENOMEM, "out of memory") : 0;
 }
 
 /* "model.safetensors", or "the MXFP4 pair w_blocks/w_scales (model.safetensors)". */
@@ -705,25 +816,61 @@ static int add_info(struct loader *L, uint32_t info, struct tpfs_tensor *t)
 		return -ENOMEM;
 	free(card);
 	t->info_size = len;
-	long dir = info;
+	/* Each folder of .tpfs/info is served as the folder it mirrors. */
+	struct tpfs_tree *tree = &L->m->tree;
+	long dir = info, main = 0;
 	char *p = t->path;
 	for (char *slash; (slash = strchr(p, '/')) != NULL && dir >= 0; p = slash + 1) {
 		*slash = '\0';
-		dir = tpfs_tree_dir(&L->m->tree, (uint32_t)dir, p, t->part[0].src->mtime);
+		dir = tpfs_tree_dir(tree, (uint32_t)dir, p, t->part[0].src->mtime);
+		main = tpfs_tree_lookup(tree, (uint32_t)main, p);
 		*slash = '/';
+		if (dir >= 0 && tpfs_tree_set_perm(tree, (uint32_t)dir,
+						   tpfs_tree_perm(tree, (uint32_t)main)) < 0)
+			dir = -ENOMEM;
 	}
 	char name[256];
 	snprintf(name, sizeof(name), "%.*s.txt", (int)(strlen(p) - strlen(".npy")), p);
 	long leaf = dir < 0 ? dir
 			    : tpfs_tree_leaf(&L->m->tree, (uint32_t)dir, name, TPFS_NODE_INFO,
 					     t, t->part[0].src->mtime);
-	if (leaf >= 0) /* a card tells about the values: the tensor's own bits */
-		L->m->tree.nodes[leaf].perm = L->m->tree.nodes[t->node].perm;
+	if (leaf >= 0 && /* a card tells about the values: the tensor's own bits */
+	    tpfs_tree_set_perm(tree, (uint32_t)leaf, tpfs_tree_perm(tree, t->node)) < 0)
+		leaf = -ENOMEM;
 	/* A tensor folder called x.txt beside a tensor x.npy would clash here:
 	 * that rare card is left out rather than the mount refused. */
 	if (leaf == -EEXIST)
 		tpfs_log(LOG_DEBUG, "no info card for %s: its name is taken", t->path);
 	return leaf < 0 && leaf != -EEXIST ? (int)leaf : 0;
+}
+
+/* manifest.json tells the names, shapes and metadata in every .safetensors
+ * file and the names of the folders that hold tensors: it is served as the
+ * root, narrowed by each of those files (read) and folders (list and
+ * search), so that only who may read all it describes reads it. Each
+ * distinct permission is applied once. */
+static int serve_manifest(struct loader *L, uint32_t manifest)
+{
+	struct tpfs_model *m = L->m;
+	struct tpfs_tree *tree = &m->tree;
+	struct tpfs_perm p = *tpfs_tree_perm(tree, 0);
+	bool *seen = calloc(tree->nperms + 1, sizeof(*seen));
+	if (!seen)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->ntensors; i++)
+		for (uint32_t d = m->tensors[i].node; d != 0;) {
+			d = tree->nodes[d].parent;
+			seen[tree->nodes[d].perm] = true;
+		}
+	for (size_t i = 0; i < tree->nperms; i++)
+		if (seen[i])
+			tpfs_perm_narrow(m->perms, &p, &tree->perms[i],
+					 TPFS_PERM_READ | TPFS_PERM_SEARCH);
+	free(seen);
+	for (size_t i = 0; i < m->nsources; i++)
+		if (m->sources[i]->st)
+			tpfs_perm_narrow(m->perms, &p, &m->sources[i]->perm, TPFS_PERM_READ);
+	return tpfs_tree_set_perm(tree, manifest, &p);
 }
 
 static void warn_raw(const struct tpfs_model *m)
@@ -763,31 +910,40 @@ static int build(struct loader *L, const char *path)
 	int rc = tpfs_tree_init(&m->tree, st.st_mtim);
 	if (rc < 0)
 		return tpfs_fail(L->e, rc, "out of memory");
-	/* The root takes the source folder's bits (a single file's, with x
-	 * where it has r); tpfs's own files follow the root. */
-	mode_t rbits = st.st_mode & 0444;
-	m->tree.nodes[0].perm = (uint16_t)(S_ISDIR(st.st_mode) ? st.st_mode & 0555
-							       : rbits | rbits >> 2);
+	/* The root is served as the source folder (a single file's, with x
+	 * where it has r), narrowed by the folders above it; tpfs's own entries
+	 * follow the root. */
+	struct tpfs_perm root = tpfs_perm_served(tpfs_perm_from_stat(&st, -1, path), true);
+	const struct tpfs_perm_chain *up;
+	if (strcmp(path, "/") != 0) {
+		rc = chain_or_fail(L, path, m->display_root, &up);
+		if (rc < 0)
+			return rc;
+		tpfs_perm_narrow_chain(m->perms, &root, up);
+	}
+	if (tpfs_tree_set_perm(&m->tree, 0, &root) < 0)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	long hidden = tpfs_tree_dir(&m->tree, 0, HIDDEN_DIR, now);
 	long info = hidden > 0 ? tpfs_tree_dir(&m->tree, (uint32_t)hidden, "info", now) : -1;
 	if (hidden > 0)
 		tpfs_tree_seal(&m->tree, (uint32_t)hidden);
-	if (hidden < 0 || info < 0 ||
-	    tpfs_tree_leaf(&m->tree, 0, MANIFEST_NAME, TPFS_NODE_MANIFEST, NULL,
-			   st.st_mtim) < 0 ||
-	    tpfs_tree_leaf(&m->tree, (uint32_t)hidden, "stats", TPFS_NODE_STATS, NULL,
-			   now) < 0)
+	long manifest = tpfs_tree_leaf(&m->tree, 0, MANIFEST_NAME, TPFS_NODE_MANIFEST,
+				       NULL, st.st_mtim);
+	long stats = hidden > 0 ? tpfs_tree_leaf(&m->tree, (uint32_t)hidden, "stats",
+						 TPFS_NODE_STATS, NULL, now)
+				: -1;
+	if (info < 0 || manifest < 0 || stats < 0)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
 
 	if (S_ISDIR(st.st_mode)) {
-		rc = walk(L, path, "", m->display_root, 0, &st, NULL);
+		rc = walk(L, path, "", m->display_root, path, false, 0, &st, NULL);
 	} else {
 		struct folder *f = add_folder(L, 0, m->display_root, st.st_mtim);
 		struct tpfs_source *s;
 		rc = f ? source_open(L, path, base_name(m->display_root), m->display_root,
-					 true, &s)
+					 path, true, &s)
 		       : tpfs_fail(L->e, -ENOMEM, "out of memory");
 		if (rc == 0 && !push_ptr(&L->folders[0].st, &L->folders[0].nst, s))
 			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
@@ -810,12 +966,21 @@ static int build(struct loader *L, const char *path)
 		rc = add_folder_tensors(L, &L->folders[i]);
 	if (rc < 0)
 		return rc;
+	/* tpfs's own folders and stats are served as the root, as it is now
+	 * that every tensor has narrowed it. */
+	const struct tpfs_perm *rp = tpfs_tree_perm(&m->tree, 0);
+	if (tpfs_tree_set_perm(&m->tree, (uint32_t)hidden, rp) < 0 ||
+	    tpfs_tree_set_perm(&m->tree, (uint32_t)info, rp) < 0 ||
+	    tpfs_tree_set_perm(&m->tree, (uint32_t)stats, rp) < 0)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < m->ntensors && rc == 0; i++) {
 		struct tpfs_tensor *t = &m->tensors[i];
 		t->node = (uint32_t)L->tensor_node[i];
 		t->path = tpfs_tree_path(&m->tree, t->node);
 		rc = t->path ? add_info(L, (uint32_t)info, t) : -ENOMEM;
 	}
+	if (rc == 0)
+		rc = serve_manifest(L, (uint32_t)manifest);
 	if (rc < 0 || tpfs_tree_finish(&m->tree) < 0)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
 	m->manifest = tpfs_manifest_render(m, NULL, NULL, &m->manifest_len);
@@ -857,6 +1022,11 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 		tpfs_model_close(m);
 		return tpfs_fail(e, -err, "%s: %s", path, strerror(err));
 	}
+	m->perms = tpfs_perm_ctx_create();
+	if (!m->perms) {
+		tpfs_model_close(m);
+		return tpfs_fail(e, -ENOMEM, "out of memory");
+	}
 	struct loader L = {.m = m, .e = e};
 	tpfs_log_hold();
 	rc = build(&L, m->root);
@@ -891,17 +1061,35 @@ void tpfs_model_close(struct tpfs_model *m)
 		source_free(m->sources[i]);
 	free(m->sources);
 	tpfs_tree_free(&m->tree);
+	tpfs_perm_ctx_destroy(m->perms);
 	free(m->manifest);
 	free(m->root);
 	free(m->display_root);
 	free(m);
 }
 
+
+/* Mark s stale, logging why once. */
+static int went_stale(struct tpfs_source *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int went_stale(struct tpfs_source *s, const char *fmt, ...)
+{
+	if (!atomic_exchange(&s->stale, true)) {
+		char why[512];
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(why, sizeof(why), fmt, ap);
+		va_end(ap);
+		tpfs_log(LOG_ERR, "%s %s; its files now fail with EIO (remount to serve it "
+			 "again)", s->display, why);
+	}
+	return -EIO;
+}
+
 void tpfs_source_faulted(struct tpfs_source *s)
 {
-	if (!atomic_exchange(&s->stale, true))
-		tpfs_log(LOG_ERR, "%s shrank while being read; its files now fail with "
-			 "EIO (remount to see the new contents)", s->display);
+	went_stale(s, "shrank while being read");
 }
 
 int tpfs_source_check(struct tpfs_source *s)
@@ -909,24 +1097,34 @@ int tpfs_source_check(struct tpfs_source *s)
 	if (atomic_load_explicit(&s->stale, memory_order_relaxed))
 		return -EIO;
 	struct stat st;
-	int ok = (s->fd >= 0 ? fstat(s->fd, &st) : stat(s->path, &st)) == 0;
-	if (ok && (uint64_t)st.st_size == s->size && st.st_mtim.tv_sec == s->mtime.tv_sec &&
-	    st.st_mtim.tv_nsec == s->mtime.tv_nsec && st.st_nlink > 0 &&
-	    (uint64_t)st.st_dev == s->dev && (uint64_t)st.st_ino == s->ino)
-		return 0;
-	if (!atomic_exchange(&s->stale, true)) {
-		if (!ok)
-			tpfs_log(LOG_ERR, "%s can no longer be examined (%s); its files now "
-				 "fail with EIO", s->display, strerror(errno));
-		else if (st.st_nlink == 0 || (uint64_t)st.st_ino != s->ino)
-			tpfs_log(LOG_ERR, "%s was deleted or replaced while mounted; its "
-				 "files now fail with EIO (remount to see the new one)",
-				 s->display);
-		else
-			tpfs_log(LOG_ERR, "%s changed while mounted (size %" PRIu64
-				 " -> %lld); its files now fail with EIO (remount to see the "
-				 "new contents)",
-				 s->display, s->size, (long long)st.st_size);
-	}
-	return -EIO;
+	if ((s->fd >= 0 ? fstat(s->fd, &st) : stat(s->path, &st)) < 0)
+		return went_stale(s, "can no longer be examined (%s)", strerror(errno));
+	if (st.st_nlink == 0 || (uint64_t)st.st_ino != s->ino ||
+	    (uint64_t)st.st_dev != s->dev)
+		return went_stale(s, "was deleted or replaced while mounted");
+	if ((uint64_t)st.st_size != s->size || st.st_mtim.tv_sec != s->mtime.tv_sec ||
+	    st.st_mtim.tv_nsec != s->mtime.tv_nsec)
+		return went_stale(s, "changed while mounted (size %" PRIu64 " -> %lld)",
+				  s->size, (long long)st.st_size);
+	if ((uint32_t)st.st_uid != s->own.uid || (uint32_t)st.st_gid != s->own.gid ||
+	    (st.st_mode & 0777) != s->own.mode)
+		return went_stale(s, "changed owner, group or mode while mounted");
+	return 0;
+}
+
+int tpfs_source_check_access(struct tpfs_source *s)
+{
+	int rc = tpfs_source_check(s);
+	if (rc < 0)
+		return rc;
+	struct stat st;
+	if ((s->fd >= 0 ? fstat(s->fd, &st) : stat(s->path, &st)) < 0)
+		return went_stale(s, "can no longer be examined (%s)", strerror(errno));
+	struct tpfs_perm now = tpfs_perm_from_stat(&st, s->fd, s->path);
+	if (now.acl != s->own.acl)
+		return went_stale(s, "changed its ACL while mounted");
+	if (!tpfs_perm_chain_unchanged(s->chain))
+		return went_stale(s, "or a folder above it changed owner, group, mode or "
+				  "ACL while mounted");
+	return 0;
 }

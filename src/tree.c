@@ -40,6 +40,46 @@ static int slots_grow(struct tpfs_tree *t)
 	return 0;
 }
 
+static uint64_t perm_hash(const struct tpfs_perm *p)
+{
+	uint64_t k[2] = {(uint64_t)p->uid << 32 | p->gid,
+			 (uint64_t)p->mode << 2 | (uint64_t)p->acl << 1 | p->dir};
+	return XXH3_64bits(k, sizeof(k));
+}
+
+/* The index of p in t->perms, added if new; -ENOMEM. */
+static long perm_id(struct tpfs_tree *t, const struct tpfs_perm *p)
+{
+	if ((t->nperms + 1) * 2 > t->nperm_slots) {
+		size_t n = t->nperm_slots ? t->nperm_slots * 2 : 16;
+		uint32_t *s = calloc(n, sizeof(*s));
+		struct tpfs_perm *v = realloc(t->perms, n / 2 * sizeof(*v));
+		if (!s || !v) {
+			free(s);
+			if (v)
+				t->perms = v;
+			return -ENOMEM;
+		}
+		t->perms = v;
+		for (size_t i = 0; i < t->nperms; i++) {
+			size_t at = perm_hash(&v[i]) & (n - 1);
+			while (s[at])
+				at = (at + 1) & (n - 1);
+			s[at] = (uint32_t)i + 1;
+		}
+		free(t->perm_slots);
+		t->perm_slots = s;
+		t->nperm_slots = n;
+	}
+	size_t at = perm_hash(p) & (t->nperm_slots - 1);
+	for (; t->perm_slots[at]; at = (at + 1) & (t->nperm_slots - 1))
+		if (tpfs_perm_same(&t->perms[t->perm_slots[at] - 1], p))
+			return (long)t->perm_slots[at] - 1;
+	t->perms[t->nperms] = *p;
+	t->perm_slots[at] = (uint32_t)++t->nperms;
+	return (long)t->nperms - 1;
+}
+
 int tpfs_tree_init(struct tpfs_tree *t, struct timespec root_mtime)
 {
 	memset(t, 0, sizeof(*t));
@@ -51,7 +91,8 @@ int tpfs_tree_init(struct tpfs_tree *t, struct timespec root_mtime)
 	t->nodes[0].name = strdup("");
 	t->nodes[0].mtime = root_mtime;
 	t->nnodes = 1;
-	if (!t->nodes[0].name || slots_grow(t) < 0) {
+	const struct tpfs_perm none = {.dir = true}; /* root's, mode 0 */
+	if (!t->nodes[0].name || slots_grow(t) < 0 || perm_id(t, &none) != 0) {
 		tpfs_tree_free(t);
 		return -ENOMEM;
 	}
@@ -65,7 +106,23 @@ void tpfs_tree_free(struct tpfs_tree *t)
 	free(t->nodes);
 	free(t->children);
 	free(t->slots);
+	free(t->perms);
+	free(t->perm_slots);
 	memset(t, 0, sizeof(*t));
+}
+
+const struct tpfs_perm *tpfs_tree_perm(const struct tpfs_tree *t, uint32_t node)
+{
+	return &t->perms[t->nodes[node].perm];
+}
+
+int tpfs_tree_set_perm(struct tpfs_tree *t, uint32_t node, const struct tpfs_perm *p)
+{
+	long id = perm_id(t, p);
+	if (id < 0)
+		return (int)id;
+	t->nodes[node].perm = (uint32_t)id;
+	return 0;
 }
 
 long tpfs_tree_lookup(const struct tpfs_tree *t, uint32_t parent, const char *name)
@@ -102,6 +159,7 @@ static long add_node(struct tpfs_tree *t, uint32_t parent, const char *name,
 		return -ENOMEM;
 	n->kind = kind;
 	n->parent = parent;
+	n->perm = t->nodes[parent].perm;
 	n->payload = payload;
 	n->mtime = mtime;
 	size_t at = slot_hash(parent, name) & (t->nslots - 1);
@@ -294,15 +352,6 @@ static int cmp_children(const void *a, const void *b, void *tree)
 
 int tpfs_tree_finish(struct tpfs_tree *t)
 {
-	/* A parent always comes before its children. */
-	if (!t->nodes[0].perm)
-		t->nodes[0].perm = 0555;
-	for (size_t i = 1; i < t->nnodes; i++) {
-		struct tpfs_node *n = &t->nodes[i];
-		if (!n->perm)
-			n->perm = t->nodes[n->parent].perm;
-		n->perm &= n->kind == TPFS_NODE_DIR ? 0555 : 0444;
-	}
 	free(t->children);
 	t->children = calloc(t->nnodes, sizeof(*t->children));
 	if (!t->children)

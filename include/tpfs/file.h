@@ -72,6 +72,11 @@ void tpfs_fs_destroy(struct tpfs_fs *fs);
 /* The node's size in bytes, known without reading (0 for directories). */
 uint64_t tpfs_node_size(const struct tpfs_fs *fs, uint32_t node);
 
+/* Whether a file node may be opened: 0, or -EIO once a source it is made
+ * of changed in contents or in who may read it (see
+ * tpfs_source_check_access). */
+int tpfs_file_open_check(struct tpfs_fs *fs, uint32_t node);
+
 /* Describe bytes [off, off + len) of a file node as spans, clipped at the end
  * of the file. Returns the bytes described or a negative errno; fewer than
  * asked, with sp->partial set, when TPFS_MAX_SPANS ran out or a block failed

@@ -18,6 +18,7 @@
 
 #include "tpfs/convert.h"
 #include "tpfs/options.h"
+#include "tpfs/perm.h"
 #include "tpfs/safetensors.h"
 #include "tpfs/tree.h"
 #include "tpfs/util.h"
@@ -33,7 +34,9 @@ struct tpfs_source {
 	uint64_t size;
 	uint64_t dev, ino;
 	struct timespec mtime;
-	uint16_t perm;               /* its permission bits */
+	struct tpfs_perm own;        /* as it was when loaded */
+	struct tpfs_perm perm;       /* what its entries are served with (perm.h) */
+	const struct tpfs_perm_chain *chain; /* the folders above it */
 	struct tpfs_st_header *st;   /* NULL for a passed-through file */
 	atomic_bool stale;           /* set once the file changed under the mount */
 };
@@ -72,6 +75,7 @@ struct tpfs_model {
 	struct tpfs_tensor *tensors; /* folder by folder, each sorted by name */
 	size_t ntensors;
 	struct tpfs_tree tree;
+	struct tpfs_perm_ctx *perms; /* owns the sources' chains */
 	char *manifest;              /* manifest.json */
 	size_t manifest_len;
 };
@@ -87,9 +91,15 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 void tpfs_model_close(struct tpfs_model *m);
 
 /* 0 while the source is as it was when mounted; -EIO (logged once) once it
- * was truncated, modified or replaced (fstat of the open file, or stat of
- * its path for a passed-through file). Thread-safe. */
+ * was truncated, modified, replaced or given another owner, group or mode
+ * (fstat of the open file, or stat of its path for a passed-through file).
+ * Thread-safe; cheap enough for every read. */
 int tpfs_source_check(struct tpfs_source *s);
+
+/* tpfs_source_check, and also whether the source's ACL and every folder
+ * above it are as they were (a stat and an ACL probe each): for opens.
+ * -EIO (logged once) once anything lets fewer users through. Thread-safe. */
+int tpfs_source_check_access(struct tpfs_source *s);
 
 /* Mark a source whose mapping faulted (it shrank between the check and the
  * read) so that every later read fails too; logged once. Thread-safe. */

@@ -29,6 +29,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "tpfs/perm.h"
+
 enum tpfs_node_kind {
 	TPFS_NODE_DIR,
 	TPFS_NODE_TENSOR,    /* a .npy served from a tensor */
@@ -48,18 +50,23 @@ struct tpfs_node {
 	struct timespec mtime;
 	void *payload;           /* tensor or source, by kind */
 	bool sealed;             /* dirs: tpfs's own, no tensor goes inside */
-	uint16_t perm;           /* permission bits; 0: the parent's (set by
-				    tpfs_tree_finish, files without x bits) */
+	uint32_t perm;           /* owner, group and bits served: an index into
+				    the tree's perms; a new node takes its
+				    parent's */
 };
 
 struct tpfs_tree {
 	struct tpfs_node *nodes;
 	size_t nnodes;
 	uint32_t *children;      /* after tpfs_tree_finish */
+	struct tpfs_perm *perms; /* each distinct one once; 0 lets only root in */
+	size_t nperms;
 	/* private */
 	size_t cap;
 	uint32_t *slots;         /* open-addressing (parent, name) -> index + 1 */
 	size_t nslots;
+	uint32_t *perm_slots;    /* open-addressing perm -> index + 1 */
+	size_t nperm_slots;
 };
 
 /* Start a tree holding just the root. Returns 0 or -ENOMEM. */
@@ -95,9 +102,14 @@ long tpfs_tree_leaf(struct tpfs_tree *t, uint32_t parent, const char *name,
 long tpfs_tree_add_tensor(struct tpfs_tree *t, uint32_t ns, const char *name,
 			  void *payload, struct timespec mtime, bool *renamed);
 
-/* Give nodes without permission bits their parent's (files get the read
- * bits only), then sort every directory's children by name and pack them.
- * Returns 0 or -ENOMEM. */
+/* The permissions node is served with. */
+const struct tpfs_perm *tpfs_tree_perm(const struct tpfs_tree *t, uint32_t node);
+
+/* Serve node with p. Returns 0 or -ENOMEM. */
+int tpfs_tree_set_perm(struct tpfs_tree *t, uint32_t node, const struct tpfs_perm *p);
+
+/* Sort every directory's children by name and pack them. Returns 0 or
+ * -ENOMEM. */
 int tpfs_tree_finish(struct tpfs_tree *t);
 
 /* The node's path relative to the root ("" for the root), malloc'd. */

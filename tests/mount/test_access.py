@@ -1,0 +1,454 @@
+"""A mount shared with allow_other lets no user read more than they could
+read from the source directly.
+
+The tests build source trees as root with every kind of entry (modes 0,
+0200, 0600, 0700 and search-only folders, other owners and groups, POSIX
+ACLs, links within and out of the source, a Hugging Face cache snapshot),
+mount them with allow_other, and then let unprivileged users (setpriv) try
+everything themselves, once through the mount and once on the source. What
+a user managed through the mount must be something they managed directly:
+reading a file's bytes, listing a folder, or learning a name; a tensor's
+name, bytes, card and manifest entry come from its file's header, so they
+need that file read directly. None of this looks at tpfs's own rule.
+"""
+
+import json
+import os
+import struct
+import subprocess
+import tempfile
+import unittest
+
+import numpy as np
+
+import tpfstest as T
+
+OTHER = (65534, 65534, [])         # nobody, no groups
+GROUP = (65534, 65534, [4242])     # nobody in the models group
+OWNER = (4243, 4243, [])           # the owner of some files
+
+# What a reader does, on its own: for each path, whether stat, reading
+# (a file's bytes, to the end) and listing (a folder) work, and the names
+# each listing showed.
+PROBE = r"""
+import json, os, sys
+out = {}
+for p in json.load(sys.stdin):
+    r = {"stat": False, "read": False, "list": None}
+    try:
+        st = os.stat(p)
+        r["stat"] = True
+    except OSError:
+        st = None
+    if st is not None and os.path.isdir(p):
+        try:
+            r["list"] = sorted(os.listdir(p))
+        except OSError:
+            pass
+    elif st is not None:
+        try:
+            with open(p, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+            r["read"] = True
+        except OSError:
+            pass
+    out[p] = r
+json.dump(out, sys.stdout)
+"""
+
+
+def probe(who, paths):
+    uid, gid, groups = who
+    ids = ["--reuid=%d" % uid, "--regid=%d" % gid]
+    ids += ["--groups=" + ",".join(map(str, groups))] if groups else ["--clear-groups"]
+    r = subprocess.run(["setpriv", *ids, "/usr/bin/python3", "-c", PROBE],
+                       input=json.dumps(paths), capture_output=True, text=True,
+                       cwd="/", timeout=120)
+    if r.returncode != 0:
+        raise AssertionError("probe as %s failed: %s" % (who, r.stderr))
+    return json.loads(r.stdout)
+
+
+def acl_xattr(entries):
+    """A system.posix_acl_access value: version 2, then (tag, perm, id)
+    entries in tag order (1 owner, 2 named user, 4 group, 0x10 mask,
+    0x20 other; -1 as the id of all but named ones)."""
+    data = struct.pack("<I", 2)
+    for tag, perm, ident in entries:
+        data += struct.pack("<HHI", tag, perm, ident & 0xFFFFFFFF)
+    return data
+
+
+def deny_nobody(path, owner, group, other):
+    """An ACL that gives uid 65534 nothing and everyone else the bits."""
+    os.setxattr(path, "system.posix_acl_access", acl_xattr(
+        [(1, owner, -1), (2, 0, 65534), (4, group, -1), (0x10, group, -1),
+         (0x20, other, -1)]))
+
+
+def shard(path, tensors, mode=0o644, owner=None):
+    """A .safetensors file of (name, dtype, shape) with random data."""
+    rng = np.random.default_rng(abs(hash(path)) % (1 << 32))
+    spec = []
+    for name, dt, shape in tensors:
+        n = int(np.prod(shape)) * T.BITS[dt] // 8
+        spec.append((name, dt, shape, rng.integers(0, 256, n, dtype=np.uint8).tobytes()))
+    T.write_safetensors(path, spec)
+    os.chmod(path, mode)
+    if owner:
+        os.chown(path, *owner)
+
+
+def text(path, mode=0o644, owner=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("{\"file\": %s}\n" % json.dumps(os.path.basename(path)))
+    os.chmod(path, mode)
+    if owner:
+        os.chown(path, *owner)
+
+
+def folder(path, mode=0o755, owner=None):
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, mode)
+    if owner:
+        os.chown(path, *owner)
+
+
+class Layout:
+    """A source tree and, for every entry the mount shows, what reading
+    it needs directly: ("file", rel) a passed-through file, ("dir", rel) a
+    folder, ("tensor", [shard rels]) a tensor or its card."""
+
+    def __init__(self, base, src):
+        self.base = base
+        self.src = src
+        self.shards = {}        # shard rel -> tensor names
+
+    def add_shard(self, rel, tensors, **kw):
+        shard(os.path.join(self.src, rel), tensors, **kw)
+        self.shards[rel] = [t[0] for t in tensors]
+
+    def need(self, manifest, rel):
+        """What the mount entry rel (relative to the mount) needs."""
+        if rel == "manifest.json":
+            return ("manifest", None)
+        if rel in (".tpfs", ".tpfs/info", ".tpfs/stats"):
+            return ("dir", "")
+        by_path = {t["path"]: t for t in manifest["tensors"]}
+        tensor_path = rel
+        if rel.startswith(".tpfs/info/"):
+            tensor_path = rel[len(".tpfs/info/"):]
+            if tensor_path.endswith(".txt"):
+                tensor_path = tensor_path[:-4] + ".npy"
+        if tensor_path in by_path:
+            t = by_path[tensor_path]
+            files = [s["file"] for s in t["sources"]] if "sources" in t else [t["source_file"]]
+            return ("tensor", files)
+        if rel.startswith(".tpfs/info/"):   # a mirror of a folder
+            return self.need(manifest, tensor_path)
+        if os.path.isdir(os.path.join(self.src, rel)):
+            return ("dir", rel)
+        if os.path.lexists(os.path.join(self.src, rel)):
+            return ("file", rel)
+        # a folder made by tensor names: what is below it
+        files = sorted({f for p, t in by_path.items() if p.startswith(rel + "/")
+                        for f in ([s["file"] for s in t["sources"]] if "sources" in t
+                                  else [t["source_file"]])})
+        return ("tensor", files)
+
+
+def mount_entries(mnt):
+    """Every path the mount shows, walked as root."""
+    out = []
+    for dirpath, dirs, files in os.walk(mnt):
+        for n in dirs + files:
+            out.append(os.path.relpath(os.path.join(dirpath, n), mnt))
+    return sorted(out)
+
+
+def source_entries(layout):
+    out = [""]
+    for dirpath, dirs, files in os.walk(layout.src, followlinks=True):
+        for n in dirs + files:
+            out.append(os.path.relpath(os.path.join(dirpath, n), layout.src))
+    return sorted(out)
+
+
+class SharedMount(unittest.TestCase):
+    """Compare, entry by entry and user by user, the mount with the source."""
+
+    def setUp(self):
+        T.require_fuse(self)
+        if os.geteuid() != 0:
+            if os.environ.get("TPFS_REQUIRE_FUSE") == "1":
+                self.fail("these tests make files of other users: run them as root")
+            self.skipTest("needs root (files of other users, setpriv)")
+        tmp = tempfile.mkdtemp(prefix="tpfs-access-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", tmp])
+        os.chmod(tmp, 0o755)
+        self.base = tmp
+
+    def check(self, layout, opts="allow_other", readers=(OTHER, GROUP, OWNER),
+              expect=()):
+        """Mount layout.src and compare. expect: (reader, mount rel, what)
+        that must work through the mount, so that a mount that lets nobody
+        in cannot pass."""
+        with T.Mount(layout.src, opts=opts) as m:
+            with open(m.path("manifest.json")) as f:
+                manifest = json.load(f)
+            entries = mount_entries(m.mnt)
+            self.assertIn("manifest.json", entries)
+            src_entries = source_entries(layout)
+            for who in readers:
+                through = probe(who, [m.mnt] + [m.path(e) for e in entries])
+                direct = probe(who, [os.path.join(layout.src, e) if e else layout.src
+                                     for e in src_entries])
+                self.compare(layout, manifest, m, who, entries, through, direct)
+                for w, rel, what in expect:
+                    if w == who:
+                        got = through[m.path(rel) if rel else m.mnt]
+                        ok = got["read"] if what == "read" else got["list"] is not None
+                        self.assertTrue(ok, "%s cannot %s %s through the mount" %
+                                        (who, what, rel))
+            return m.stderr()
+
+    def compare(self, layout, manifest, m, who, entries, through, direct):
+        def d(rel):
+            return direct[os.path.join(layout.src, rel) if rel else layout.src]
+
+        def read_direct(rel):
+            return d(rel)["read"]
+
+        def list_direct(rel):
+            return d(rel)["list"] is not None
+
+        # names shown by listing a folder of the mount
+        listed = set()
+        for e in [""] + entries:
+            r = through[m.path(e) if e else m.mnt]
+            for n in r["list"] or []:
+                listed.add(os.path.join(e, n) if e else n)
+        for rel in entries:
+            r = through[m.path(rel)]
+            got_bytes = r["read"] or r["list"] is not None
+            got_name = r["stat"] or rel in listed
+            kind, what = layout.need(manifest, rel)
+            why = "%s: %s through the mount" % (who, rel)
+            if kind == "tensor":
+                ok = all(read_direct(f) for f in what)
+                self.assertTrue(ok or not got_bytes, why + " is readable, but not "
+                                "every file it comes from (%s) directly" % what)
+                self.assertTrue(ok or not got_name, why + " shows a name from %s, "
+                                "which the user cannot read directly" % what)
+            elif kind == "manifest":
+                ok = all(read_direct(s) for s in layout.shards) and all(
+                    list_direct(os.path.dirname(t["path"])) for t in manifest["tensors"]
+                    if os.path.isdir(os.path.join(layout.src, os.path.dirname(t["path"]))))
+                self.assertTrue(ok or not got_bytes, why + " is readable, but not "
+                                "everything it describes directly")
+            elif kind == "dir":
+                self.assertTrue(list_direct(what) or r["list"] is None,
+                                why + " can be listed, but not %r directly" % what)
+                self.assertTrue(d(what)["stat"] or not got_name,
+                                why + " can be found, but not %r directly" % what)
+            else:
+                self.assertTrue(read_direct(what) or not r["read"],
+                                why + " can be read, but not directly")
+                self.assertTrue(d(what)["stat"] or not r["stat"],
+                                why + " can be found, but not directly")
+                parent = os.path.dirname(what)
+                self.assertTrue(list_direct(parent) or rel not in listed,
+                                why + " is listed, but %r cannot be listed directly"
+                                % parent)
+
+    def test_every_kind_of_entry(self):
+        b = self.base
+        src = os.path.join(b, "src")
+        L = Layout(b, src)
+        folder(src)
+        L.add_shard("model-00001-of-00002.safetensors",
+                    [("w", "F32", (4, 4)), ("layers.0.x_blocks", "U8", (2, 1, 16)),
+                     ("enc/deep/k", "BF16", (3,))])
+        L.add_shard("model-00002-of-00002.safetensors",
+                    [("layers.0.x_scales", "U8", (2, 1)), ("b", "BF16", (8,))])
+        text(os.path.join(src, "config.json"))
+        text(os.path.join(src, "zero.json"), 0)
+        text(os.path.join(src, "wo.json"), 0o200)
+        text(os.path.join(src, "secret.json"), 0o600)
+        text(os.path.join(src, "theirs.json"), 0o600, owner=(4243, 4243))
+        text(os.path.join(src, "grp.json"), 0o640, owner=(0, 4242))
+        # folders closed in each way, with files and tensors inside
+        for name, mode, owner in [("priv", 0o700, None), ("zero", 0, None),
+                                  ("wdir", 0o200, None), ("xonly", 0o711, None),
+                                  ("gdir", 0o750, (0, 4242)),
+                                  ("odir", 0o700, (4243, 4243))]:
+            folder(os.path.join(src, name))
+            text(os.path.join(src, name, "f.json"))
+            L.add_shard(name + "/model.safetensors", [(name + "_t", "F16", (2,))])
+            os.chmod(os.path.join(src, name), mode)
+            if owner:
+                os.chown(os.path.join(src, name), *owner)
+        # a file of another user, private to them, in a folder of theirs
+        L.add_shard("odir/own.safetensors", [("own_t", "U8", (3,))], mode=0o600,
+                    owner=(4243, 4243))
+        # one private shard among public ones: its names must not show
+        folder(os.path.join(src, "mixed"))
+        L.add_shard("mixed/pub.safetensors", [("p", "U8", (2,))])
+        L.add_shard("mixed/sec.safetensors", [("s", "U8", (2,))], mode=0o600)
+        L.add_shard("mixed/other.safetensors", [("o", "U8", (2,))], mode=0o600,
+                    owner=(4243, 4243))
+        text(os.path.join(src, "mixed", "notes.txt"))
+        # links: within, out to open and closed places, to a folder within
+        folder(os.path.join(b, "outside"))
+        text(os.path.join(b, "outside", "pub.json"))
+        text(os.path.join(b, "outside", "secret.json"), 0o600)
+        folder(os.path.join(b, "locked"), 0o700)
+        text(os.path.join(b, "locked", "in.json"))
+        shard(os.path.join(b, "locked", "blob"), [("hidden", "U8", (4,))])
+        os.symlink("config.json", os.path.join(src, "link.json"))
+        os.symlink("../outside/pub.json", os.path.join(src, "out_pub.json"))
+        os.symlink("../outside/secret.json", os.path.join(src, "out_secret.json"))
+        os.symlink("priv", os.path.join(src, "lpriv"))
+        # links into a folder others may not enter: a file, a shard, a folder
+        folder(os.path.join(src, "bad"))
+        folder(os.path.join(b, "locked", "sub"))
+        os.symlink("../../locked/in.json", os.path.join(src, "bad", "in.json"))
+        os.symlink("../../locked/blob", os.path.join(src, "bad", "model.safetensors"))
+        L.shards["bad/model.safetensors"] = ["hidden"]
+        text(os.path.join(b, "locked", "sub", "f.json"))
+        os.symlink("../../locked/sub", os.path.join(src, "bad", "sub"))
+        # POSIX ACLs that deny uid 65534 what the mode bits would give
+        text(os.path.join(src, "acl.json"))
+        folder(os.path.join(src, "acldir"))
+        text(os.path.join(src, "acldir", "f.json"))
+        try:
+            deny_nobody(os.path.join(src, "acl.json"), 6, 4, 4)
+            deny_nobody(os.path.join(src, "acldir"), 7, 5, 5)
+        except OSError as e:
+            print("no POSIX ACLs on this filesystem (%s): the ACL entries are "
+                  "plain files" % e)
+        self.check(L, expect=[
+            (OTHER, "w.npy", "read"), (OTHER, "layers.0.x.npy", "read"),
+            (OTHER, "enc/deep/k.npy", "read"), (OTHER, ".tpfs/info/w.txt", "read"),
+            (OTHER, "config.json", "read"), (OTHER, "link.json", "read"),
+            (OTHER, "out_pub.json", "read"), (OTHER, "xonly/f.json", "read"),
+            (OTHER, "xonly/xonly_t.npy", "read"), (OTHER, "", "list"),
+            (GROUP, "grp.json", "read"), (GROUP, "gdir/f.json", "read"),
+            (GROUP, "gdir/gdir_t.npy", "read"), (GROUP, "gdir", "list"),
+            (OWNER, "theirs.json", "read"), (OWNER, "odir/own_t.npy", "read"),
+            (OWNER, "odir/f.json", "read"),
+        ])
+
+    def test_a_closed_folder_above_the_source_closes_the_mount(self):
+        b = self.base
+        folder(os.path.join(b, "closed"), 0o700)
+        src = os.path.join(b, "closed", "model")
+        L = Layout(b, src)
+        folder(src)
+        L.add_shard("model.safetensors", [("w", "F32", (2, 2))])
+        text(os.path.join(src, "config.json"))
+        self.check(L)
+
+    def test_a_fully_open_model_is_open_to_all(self):
+        b = self.base
+        src = os.path.join(b, "open")
+        L = Layout(b, src)
+        folder(src)
+        L.add_shard("model-00001-of-00002.safetensors", [("a", "BF16", (4,))])
+        L.add_shard("model-00002-of-00002.safetensors", [("sub/b", "F32", (2,))])
+        text(os.path.join(src, "config.json"))
+        self.check(L, readers=(OTHER,), expect=[
+            (OTHER, "manifest.json", "read"), (OTHER, "a.npy", "read"),
+            (OTHER, "sub/b.npy", "read"), (OTHER, ".tpfs/info/sub/b.txt", "read"),
+            (OTHER, ".tpfs/stats", "read")])
+
+    def test_hugging_face_snapshots_work_and_follow_the_blob_store(self):
+        b = self.base
+        for closed in (False, True):
+            with self.subTest(closed_blobs=closed):
+                repo = os.path.join(b, "hub%d" % closed, "models--t")
+                blobs = os.path.join(repo, "blobs")
+                src = os.path.join(repo, "snapshots", "rev")
+                folder(blobs)
+                folder(src)
+                shard(os.path.join(blobs, "4f1c"), [("w", "BF16", (4, 4))])
+                text(os.path.join(blobs, "9e0a"))
+                os.symlink("../../blobs/4f1c", os.path.join(src, "model.safetensors"))
+                os.symlink("../../blobs/9e0a", os.path.join(src, "config.json"))
+                L = Layout(b, src)
+                L.shards["model.safetensors"] = ["w"]
+                if closed:
+                    os.chmod(blobs, 0o700)
+                self.check(L, readers=(OTHER,), expect=[] if closed else [
+                    (OTHER, "w.npy", "read"), (OTHER, "config.json", "read"),
+                    (OTHER, "manifest.json", "read")])
+
+    def test_a_private_single_file(self):
+        b = self.base
+        path = os.path.join(b, "one.safetensors")
+        shard(path, [("w", "U8", (4,))], mode=0o600, owner=(4243, 4243))
+
+        class One(Layout):
+            def need(self, manifest, rel):
+                if rel in ("manifest.json",) or rel.startswith(".tpfs") \
+                        or rel.endswith(".npy"):
+                    return ("tensor", [""])
+                raise AssertionError(rel)
+
+        L = One(b, path)
+        L.shards[""] = ["w"]
+        self.check(L, readers=(OTHER, OWNER), expect=[(OWNER, "w.npy", "read")])
+
+    def test_permissions_narrowed_after_mounting_stop_reads(self):
+        """A file or a folder above it made private while mounted: opening
+        it through the mount fails (EIO), as reading it directly would."""
+        b = self.base
+        src = os.path.join(b, "live")
+        folder(src)
+        folder(os.path.join(src, "sub"))
+        shard(os.path.join(src, "sub", "model.safetensors"), [("w", "U8", (4,))])
+        text(os.path.join(src, "config.json"))
+        with T.Mount(src, opts="allow_other") as m:
+            paths = [m.path("sub/w.npy"), m.path("config.json")]
+            self.assertTrue(all(r["read"] for r in probe(OTHER, paths).values()))
+            os.chmod(os.path.join(src, "config.json"), 0o600)
+            os.chmod(os.path.join(src, "sub"), 0o700)
+            got = probe(OTHER, paths)
+            self.assertFalse(any(r["read"] for r in got.values()), got)
+            self.assertIn("config.json changed owner, group or mode", m.stderr())
+            self.assertIn("or a folder above it changed", m.stderr())
+
+
+class UnreadableByTpfs(unittest.TestCase):
+    def test_what_tpfs_may_not_read_is_skipped_unless_it_is_a_shard(self):
+        """Run as a user who may not read some entries, tpfs leaves out a
+        file or folder with a warning, and refuses a model with a shard it
+        may not read, naming it."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root (setpriv)")
+        tmp = tempfile.mkdtemp(prefix="tpfs-access-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", tmp])
+        os.chmod(tmp, 0o755)
+        src = os.path.join(tmp, "src")
+        folder(src)
+        shard(os.path.join(src, "model.safetensors"), [("w", "U8", (4,))])
+        text(os.path.join(src, "closed.json"), 0o600)
+        folder(os.path.join(src, "closed"), 0o700)
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+               T.TPFS, "ls", src]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd="/", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("w", r.stdout)
+        self.assertRegex(r.stderr, r"skipping .*closed\.json: Permission denied")
+        self.assertRegex(r.stderr, r"skipping .*closed: Permission denied")
+        shard(os.path.join(src, "model-2.safetensors"), [("v", "U8", (4,))], mode=0o600)
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd="/", timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertRegex(r.stderr, r"model-2\.safetensors: cannot open: Permission denied")
+
+
+if __name__ == "__main__":
+    T.main()

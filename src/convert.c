@@ -550,3 +550,16 @@ const struct tpfs_conv *tpfs_conv_mxfp4(const struct tpfs_options *o)
 		return conv(C_MXFP4_F32);
 	}
 }
+
+void tpfs_conv_inputs(const struct tpfs_conv *cv, enum tpfs_dtype dt, uint64_t elem0,
+		      uint64_t n, struct tpfs_conv_input in[2])
+{
+	if (cv->kind == TPFS_CONV_MXFP4) {
+		in[0] = (struct tpfs_conv_input){elem0 / 2, n / 2};
+		in[1] = (struct tpfs_conv_input){elem0 / 32, n / 32};
+		return;
+	}
+	unsigned bits = tpfs_dtype_info(dt)->bits;
+	in[0] = (struct tpfs_conv_input){elem0 * bits / 8, n * bits / 8};
+	in[1] = (struct tpfs_conv_input){0, 0};
+}

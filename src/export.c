@@ -364,13 +364,22 @@ static int plan(struct convert *c, const struct tpfs_model *m, uint64_t shard,
 	int k = 0;
 	for (size_t i = 0; i < m->ntensors; i++) {
 		const struct tpfs_tensor *t = &m->tensors[i];
-		if (shard && used && used + t->npy_size > shard) {
+		uint64_t size = tpfs_tensor_npy_size(t);
+		if (shard && used && used + size > shard) {
 			k++;
 			used = 0;
 		}
-		used += t->npy_size;
-		if (shard ? asprintf(&paths[i], "shard_%03d/%s", k, t->path) < 0
-			  : !(paths[i] = strdup(t->path)))
+		used += size;
+		char *path = tpfs_tree_path(tree, t->node);
+		if (!path)
+			return -ENOMEM;
+		if (shard && asprintf(&paths[i], "shard_%03d/%s", k, path) < 0)
+			paths[i] = NULL;
+		if (shard)
+			free(path);
+		else
+			paths[i] = path;
+		if (!paths[i])
 			return -ENOMEM;
 	}
 	size_t slashes = 0;
@@ -380,11 +389,12 @@ static int plan(struct convert *c, const struct tpfs_model *m, uint64_t shard,
 			continue; /* folders follow their files; the manifest comes last */
 		struct job *j = &c->jobs[c->njobs];
 		j->node = n;
-		j->size = tpfs_node_size(c->fs, n);
 		if (node->kind == TPFS_NODE_TENSOR) {
-			size_t i = (size_t)((const struct tpfs_tensor *)node->payload - m->tensors);
-			j->rel = strdup(paths[i]);
+			const struct tpfs_tensor *t = node->payload;
+			j->size = tpfs_tensor_npy_size(t);
+			j->rel = strdup(paths[t - m->tensors]);
 		} else {
+			j->size = ((const struct tpfs_source *)node->payload)->size;
 			j->rel = tpfs_tree_path(tree, n);
 		}
 		if (!j->rel)
@@ -613,7 +623,13 @@ static int fingerprint(const struct tpfs_model *m, char out[17])
 	XXH3_64bits_update(h, opts, sizeof(opts));
 	for (size_t i = 0; i < m->ntensors; i++) {
 		const struct tpfs_tensor *t = &m->tensors[i];
-		XXH3_64bits_update(h, t->path, strlen(t->path) + 1);
+		char *path = tpfs_tree_path(&m->tree, t->node);
+		if (!path) {
+			XXH3_freeState(h);
+			return -ENOMEM;
+		}
+		XXH3_64bits_update(h, path, strlen(path) + 1);
+		free(path);
 		XXH3_64bits_update(h, &t->conv->id, sizeof(t->conv->id));
 		for (int k = 0; k < 2 && t->part[k].st; k++) {
 			const struct tpfs_part *p = &t->part[k];
@@ -857,15 +873,12 @@ static int write_manifest(struct convert *c, const struct tpfs_model *m, char **
 	}
 	tpfs_buf_puts(&x, "\n  ]}");
 	char *extra = tpfs_buf_take(&x, NULL);
-	size_t len;
-	char *text = extra ? tpfs_manifest_render(m, (const char *const *)paths, extra, &len)
-			   : NULL;
-	free(extra);
 	char *tmp = out_path(c, MANIFEST, PARTIAL), *path = out_path(c, MANIFEST, NULL);
-	int rc = text && tmp && path ? 0 : -ENOMEM;
+	int rc = extra && tmp && path ? 0 : -ENOMEM;
 	int fd = rc == 0 ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
 	if (rc == 0)
-		rc = fd < 0 ? -errno : tpfs_write_all(fd, text, len);
+		rc = fd < 0 ? -errno
+			    : tpfs_manifest_write(m, (const char *const *)paths, extra, fd);
 	if (rc == 0 && fdatasync(fd) < 0)
 		rc = -errno;
 	if (fd >= 0 && close(fd) < 0 && rc == 0)
@@ -876,7 +889,7 @@ static int write_manifest(struct convert *c, const struct tpfs_model *m, char **
 		rc = sync_dir(c->out);
 	if (rc < 0)
 		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, MANIFEST, strerror(-rc));
-	free(text);
+	free(extra);
 	free(tmp);
 	free(path);
 	return rc;

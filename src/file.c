@@ -1,27 +1,24 @@
 /*
- * Virtual file contents: the .npy header and data of each tensor, passed-
- * through files and manifest.json, described as spans over immutable memory
- * (the source mappings, the model's buffers and pinned cache blocks).
+ * The served entries and their bytes (see file.h): tensors' .npy headers
+ * and data, passed-through files, manifest.json and the cards of
+ * .tpfs/info, described as spans over immutable memory (the source
+ * mappings, pinned cache blocks, finished cards) or over bytes made for the
+ * read (headers, the manifest).
  */
 #include "tpfs/file.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "tpfs/guard.h"
-#include "tpfs/info.h"
 #include "tpfs/log.h"
+#include "tpfs/npy.h"
 
-struct tpfs_info_slot {
-	pthread_mutex_t lock;
-	char *text; /* lock; immutable once set */
-	size_t len;
-};
+static int card_block(void *ctx, size_t i, uint64_t block, void *buf, size_t n);
 
 struct tpfs_fs *tpfs_fs_create(struct tpfs_model *m)
 {
@@ -30,15 +27,12 @@ struct tpfs_fs *tpfs_fs_create(struct tpfs_model *m)
 		return NULL;
 	fs->model = m;
 	fs->cache = tpfs_cache_create(m->opt.cache_size);
-	fs->info = calloc(m->ntensors + 1, sizeof(*fs->info));
-	if (!fs->cache || !fs->info) {
-		tpfs_cache_destroy(fs->cache);
-		free(fs->info);
-		free(fs);
+	fs->cards = tpfs_cards_create(m, card_block, fs);
+	if (!fs->cache || !fs->cards) {
+		tpfs_fs_destroy(fs);
 		return NULL;
 	}
-	for (size_t i = 0; i < m->ntensors; i++)
-		pthread_mutex_init(&fs->info[i].lock, NULL);
+	pthread_mutex_init(&fs->manifest_lock, NULL);
 	return fs;
 }
 
@@ -46,27 +40,89 @@ void tpfs_fs_destroy(struct tpfs_fs *fs)
 {
 	if (!fs)
 		return;
-	for (size_t i = 0; i < fs->model->ntensors; i++) {
-		pthread_mutex_destroy(&fs->info[i].lock);
-		free(fs->info[i].text);
-	}
-	free(fs->info);
+	if (fs->cards)
+		pthread_mutex_destroy(&fs->manifest_lock);
+	tpfs_manifest_destroy(atomic_load(&fs->manifest));
+	tpfs_cards_destroy(fs->cards);
 	tpfs_cache_destroy(fs->cache);
 	free(fs);
 }
 
-uint64_t tpfs_node_size(const struct tpfs_fs *fs, uint32_t node)
+/* The manifest's layout, measured by the first caller. */
+static const struct tpfs_manifest *manifest_of(struct tpfs_fs *fs)
 {
-	const struct tpfs_node *n = &fs->model->tree.nodes[node];
-	switch (n->kind) {
+	struct tpfs_manifest *mf = atomic_load(&fs->manifest);
+	if (mf)
+		return mf;
+	pthread_mutex_lock(&fs->manifest_lock);
+	mf = atomic_load(&fs->manifest);
+	if (!mf) {
+		mf = tpfs_manifest_create(fs->model);
+		atomic_store(&fs->manifest, mf);
+	}
+	pthread_mutex_unlock(&fs->manifest_lock);
+	return mf;
+}
+
+/* ---- entries ------------------------------------------------------------ */
+
+static const struct tpfs_tree *tree_of(const struct tpfs_fs *fs)
+{
+	return &fs->model->tree;
+}
+
+bool tpfs_fs_valid(const struct tpfs_fs *fs, uint64_t id)
+{
+	size_t nn = tree_of(fs)->nnodes;
+	return id < nn ||
+	       (id < 2 * nn && (tree_of(fs)->nodes[id - nn].kind == TPFS_NODE_TENSOR ||
+				(tree_of(fs)->nodes[id - nn].flags & TPFS_NODE_HAS_TENSORS)));
+}
+
+/* The node an entry shows: itself, or the node it mirrors (*card set); a
+ * folder of cards mirrors the node whose children it lists, so .tpfs/info
+ * mirrors the root. */
+static uint32_t node_of(const struct tpfs_fs *fs, uint32_t id, bool *mirror)
+{
+	const struct tpfs_tree *t = tree_of(fs);
+	*mirror = id >= t->nnodes || id == fs->model->info;
+	return id == fs->model->info ? 0 : id >= t->nnodes ? id - (uint32_t)t->nnodes : id;
+}
+
+static enum tpfs_node_kind kind_of(const struct tpfs_fs *fs, uint32_t id)
+{
+	bool mirror;
+	const struct tpfs_node *n = &tree_of(fs)->nodes[node_of(fs, id, &mirror)];
+	return mirror && n->kind == TPFS_NODE_TENSOR ? TPFS_NODE_CARD : n->kind;
+}
+
+const struct tpfs_tensor *tpfs_fs_tensor(const struct tpfs_fs *fs, uint32_t id)
+{
+	bool mirror;
+	const struct tpfs_node *n = &tree_of(fs)->nodes[node_of(fs, id, &mirror)];
+	return n->kind == TPFS_NODE_TENSOR ? n->payload : NULL;
+}
+
+static size_t tensor_index(const struct tpfs_fs *fs, const struct tpfs_tensor *t)
+{
+	return (size_t)(t - fs->model->tensors);
+}
+
+/* The size of a file entry, known without reading (.tpfs/stats: 0). */
+static uint64_t size_of(struct tpfs_fs *fs, uint32_t id)
+{
+	const struct tpfs_tensor *t = tpfs_fs_tensor(fs, id);
+	const struct tpfs_manifest *mf;
+	switch (kind_of(fs, id)) {
 	case TPFS_NODE_TENSOR:
-		return ((const struct tpfs_tensor *)n->payload)->npy_size;
+		return tpfs_tensor_npy_size(t);
+	case TPFS_NODE_CARD:
+		return tpfs_cards_size(fs->cards, tensor_index(fs, t));
 	case TPFS_NODE_FILE:
-		return ((const struct tpfs_source *)n->payload)->size;
+		return ((const struct tpfs_source *)tree_of(fs)->nodes[id].payload)->size;
 	case TPFS_NODE_MANIFEST:
-		return fs->model->manifest_len;
-	case TPFS_NODE_INFO:
-		return ((const struct tpfs_tensor *)n->payload)->info_size;
+		mf = manifest_of(fs);
+		return mf ? tpfs_manifest_size(mf) : 0;
 	case TPFS_NODE_DIR:
 	case TPFS_NODE_STATS:
 		break;
@@ -74,24 +130,142 @@ uint64_t tpfs_node_size(const struct tpfs_fs *fs, uint32_t node)
 	return 0;
 }
 
-int tpfs_file_open_check(struct tpfs_fs *fs, uint32_t node)
+int tpfs_fs_attr(struct tpfs_fs *fs, uint32_t id, struct tpfs_attr *a)
 {
-	const struct tpfs_node *n = &fs->model->tree.nodes[node];
-	const struct tpfs_tensor *t = n->payload;
-	int rc = 0;
-	switch (n->kind) {
+	const struct tpfs_tree *t = tree_of(fs);
+	bool mirror;
+	uint32_t n = node_of(fs, id, &mirror);
+	const struct tpfs_node *node = &t->nodes[n];
+	/* a card is served as its tensor, a folder of cards as its folder */
+	const struct tpfs_perm *p = tpfs_tree_perm(t, id == fs->model->info ? id : n);
+	a->kind = kind_of(fs, id);
+	a->uid = p->uid;
+	a->gid = p->gid;
+	a->mode = p->mode;
+	a->nlink = 1;
+	a->size = 0;
+	switch (a->kind) {
+	case TPFS_NODE_DIR: {
+		const struct tpfs_dir *d = tpfs_tree_dir_of(t, id == fs->model->info ? id : n);
+		const struct tpfs_dir *listed = tpfs_tree_dir_of(t, n);
+		a->nlink = 2 + (mirror ? listed->ntensordirs : listed->nsubdirs);
+		a->mtime = d->mtime;
+		return 0;
+	}
 	case TPFS_NODE_TENSOR:
-	case TPFS_NODE_INFO:
+	case TPFS_NODE_CARD:
+		a->mtime = ((const struct tpfs_tensor *)node->payload)->part[0].src->mtime;
+		break;
+	case TPFS_NODE_FILE:
+		a->mtime = ((const struct tpfs_source *)node->payload)->mtime;
+		break;
+	case TPFS_NODE_MANIFEST:
+	case TPFS_NODE_STATS:
+		a->mtime = tpfs_tree_dir_of(t, node->parent)->mtime;
+		break;
+	}
+	if (a->kind == TPFS_NODE_STATS) {
+		char *snap = tpfs_fs_stats_json(fs, &a->size);
+		free(snap);
+		return snap ? 0 : -ENOMEM;
+	}
+	a->size = size_of(fs, id);
+	return a->size || (a->kind != TPFS_NODE_CARD && a->kind != TPFS_NODE_MANIFEST)
+		       ? 0 : -ENOMEM;
+}
+
+/* In the folder of cards that lists folder dir's: a card name (x.txt for
+ * x.npy) into buf, or NULL for a name that has no card. */
+static const char *card_name(const char *npy, char buf[256])
+{
+	size_t n = strlen(npy);
+	if (n < 4 || n > 255 || strcmp(npy + n - 4, ".npy") != 0)
+		return NULL;
+	memcpy(buf, npy, n - 4);
+	memcpy(buf + n - 4, ".txt", 5);
+	return buf;
+}
+
+/* The mirror of child c of the folder that dir lists, when it has one: a
+ * folder with a tensor below it, or a tensor whose card no such folder
+ * hides. 0 when none. */
+static uint32_t mirror_of(const struct tpfs_fs *fs, uint32_t dir, uint32_t c,
+			  const char **name, char buf[256])
+{
+	const struct tpfs_tree *t = tree_of(fs);
+	const struct tpfs_node *n = &t->nodes[c];
+	*name = n->name;
+	if (n->kind == TPFS_NODE_DIR)
+		return n->flags & TPFS_NODE_HAS_TENSORS ? (uint32_t)t->nnodes + c : 0;
+	if (n->kind != TPFS_NODE_TENSOR || !(*name = card_name(n->name, buf)))
+		return 0;
+	long clash = tpfs_tree_lookup(t, dir, *name);
+	if (clash >= 0 && (t->nodes[clash].flags & TPFS_NODE_HAS_TENSORS))
+		return 0;
+	return (uint32_t)t->nnodes + c;
+}
+
+long tpfs_fs_lookup(const struct tpfs_fs *fs, uint32_t dir, const char *name)
+{
+	const struct tpfs_tree *t = tree_of(fs);
+	bool mirror;
+	uint32_t d = node_of(fs, dir, &mirror);
+	if (t->nodes[d].kind != TPFS_NODE_DIR)
+		return -ENOTDIR;
+	if (!mirror)
+		return tpfs_tree_lookup(t, d, name);
+	long c = tpfs_tree_lookup(t, d, name);
+	if (c >= 0 && t->nodes[c].kind == TPFS_NODE_DIR)
+		return t->nodes[c].flags & TPFS_NODE_HAS_TENSORS ? (long)t->nnodes + c : -ENOENT;
+	/* x.txt: the card of x.npy */
+	size_t n = strlen(name);
+	char npy[256];
+	if (n < 4 || n > 255 || strcmp(name + n - 4, ".txt") != 0)
+		return -ENOENT;
+	memcpy(npy, name, n - 4);
+	memcpy(npy + n - 4, ".npy", 5);
+	c = tpfs_tree_lookup(t, d, npy);
+	return c >= 0 && t->nodes[c].kind == TPFS_NODE_TENSOR ? (long)t->nnodes + c : -ENOENT;
+}
+
+int tpfs_fs_entry_at(const struct tpfs_fs *fs, uint32_t dir, uint64_t *k, uint32_t *id,
+		     const char **name, char buf[256])
+{
+	const struct tpfs_tree *t = tree_of(fs);
+	bool mirror;
+	uint32_t d = node_of(fs, dir, &mirror);
+	const struct tpfs_dir *dd = tpfs_tree_dir_of(t, d);
+	for (; *k < dd->nchild; (*k)++) {
+		uint32_t c = t->children[dd->child0 + *k];
+		*id = mirror ? mirror_of(fs, d, c, name, buf) : c;
+		if (!mirror)
+			*name = t->nodes[c].name;
+		if (*id)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+/* ---- bytes -------------------------------------------------------------- */
+
+int tpfs_file_open_check(struct tpfs_fs *fs, uint32_t id)
+{
+	const struct tpfs_tensor *t = tpfs_fs_tensor(fs, id);
+	const struct tpfs_model *m = fs->model;
+	int rc = 0;
+	switch (kind_of(fs, id)) {
+	case TPFS_NODE_TENSOR:
+	case TPFS_NODE_CARD:
 		for (int i = 0; i < 2 && t->part[i].st && rc == 0; i++)
 			rc = tpfs_source_check_access(t->part[i].src);
 		break;
 	case TPFS_NODE_FILE:
-		rc = tpfs_source_check_access(n->payload);
+		rc = tpfs_source_check_access(tree_of(fs)->nodes[id].payload);
 		break;
 	case TPFS_NODE_MANIFEST:
-		for (size_t i = 0; i < fs->model->nsources && rc == 0; i++)
-			if (fs->model->sources[i]->st)
-				rc = tpfs_source_check_access(fs->model->sources[i]);
+		for (size_t i = 0; i < m->nsources && rc == 0; i++)
+			if (m->sources[i]->st)
+				rc = tpfs_source_check_access(m->sources[i]);
 		break;
 	case TPFS_NODE_DIR:
 	case TPFS_NODE_STATS:
@@ -145,9 +319,7 @@ static void run_kernel(void *arg)
 }
 
 /* Produce block c->block of a converted tensor: output elements
- * [elem0, elem0 + n) from source elements at the same indices (an MXFP4
- * pair: blocks byte elem0 / 2 and scale elem0 / 32; block sizes keep elem0
- * a multiple of 32). */
+ * [elem0, elem0 + n), from the source bytes the conversion names. */
 static int fill_block(void *arg, void *dst, size_t len)
 {
 	const struct fill_ctx *c = arg;
@@ -156,26 +328,20 @@ static int fill_block(void *arg, void *dst, size_t len)
 	const struct tpfs_part *p = t->part;
 	uint64_t elem0 = c->block * c->fs->model->opt.block_size / cv->out_bytes;
 	size_t n = len / cv->out_bytes;
-	unsigned in_bits = cv->kind == TPFS_CONV_MXFP4 ? 4
-						       : tpfs_dtype_info(p[0].st->dtype)->bits;
-	uint64_t off = p[0].st->begin + elem0 * in_bits / 8;
-	uint64_t bytes = (uint64_t)n * in_bits / 8;
-	uint64_t off2 = p[1].st ? p[1].st->begin + elem0 / 32 : 0;
-	uint64_t bytes2 = p[1].st ? n / 32 : 0;
+	struct tpfs_conv_input in[2];
+	tpfs_conv_inputs(cv, p[0].st->dtype, elem0, n, in);
 	struct tpfs_kernel_args a = {
 		.conv = cv,
-		.src = p[0].src->map + off,
-		.src2 = p[1].st ? p[1].src->map + off2 : NULL,
+		.src = p[0].src->map + p[0].st->begin + in[0].off,
+		.src2 = p[1].st ? p[1].src->map + p[1].st->begin + in[1].off : NULL,
 		.dst = dst,
 		.n = n,
 	};
-	advise(p[0].src, off, bytes, MADV_WILLNEED);
-	if (p[1].st)
-		advise(p[1].src, off2, bytes2, MADV_WILLNEED);
+	for (int i = 0; i < 2 && p[i].st; i++)
+		advise(p[i].src, p[i].st->begin + in[i].off, in[i].len, MADV_WILLNEED);
 	int rc = tpfs_guard_run(run_kernel, &a);
-	advise(p[0].src, off, bytes, MADV_DONTNEED);
-	if (p[1].st)
-		advise(p[1].src, off2, bytes2, MADV_DONTNEED);
+	for (int i = 0; i < 2 && p[i].st; i++)
+		advise(p[i].src, p[i].st->begin + in[i].off, in[i].len, MADV_DONTNEED);
 	if (rc < 0) {
 		for (int i = 0; i < 2 && p[i].st; i++)
 			tpfs_source_faulted(p[i].src);
@@ -233,6 +399,13 @@ static ssize_t converted_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 	return (ssize_t)done;
 }
 
+/* Bytes made for this read, which the spans own until released. */
+static void *made_for(struct tpfs_spans *sp, size_t len)
+{
+	sp->made = malloc(len ? len : 1);
+	return sp->made;
+}
+
 static ssize_t tensor_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 			    uint64_t off, size_t len, struct tpfs_spans *sp)
 {
@@ -243,8 +416,12 @@ static ssize_t tensor_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 	}
 	size_t done = 0;
 	if (off < t->npy_header_len) {
+		uint8_t *h = made_for(sp, t->npy_header_len);
+		if (!h || tpfs_npy_header(tpfs_tensor_descr(t), t->shape, t->ndim, h,
+					  t->npy_header_len) != t->npy_header_len)
+			return -ENOMEM;
 		size_t take = t->npy_header_len - off < len ? t->npy_header_len - off : len;
-		add_span(sp, t->npy_header + off, take);
+		add_span(sp, h + off, take);
 		done = take;
 	}
 	if (done == len)
@@ -266,27 +443,29 @@ static ssize_t tensor_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 	return (ssize_t)(done + (size_t)got);
 }
 
-ssize_t tpfs_file_spans(struct tpfs_fs *fs, uint32_t node, uint64_t off,
+ssize_t tpfs_file_spans(struct tpfs_fs *fs, uint32_t id, uint64_t off,
 			size_t len, struct tpfs_spans *sp)
 {
 	sp->n = sp->npins = 0;
 	sp->mapped = NULL;
+	sp->made = NULL;
 	sp->partial = false;
-	const struct tpfs_node *n = &fs->model->tree.nodes[node];
-	uint64_t size = tpfs_node_size(fs, node);
-	if (n->kind == TPFS_NODE_DIR)
+	enum tpfs_node_kind kind = kind_of(fs, id);
+	if (kind == TPFS_NODE_DIR)
 		return -EISDIR;
-	if (n->kind == TPFS_NODE_STATS)
+	if (kind == TPFS_NODE_STATS)
 		return -EINVAL; /* a snapshot per open: see tpfs_fs_stats_json */
+	uint64_t size = size_of(fs, id);
 	if (off >= size || len == 0)
-		return 0;
+		return size || kind == TPFS_NODE_FILE || kind == TPFS_NODE_TENSOR ? 0 : -ENOMEM;
 	if (len > size - off)
 		len = (size_t)(size - off);
-	switch (n->kind) {
+	const struct tpfs_tensor *t = tpfs_fs_tensor(fs, id);
+	switch (kind) {
 	case TPFS_NODE_TENSOR:
-		return tensor_spans(fs, n->payload, off, len, sp);
+		return tensor_spans(fs, t, off, len, sp);
 	case TPFS_NODE_FILE: {
-		struct tpfs_source *s = n->payload;
+		struct tpfs_source *s = tree_of(fs)->nodes[id].payload;
 		int rc = tpfs_source_check(s);
 		if (rc < 0)
 			return rc;
@@ -296,14 +475,17 @@ ssize_t tpfs_file_spans(struct tpfs_fs *fs, uint32_t node, uint64_t off,
 		sp->mapped_len = len;
 		return (ssize_t)len;
 	}
-	case TPFS_NODE_MANIFEST:
-		add_span(sp, fs->model->manifest + off, len);
-		return (ssize_t)len;
-	case TPFS_NODE_INFO: {
+	case TPFS_NODE_MANIFEST: {
+		void *buf = made_for(sp, len);
+		ssize_t got = buf ? tpfs_manifest_read(manifest_of(fs), off, len, buf) : -ENOMEM;
+		if (got > 0)
+			add_span(sp, buf, (size_t)got);
+		return got;
+	}
+	case TPFS_NODE_CARD: {
 		const char *text;
 		size_t tl;
-		size_t i = (size_t)((const struct tpfs_tensor *)n->payload - fs->model->tensors);
-		int rc = tpfs_file_info(fs, i, &text, &tl);
+		int rc = tpfs_cards_text(fs->cards, tensor_index(fs, t), &text, &tl);
 		if (rc < 0)
 			return rc;
 		add_span(sp, text + off, len);
@@ -320,22 +502,24 @@ void tpfs_spans_release(struct tpfs_fs *fs, struct tpfs_spans *sp)
 		tpfs_cache_put(fs->cache, sp->pins[i]);
 	if (sp->mapped)
 		advise(sp->mapped, sp->mapped_off, sp->mapped_len, MADV_DONTNEED);
+	free(sp->made);
 	sp->npins = sp->n = 0;
 	sp->mapped = NULL;
+	sp->made = NULL;
 }
 
-ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t node, uint64_t off,
+ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t id, uint64_t off,
 		       size_t len, void *buf)
 {
 	size_t done = 0;
 	ssize_t rc = 0;
 	while (done < len) {
 		struct tpfs_spans sp;
-		rc = tpfs_file_spans(fs, node, off + done, len - done, &sp);
+		rc = tpfs_file_spans(fs, id, off + done, len - done, &sp);
 		size_t at = done;
 		for (size_t i = 0; rc > 0 && i < sp.n; i++) {
 			if (tpfs_guard_copy((char *)buf + at, sp.v[i].ptr, sp.v[i].len) < 0) {
-				tpfs_file_faulted(fs, node);
+				tpfs_file_faulted(fs, id);
 				rc = -EIO;
 			}
 			at += sp.v[i].len;
@@ -348,16 +532,22 @@ ssize_t tpfs_file_read(struct tpfs_fs *fs, uint32_t node, uint64_t off,
 	return rc < 0 ? rc : (ssize_t)done;
 }
 
-/* Bytes [off, off + n) of a tensor's served data into buf, made as a read
+/* Served data bytes [block * bs, + n) of tensor i into buf, made as a read
  * makes them but not through the block cache: a card streams the whole
  * tensor, which would evict the blocks readers are using. */
-static int data_copy(struct tpfs_fs *fs, const struct tpfs_tensor *t, uint64_t block,
-		     void *buf, size_t n)
+static int card_block(void *ctx, size_t i, uint64_t block, void *buf, size_t n)
 {
+	struct tpfs_fs *fs = ctx;
+	const struct tpfs_tensor *t = &fs->model->tensors[i];
 	const struct tpfs_part *p = &t->part[0];
+	for (int k = 0; k < 2 && t->part[k].st; k++) {
+		int rc = tpfs_source_check(t->part[k].src);
+		if (rc < 0)
+			return rc;
+	}
 	if (t->conv->kind != TPFS_CONV_STORED) {
-		struct fill_ctx ctx = {fs, t, block};
-		return fill_block(&ctx, buf, n);
+		struct fill_ctx fc = {fs, t, block};
+		return fill_block(&fc, buf, n);
 	}
 	uint64_t off = p->st->begin + block * fs->model->opt.block_size;
 	int rc = tpfs_guard_copy(buf, p->src->map + off, n);
@@ -367,69 +557,14 @@ static int data_copy(struct tpfs_fs *fs, const struct tpfs_tensor *t, uint64_t b
 	return rc < 0 ? -EIO : 0;
 }
 
-/* Stream the tensor's served values through the statistics a block at a
- * time, then render its card. */
-static int compute_info(struct tpfs_fs *fs, const struct tpfs_tensor *t, char **text,
-			size_t *len)
+void tpfs_file_faulted(struct tpfs_fs *fs, uint32_t id)
 {
-	struct tpfs_stats st;
-	tpfs_stats_init(&st, t->descr);
-	for (int i = 0; i < 2 && t->part[i].st; i++) {
-		int rc = tpfs_source_check(t->part[i].src);
-		if (rc < 0)
-			return rc;
-	}
-	/* a block is a power of two, so a multiple of every element size */
-	uint64_t bs = fs->model->opt.block_size;
-	unsigned char *buf = malloc(t->data_bytes < bs ? (size_t)t->data_bytes + 1 : bs);
-	if (!buf)
-		return -ENOMEM;
-	for (uint64_t block = 0; block * bs < t->data_bytes; block++) {
-		uint64_t left = t->data_bytes - block * bs;
-		size_t n = left < bs ? (size_t)left : (size_t)bs;
-		int rc = data_copy(fs, t, block, buf, n);
-		if (rc < 0) {
-			free(buf);
-			return rc;
-		}
-		tpfs_stats_add(&st, buf, n / st.size);
-	}
-	free(buf);
-	*text = tpfs_info_render(t, &st, len);
-	if (!*text)
-		return -ENOMEM;
-	if (*len != t->info_size) {
-		/* A field outgrew its width: a bug, not a reason to lie about st_size. */
-		tpfs_log(LOG_ERR, "info card of %s is %zu bytes, not %" PRIu64, t->path,
-			 *len, t->info_size);
-		free(*text);
-		return -EIO;
-	}
-	return 0;
-}
-
-int tpfs_file_info(struct tpfs_fs *fs, size_t i, const char **text, size_t *len)
-{
-	struct tpfs_info_slot *slot = &fs->info[i];
-	int rc = 0;
-	pthread_mutex_lock(&slot->lock);
-	if (!slot->text)
-		rc = compute_info(fs, &fs->model->tensors[i], &slot->text, &slot->len);
-	*text = slot->text;
-	*len = slot->len;
-	pthread_mutex_unlock(&slot->lock);
-	return rc;
-}
-
-void tpfs_file_faulted(struct tpfs_fs *fs, uint32_t node)
-{
-	const struct tpfs_node *n = &fs->model->tree.nodes[node];
-	const struct tpfs_tensor *t = n->payload;
-	if (n->kind == TPFS_NODE_TENSOR)
+	const struct tpfs_tensor *t = tpfs_fs_tensor(fs, id);
+	if (t)
 		for (int k = 0; k < 2 && t->part[k].st; k++)
 			tpfs_source_faulted(t->part[k].src);
-	else if (n->kind == TPFS_NODE_FILE)
-		tpfs_source_faulted(n->payload);
+	else if (kind_of(fs, id) == TPFS_NODE_FILE)
+		tpfs_source_faulted(tree_of(fs)->nodes[id].payload);
 }
 
 char *tpfs_fs_stats_json(struct tpfs_fs *fs, size_t *len)

@@ -34,52 +34,58 @@ static struct tpfs_fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-/* Inode -> node index. For an inode this mount never handed out, or a
+/* Inode -> entry id. For an inode this mount never handed out, or a
  * non-directory where want_dir, replies with the error and returns -1. */
-static long node_of(fuse_req_t req, struct tpfs_fs *fs, fuse_ino_t ino,
-		    bool want_dir)
+static long id_of(fuse_req_t req, struct tpfs_fs *fs, fuse_ino_t ino, bool want_dir)
 {
-	if (ino < 1 || ino > fs->model->tree.nnodes) {
+	if (ino < 1 || !tpfs_fs_valid(fs, ino - 1)) {
 		fuse_reply_err(req, ESTALE);
 		return -1;
 	}
-	if (want_dir && fs->model->tree.nodes[ino - 1].kind != TPFS_NODE_DIR) {
+	struct tpfs_attr a;
+	if (want_dir && (tpfs_fs_attr(fs, (uint32_t)(ino - 1), &a) < 0 ||
+			 a.kind != TPFS_NODE_DIR)) {
 		fuse_reply_err(req, ENOTDIR);
 		return -1;
 	}
 	return (long)ino - 1;
 }
 
-static void fill_attr(struct tpfs_fs *fs, uint32_t idx, struct stat *st)
+/* st for entry id; its kind in *kind. Returns 0 or a negative errno. */
+static int fill_attr(struct tpfs_fs *fs, uint32_t id, struct stat *st,
+		     enum tpfs_node_kind *kind)
 {
-	const struct tpfs_node *n = &fs->model->tree.nodes[idx];
-	const struct tpfs_perm *p = tpfs_tree_perm(&fs->model->tree, idx);
+	struct tpfs_attr a;
+	int rc = tpfs_fs_attr(fs, id, &a);
 	memset(st, 0, sizeof(*st));
-	st->st_ino = idx + 1;
-	st->st_uid = p->uid;
-	st->st_gid = p->gid;
-	if (n->kind == TPFS_NODE_DIR) {
-		st->st_mode = S_IFDIR | p->mode;
-		st->st_nlink = 2 + n->nsubdirs;
-	} else {
-		st->st_mode = S_IFREG | p->mode;
-		st->st_nlink = 1;
-	}
-	if (n->kind == TPFS_NODE_STATS) {
-		size_t len = 0;
-		free(tpfs_fs_stats_json(fs, &len));
-		st->st_size = (off_t)len;
-	} else {
-		st->st_size = (off_t)tpfs_node_size(fs, idx);
-	}
+	st->st_ino = (ino_t)id + 1;
+	st->st_uid = a.uid;
+	st->st_gid = a.gid;
+	st->st_mode = (a.kind == TPFS_NODE_DIR ? S_IFDIR : S_IFREG) | a.mode;
+	st->st_nlink = a.nlink;
+	st->st_size = (off_t)a.size;
 	st->st_blocks = (st->st_size + 511) / 512;
 	st->st_blksize = TPFS_IO_SIZE;
-	st->st_atim = st->st_mtim = st->st_ctim = n->mtime;
+	st->st_atim = st->st_mtim = st->st_ctim = a.mtime;
+	*kind = a.kind;
+	return rc;
 }
 
-static double attr_timeout(const struct tpfs_fs *fs, uint32_t idx)
+/* Attributes are cached for a day: only .tpfs/stats changes. */
+static double attr_timeout(enum tpfs_node_kind kind)
 {
-	return fs->model->tree.nodes[idx].kind == TPFS_NODE_STATS ? 0 : TIMEOUT;
+	return kind == TPFS_NODE_STATS ? 0 : TIMEOUT;
+}
+
+static void entry_param(struct tpfs_fs *fs, uint32_t id, struct fuse_entry_param *e)
+{
+	enum tpfs_node_kind kind;
+	memset(e, 0, sizeof(*e));
+	fill_attr(fs, id, &e->attr, &kind);
+	e->ino = (fuse_ino_t)id + 1;
+	e->generation = 1;
+	e->entry_timeout = TIMEOUT;
+	e->attr_timeout = attr_timeout(kind);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -99,21 +105,16 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct tpfs_fs *fs = fs_of(req);
-	long p = node_of(req, fs, parent, true);
+	long p = id_of(req, fs, parent, true);
 	if (p < 0)
 		return;
-	long idx = tpfs_tree_lookup(&fs->model->tree, (uint32_t)p, name);
-	if (idx < 0) {
-		fuse_reply_err(req, ENOENT);
+	long id = tpfs_fs_lookup(fs, (uint32_t)p, name);
+	if (id < 0) {
+		fuse_reply_err(req, (int)-id);
 		return;
 	}
 	struct fuse_entry_param e;
-	memset(&e, 0, sizeof(e));
-	e.ino = (fuse_ino_t)idx + 1;
-	e.generation = 1;
-	e.entry_timeout = TIMEOUT;
-	e.attr_timeout = attr_timeout(fs, (uint32_t)idx);
-	fill_attr(fs, (uint32_t)idx, &e.attr);
+	entry_param(fs, (uint32_t)id, &e);
 	fuse_reply_entry(req, &e);
 }
 
@@ -121,37 +122,39 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	(void)fi;
 	struct tpfs_fs *fs = fs_of(req);
-	long idx = node_of(req, fs, ino, false);
-	if (idx < 0)
+	long id = id_of(req, fs, ino, false);
+	if (id < 0)
 		return;
 	struct stat st;
-	fill_attr(fs, (uint32_t)idx, &st);
-	fuse_reply_attr(req, &st, attr_timeout(fs, (uint32_t)idx));
+	enum tpfs_node_kind kind;
+	int rc = fill_attr(fs, (uint32_t)id, &st, &kind);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, attr_timeout(kind));
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct tpfs_fs *fs = fs_of(req);
-	long idx = node_of(req, fs, ino, false);
-	if (idx < 0)
+	long id = id_of(req, fs, ino, false);
+	if (id < 0)
 		return;
-	const struct tpfs_node *n = &fs->model->tree.nodes[idx];
-	if (n->kind == TPFS_NODE_DIR) {
-		fuse_reply_err(req, EISDIR);
-		return;
-	}
-	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
+	struct tpfs_attr a;
+	int rc = tpfs_fs_attr(fs, (uint32_t)id, &a);
+	if (rc == 0 && a.kind == TPFS_NODE_DIR)
+		rc = -EISDIR;
+	else if (rc == 0 && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)))
+		rc = -EROFS;
 	/* The kernel has checked the served bits; the sources must still be
 	 * as they were (the kernel's page cache would serve them otherwise). */
-	int rc = tpfs_file_open_check(fs, (uint32_t)idx);
+	if (rc == 0)
+		rc = tpfs_file_open_check(fs, (uint32_t)id);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (n->kind == TPFS_NODE_STATS) {
+	if (a.kind == TPFS_NODE_STATS) {
 		struct snapshot *s = calloc(1, sizeof(*s));
 		if (s)
 			s->data = tpfs_fs_stats_json(fs, &s->len);
@@ -209,7 +212,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct tpfs_fs *fs = fs_of(req);
-	long idx = node_of(req, fs, ino, false);
+	long idx = id_of(req, fs, ino, false);
 	if (idx < 0)
 		return;
 	struct snapshot *snap = (struct snapshot *)(uintptr_t)fi->fh;
@@ -245,9 +248,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			tpfs_file_faulted(fs, (uint32_t)idx);
 		} else if (rc < 0 && rc != -ENOENT) {
 			tpfs_fs_count_error(fs);
-			tpfs_log(LOG_ERR, "read of %s at %lld failed: %s",
-				 fs->model->tree.nodes[idx].name, (long long)off,
-				 strerror(-rc));
+			tpfs_log(LOG_ERR, "read of inode %lu at %lld failed: %s",
+				 (unsigned long)ino, (long long)off, strerror(-rc));
 		}
 		tpfs_spans_release(fs, &sp);
 		return;
@@ -262,49 +264,49 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct tpfs_fs *fs = fs_of(req);
-	if (node_of(req, fs, ino, true) < 0)
+	if (id_of(req, fs, ino, true) < 0)
 		return;
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
 	fuse_reply_open(req, fi);
 }
 
-/* Offsets: 0 is ".", 1 is "..", 2 + i is the i-th child by name. */
+/* Offsets: 0 is ".", 1 is "..", 2 + k is the entry at position k. */
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       bool plus)
 {
 	struct tpfs_fs *fs = fs_of(req);
-	long idx = node_of(req, fs, ino, true);
-	if (idx < 0)
+	long id = id_of(req, fs, ino, true);
+	if (id < 0)
 		return;
-	const struct tpfs_tree *t = &fs->model->tree;
-	const struct tpfs_node *dir = &t->nodes[idx];
 	char *buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	size_t used = 0;
-	for (off_t k = off; k < (off_t)dir->nchild + 2; k++) {
-		uint32_t child = k == 0 ? (uint32_t)idx
-				 : k == 1 ? dir->parent
-					  : t->children[dir->child0 + (k - 2)];
-		const char *name = k == 0 ? "." : k == 1 ? ".." : t->nodes[child].name;
+	for (uint64_t k = (uint64_t)off;; k++) {
+		uint32_t child = (uint32_t)id;
+		const char *name = k == 0 ? "." : "..";
+		char made[256];
+		if (k >= 2) {
+			uint64_t at = k - 2;
+			if (tpfs_fs_entry_at(fs, (uint32_t)id, &at, &child, &name, made) < 0)
+				break;
+			k = at + 2;
+		}
 		struct fuse_entry_param e;
-		memset(&e, 0, sizeof(e));
-		fill_attr(fs, child, &e.attr);
+		entry_param(fs, child, &e);
 		size_t n;
 		if (plus) {
 			/* The kernel takes no reference on "." and ".." entries. */
-			e.ino = k < 2 ? 0 : (fuse_ino_t)child + 1;
-			e.generation = 1;
-			e.entry_timeout = TIMEOUT;
-			e.attr_timeout = attr_timeout(fs, child);
+			if (k < 2)
+				e.ino = 0;
 			n = fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
-						   k + 1);
+						   (off_t)k + 1);
 		} else {
 			n = fuse_add_direntry(req, buf + used, size - used, name, &e.attr,
-					      k + 1);
+					      (off_t)k + 1);
 		}
 		if (n > size - used)
 			break;
@@ -332,15 +334,18 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	(void)ino;
 	struct tpfs_fs *fs = fs_of(req);
+	const struct tpfs_model *m = fs->model;
 	uint64_t bytes = 0;
-	for (size_t i = 0; i < fs->model->tree.nnodes; i++)
-		bytes += tpfs_node_size(fs, (uint32_t)i);
+	for (size_t i = 0; i < m->ntensors; i++)
+		bytes += tpfs_tensor_npy_size(&m->tensors[i]);
+	for (size_t i = 0; i < m->nsources; i++)
+		bytes += m->sources[i]->st ? 0 : m->sources[i]->size;
 	struct statvfs sv;
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
 	sv.f_blocks = (bytes + 4095) / 4096;
-	sv.f_files = fs->model->tree.nnodes;
+	sv.f_files = m->tree.nnodes + m->ntensors;
 	sv.f_namemax = 255;
 	fuse_reply_statfs(req, &sv);
 }

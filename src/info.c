@@ -3,13 +3,17 @@
  */
 #include "tpfs/info.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tpfs/convert.h"
+#include "tpfs/log.h"
 #include "tpfs/model.h"
 
 #define NUM_W 24 /* widest number: "-2.2250738585072014e-308" */
@@ -314,7 +318,7 @@ static void edge_values(struct tpfs_buf *b, const char *label,
 	uint64_t shown = n < TPFS_INFO_EDGE ? n : TPFS_INFO_EDGE;
 	uint64_t count = last ? (n - shown < TPFS_INFO_EDGE ? n - shown : TPFS_INFO_EDGE)
 			      : shown;
-	int width = (strcmp(t->descr, "<c8") == 0) ? 2 * NUM_W : NUM_W;
+	int width = strcmp(tpfs_tensor_descr(t), "<c8") == 0 ? 2 * NUM_W : NUM_W;
 	tpfs_buf_printf(b, "%-11s", label);
 	for (uint64_t i = 0; i < count; i++) {
 		char v[2 * NUM_W + 8] = "";
@@ -329,11 +333,15 @@ static void edge_values(struct tpfs_buf *b, const char *label,
 	tpfs_buf_puts(b, "\n");
 }
 
-char *tpfs_info_render(const struct tpfs_tensor *t, const struct tpfs_stats *s,
-		       size_t *len)
+char *tpfs_info_render(const struct tpfs_model *m, const struct tpfs_tensor *t,
+		       const struct tpfs_stats *s, size_t *len)
 {
 	struct tpfs_buf b = {0};
-	tpfs_buf_printf(&b, "%-11s %s\n%-11s %s\n", "tensor", t->name, "path", t->path);
+	char *path = tpfs_tree_path(&m->tree, t->node);
+	if (!path)
+		return NULL;
+	tpfs_buf_printf(&b, "%-11s %s\n%-11s %s\n", "tensor", t->name, "path", path);
+	free(path);
 	for (int i = 0; i < 2 && t->part[i].st; i++) {
 		const struct tpfs_st_tensor *st = t->part[i].st;
 		tpfs_buf_printf(&b, "%-11s %s: '%s' %s ", i ? "" : "source",
@@ -342,13 +350,13 @@ char *tpfs_info_render(const struct tpfs_tensor *t, const struct tpfs_stats *s,
 		tpfs_buf_shape(&b, st->shape, st->ndim);
 		tpfs_buf_printf(&b, ", bytes %" PRIu64 "..%" PRIu64 "\n", st->begin, st->end);
 	}
-	tpfs_buf_printf(&b, "%-11s %s ", "served", t->descr);
+	tpfs_buf_printf(&b, "%-11s %s ", "served", tpfs_tensor_descr(t));
 	tpfs_buf_shape(&b, t->shape, t->ndim);
-	tpfs_buf_printf(&b, " from %s (%s, %s)\n", t->source_dtype, t->conv->name,
+	tpfs_buf_printf(&b, " from %s (%s, %s)\n", tpfs_tensor_source_dtype(t), t->conv->name,
 			t->conv->exact ? "exact" : "rounded");
 	tpfs_buf_printf(&b, "%-11s %" PRIu64 "\n", "parameters", t->nelem);
 	tpfs_buf_printf(&b, "%-11s %" PRIu64 " (.npy %" PRIu64 ")\n", "bytes", t->data_bytes,
-			t->npy_size);
+			tpfs_tensor_npy_size(t));
 	char v[4][NUM_W + 8];
 	if (s && s->finite && s->kind != 'c') {
 		/* min and max are elements: printed as such; mean and std are
@@ -389,4 +397,139 @@ char *tpfs_info_render(const struct tpfs_tensor *t, const struct tpfs_stats *s,
 	edge_values(&b, "first", s, t, false);
 	edge_values(&b, "last", s, t, true);
 	return tpfs_buf_take(&b, len);
+}
+
+/* ---- the cards of a model ------------------------------------------------ */
+
+#define CARD_LOCKS 64 /* cards computed at once without waiting for another */
+
+struct card {
+	size_t len;
+	char text[];
+};
+
+struct tpfs_cards {
+	const struct tpfs_model *m;
+	tpfs_cards_read_fn read;
+	void *ctx;
+	_Atomic(struct card *) *done;  /* per tensor; set once, under its lock */
+	_Atomic uint32_t *size;        /* per tensor; 0 until measured */
+	pthread_mutex_t locks[CARD_LOCKS];
+};
+
+struct tpfs_cards *tpfs_cards_create(const struct tpfs_model *m, tpfs_cards_read_fn read,
+				     void *ctx)
+{
+	struct tpfs_cards *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->m = m;
+	c->read = read;
+	c->ctx = ctx;
+	c->done = calloc(m->ntensors + 1, sizeof(*c->done));
+	c->size = calloc(m->ntensors + 1, sizeof(*c->size));
+	if (!c->done || !c->size) {
+		free(c->done);
+		free(c->size);
+		free(c);
+		return NULL;
+	}
+	for (int i = 0; i < CARD_LOCKS; i++)
+		pthread_mutex_init(&c->locks[i], NULL);
+	return c;
+}
+
+void tpfs_cards_destroy(struct tpfs_cards *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->m->ntensors; i++)
+		free(atomic_load(&c->done[i]));
+	for (int i = 0; i < CARD_LOCKS; i++)
+		pthread_mutex_destroy(&c->locks[i]);
+	free(c->done);
+	free(c->size);
+	free(c);
+}
+
+uint64_t tpfs_cards_size(struct tpfs_cards *c, size_t i)
+{
+	uint32_t n = atomic_load_explicit(&c->size[i], memory_order_relaxed);
+	if (n)
+		return n;
+	/* Two threads may both measure: they find the same size. */
+	size_t len;
+	char *text = tpfs_info_render(c->m, &c->m->tensors[i], NULL, &len);
+	free(text);
+	if (!text || len > UINT32_MAX)
+		return 0;
+	atomic_store_explicit(&c->size[i], (uint32_t)len, memory_order_relaxed);
+	return len;
+}
+
+/* Stream the tensor's served values through the statistics a block at a
+ * time, then render its card. */
+static int compute(struct tpfs_cards *c, size_t i, struct card **out)
+{
+	const struct tpfs_tensor *t = &c->m->tensors[i];
+	struct tpfs_stats st;
+	tpfs_stats_init(&st, tpfs_tensor_descr(t));
+	/* a block is a power of two, so a multiple of every element size */
+	uint64_t bs = c->m->opt.block_size;
+	unsigned char *buf = malloc(t->data_bytes < bs ? (size_t)t->data_bytes + 1 : bs);
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t block = 0; block * bs < t->data_bytes; block++) {
+		uint64_t left = t->data_bytes - block * bs;
+		size_t n = left < bs ? (size_t)left : (size_t)bs;
+		int rc = c->read(c->ctx, i, block, buf, n);
+		if (rc < 0) {
+			free(buf);
+			return rc;
+		}
+		tpfs_stats_add(&st, buf, n / st.size);
+	}
+	free(buf);
+	size_t len;
+	char *text = tpfs_info_render(c->m, t, &st, &len);
+	uint64_t want = tpfs_cards_size(c, i);
+	struct card *card = text ? malloc(sizeof(*card) + len + 1) : NULL;
+	if (!card) {
+		free(text);
+		return -ENOMEM;
+	}
+	memcpy(card->text, text, len + 1);
+	card->len = len;
+	free(text);
+	if (len != want) {
+		/* A field outgrew its width: a bug, not a reason to lie about st_size. */
+		tpfs_log(LOG_ERR, "info card of %s is %zu bytes, not %" PRIu64, t->name, len,
+			 want);
+		free(card);
+		return -EIO;
+	}
+	*out = card;
+	return 0;
+}
+
+int tpfs_cards_text(struct tpfs_cards *c, size_t i, const char **text, size_t *len)
+{
+	struct card *card = atomic_load(&c->done[i]);
+	int rc = 0;
+	if (!card) {
+		pthread_mutex_t *lock = &c->locks[i % CARD_LOCKS];
+		pthread_mutex_lock(lock);
+		card = atomic_load(&c->done[i]);
+		if (!card) {
+			rc = compute(c, i, &card);
+			if (rc == 0)
+				atomic_store(&c->done[i], card);
+		}
+		pthread_mutex_unlock(lock);
+	}
+	if (rc == 0) {
+		*text = card->text;
+		*len = card->len;
+	}
+	return rc;
 }

@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include "tpfs/guard.h"
-#include "tpfs/info.h"
 #include "tpfs/log.h"
 #include "tpfs/npy.h"
 
@@ -52,7 +51,6 @@ struct loader {
 	struct tpfs_error *e;
 	struct folder *folders;
 	size_t nfolders;
-	long *tensor_node;           /* tree node of each tensor, -1 if none */
 };
 
 static const char *base_name(const char *path)
@@ -394,7 +392,7 @@ static int walk(struct loader *L, const char *path, const char *rel,
 				rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
 			if (rc == 0 && s && !is_st) {
 				long leaf = tpfs_tree_leaf(&L->m->tree, dir, name,
-							   TPFS_NODE_FILE, s, s->mtime);
+							   TPFS_NODE_FILE, s);
 				if (leaf < 0 || tpfs_tree_set_perm(&L->m->tree, (uint32_t)leaf,
 								   &s->perm) < 0)
 					rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
@@ -448,13 +446,12 @@ static int check_index(struct loader *L, const struct folder *f,
 	char *text = malloc(x->size + 1);
 	if (!text)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
-	if (tpfs_guard_copy(text, x->map, x->size) < 0) {
+	if (x->size && tpfs_guard_copy(text, x->map, x->size) < 0) {
 		free(text);
 		return tpfs_fail(L->e, -EIO, "%s: cannot read (it shrank)", x->display);
 	}
 	struct tpfs_st_index *ix;
 	int rc = tpfs_st_index_parse(x->display, text, x->size, &ix, L->e);
-	free(text);
 	if (rc < 0)
 		return rc;
 	/* Every entry names a shard of this folder that holds the tensor. */
@@ -505,49 +502,67 @@ static int check_index(struct loader *L, const struct folder *f,
 	return rc;
 }
 
-/* One tensor of a namespace before it gets its place: a tensor of a file,
- * or an MXFP4 pair under its base name. */
+/* A tensor of one of a namespace's files, before the namespace's tensors
+ * are made. */
 struct entry {
-	const char *name;
-	char *owned;               /* the storage of name for a pair */
-	struct tpfs_part part[2];  /* part[1].st is set for a pair */
-	bool hidden;               /* a half of a pair that is not shown */
+	const struct tpfs_st_tensor *st;
+	struct tpfs_source *src;
 };
+
+/* Whether the n items of v are in order already (then no sort is needed). */
+static bool sorted(const void *v, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+	for (size_t i = 1; i < n; i++)
+		if (cmp((const char *)v + (i - 1) * size, (const char *)v + i * size) > 0)
+			return false;
+	return true;
+}
 
 static int cmp_entries(const void *a, const void *b)
 {
 	const struct entry *x = a, *y = b;
+	int c = strcmp(x->st->name, y->st->name);
+	return c ? c : strcmp(x->src->rel, y->src->rel);
+}
+
+static int cmp_tensors(const void *a, const void *b)
+{
+	const struct tpfs_tensor *x = a, *y = b;
 	int c = strcmp(x->name, y->name);
 	return c ? c : strcmp(x->part[0].src->rel, y->part[0].src->rel);
 }
 
-static uint64_t *copy_shape(const uint64_t *shape, uint32_t ndim)
+const char *tpfs_tensor_descr(const struct tpfs_tensor *t)
 {
-	uint64_t *s = calloc(ndim ? ndim : 1, sizeof(*s));
-	if (s && ndim)
-		memcpy(s, shape, ndim * sizeof(*s));
-	return s;
+	return t->conv->out_descr ? t->conv->out_descr
+				  : tpfs_dtype_info(t->part[0].st->dtype)->descr;
 }
 
-/* The shape served: an MXFP4 pair [..., G, 16] gives [..., G * 32]; bytes
- * served raw because their packing is unknown (F6) are one flat row. */
-static uint64_t *served_shape(const struct tpfs_tensor *t, uint32_t *ndim)
+const char *tpfs_tensor_source_dtype(const struct tpfs_tensor *t)
+{
+	return t->part[1].st ? "MXFP4" : tpfs_dtype_info(t->part[0].st->dtype)->name;
+}
+
+/* The shape served: the stored one, but an MXFP4 pair [..., G, 16] gives
+ * [..., G * 32], and bytes served raw because their packing is unknown
+ * (F6) are one flat row. NULL when out of memory. */
+static const uint64_t *served_shape(struct loader *L, struct tpfs_tensor *t)
 {
 	const struct tpfs_st_tensor *st = t->part[0].st;
-	if (t->part[1].st) {
-		*ndim = st->ndim - 1;
-		uint64_t *s = copy_shape(st->shape, *ndim);
-		if (s)
-			s[*ndim - 1] = st->shape[*ndim - 1] * 32;
-		return s;
+	bool raw_bits = t->conv->kind == TPFS_CONV_STORED &&
+			tpfs_dtype_info(st->dtype)->bits % 8;
+	t->ndim = t->part[1].st ? st->ndim - 1 : raw_bits ? 1 : st->ndim;
+	static const uint64_t scalar[1];
+	if (!t->part[1].st && !raw_bits)
+		return st->ndim ? st->shape : scalar;
+	uint64_t *s = tpfs_arena_alloc(&L->m->arena, t->ndim * sizeof(*s), sizeof(*s));
+	if (s && t->part[1].st) {
+		memcpy(s, st->shape, t->ndim * sizeof(*s));
+		s[t->ndim - 1] = st->shape[t->ndim - 1] * 32;
+	} else if (s) {
+		s[0] = st->end - st->begin;
 	}
-	if (t->conv->kind == TPFS_CONV_STORED && tpfs_dtype_info(st->dtype)->bits % 8) {
-		uint64_t bytes = st->end - st->begin;
-		*ndim = 1;
-		return copy_shape(&bytes, 1);
-	}
-	*ndim = st->ndim;
-	return copy_shape(st->shape, st->ndim);
+	return s;
 }
 
 /* A tensor is readable by whoever may read every file it comes from; the
@@ -573,27 +588,15 @@ static int serve_tensor(struct loader *L, uint32_t node, uint32_t ns,
 	return rc;
 }
 
-/* Fill in one tensor and give it its place in the tree. Takes the entry's
- * owned name. */
-static int add_tensor(struct loader *L, uint32_t ns, struct entry *en)
+/* Fill in a tensor whose name and parts are set, and give it its place in
+ * the tree under the folder ns. */
+static int add_tensor(struct loader *L, uint32_t ns, struct tpfs_tensor *t)
 {
 	struct tpfs_model *m = L->m;
-	size_t idx = m->ntensors++;
-	struct tpfs_tensor *t = &m->tensors[idx];
-	const struct tpfs_st_tensor *st = en->part[0].st;
-	struct tpfs_source *s = en->part[0].src;
-	t->part[0] = en->part[0];
-	t->part[1] = en->part[1];
-	t->owned_name = en->owned;
-	en->owned = NULL;
-	t->name = t->owned_name ? t->owned_name : st->name;
-	L->tensor_node[idx] = -1;
-	bool pair = t->part[1].st != NULL;
-	t->conv = pair ? tpfs_conv_mxfp4(&m->opt) : tpfs_conv_for(st->dtype, &m->opt);
-	t->source_dtype = pair ? "MXFP4" : tpfs_dtype_info(st->dtype)->name;
-	t->descr = t->conv->out_descr ? t->conv->out_descr
-				      : tpfs_dtype_info(st->dtype)->descr;
-	t->shape = served_shape(t, &t->ndim);
+	const struct tpfs_st_tensor *st = t->part[0].st;
+	struct tpfs_source *s = t->part[0].src;
+	t->conv = t->part[1].st ? tpfs_conv_mxfp4(&m->opt) : tpfs_conv_for(st->dtype, &m->opt);
+	t->shape = served_shape(L, t);
 	if (!t->shape)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
 	if (t->ndim > 32)
@@ -604,12 +607,11 @@ static int add_tensor(struct loader *L, uint32_t ns, struct entry *en)
 		t->nelem *= t->shape[i]; /* no overflow: bounded by the source's bytes */
 	t->data_bytes = t->conv->kind == TPFS_CONV_STORED ? st->end - st->begin
 							  : t->nelem * t->conv->out_bytes;
-	long hl = tpfs_npy_header(t->descr, t->shape, t->ndim, &t->npy_header);
+	long hl = tpfs_npy_header(tpfs_tensor_descr(t), t->shape, t->ndim, NULL, 0);
 	if (hl < 0)
 		return tpfs_fail(L->e, (int)hl, "%s: tensor '%s': cannot build the .npy "
 				 "header", s->display, t->name);
 	t->npy_header_len = (uint32_t)hl;
-	t->npy_size = (uint64_t)hl + t->data_bytes;
 	bool renamed;
 	long node = tpfs_tree_add_tensor(&m->tree, ns, t->name, t, s->mtime, &renamed);
 	if (node < 0)
@@ -617,32 +619,42 @@ static int add_tensor(struct loader *L, uint32_t ns, struct entry *en)
 	if (renamed)
 		tpfs_log(LOG_WARNING, "%s: tensor '%s' is served as %s: its own name is "
 			 "taken", s->display, t->name, m->tree.nodes[node].name);
-	L->tensor_node[idx] = node;
+	t->node = (uint32_t)node;
 	return serve_tensor(L, (uint32_t)node, ns, t) < 0
 		       ? tpfs_fail(L->e, -ENOMEM, "out of memory") : 0;
 }
 
 /* "model.safetensors", or "the MXFP4 pair w_blocks/w_scales (model.safetensors)". */
-static void describe(const struct entry *en, char *buf, size_t len)
+static void describe(const struct tpfs_part *p, char *buf, size_t len)
 {
-	if (en->part[1].st)
-		snprintf(buf, len, "the MXFP4 pair %s/%s (%s)", en->part[0].st->name,
-			 en->part[1].st->name, base_name(en->part[0].src->rel));
+	if (p[1].st)
+		snprintf(buf, len, "the MXFP4 pair %s/%s (%s)", p[0].st->name, p[1].st->name,
+			 base_name(p[0].src->rel));
 	else
-		snprintf(buf, len, "%s", base_name(en->part[0].src->rel));
+		snprintf(buf, len, "%s", base_name(p[0].src->rel));
 }
 
-static struct entry *find_entry(struct entry *v, size_t n, const char *name)
+static int name_clash(struct loader *L, const char *where, const char *name,
+		      const struct tpfs_part *a, const struct tpfs_part *b)
+{
+	char da[512], db[512];
+	describe(a, da, sizeof(da));
+	describe(b, db, sizeof(db));
+	return tpfs_fail(L->e, -EINVAL,
+			 "%s: tensor '%s' is in both %s and %s (rule: the .safetensors "
+			 "files of one folder share one namespace); mount with -o by_file "
+			 "to show each file's tensors in a folder of its own",
+			 where, name, da, db);
+}
+
+static const struct entry *find_entry(const struct entry *v, size_t n, const char *name)
 {
 	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(v[mid].name, name);
-		if (c == 0) {
-			while (mid > 0 && strcmp(v[mid - 1].name, name) == 0)
-				mid--;
-			return &v[mid];
-		}
+		int c = strcmp(v[mid].st->name, name);
+		if (c == 0)
+			return &v[mid]; /* names are unique by now */
 		if (c < 0)
 			lo = mid + 1;
 		else
@@ -651,125 +663,112 @@ static struct entry *find_entry(struct entry *v, size_t n, const char *name)
 	return NULL;
 }
 
-/* Find the GPT-OSS MXFP4 pairs among the n sorted entries (X_blocks with
- * X_scales, or X.blocks with X.scales, both U8) and append an entry for
- * each as X. Unless mxfp4=both, the halves are hidden. */
-static int pair_mxfp4(struct loader *L, const char *where, struct entry *v,
-		      size_t *n)
+/* If entry i is the _blocks half of a GPT-OSS MXFP4 pair (X_blocks with
+ * X_scales, or X.blocks with X.scales, both U8), append the pair's tensor
+ * as X and return the scales entry (through *scales); 0, or an error for
+ * a pair whose shapes disagree. */
+static int pair_at(struct loader *L, const char *where, const struct entry *v, size_t n,
+		   size_t i, const struct entry **scales)
 {
-	const struct tpfs_options *o = &L->m->opt;
-	if (!tpfs_conv_mxfp4(o))
-		return 0; /* mxfp4=raw: the pairs stay two U8 tensors */
-	bool both = o->mxfp4 == TPFS_OUT_BOTH;
-	size_t count = *n;
-	for (size_t i = 0; i < count; i++) {
-		const char *name = v[i].name;
-		size_t len = strlen(name);
-		if (len < 8 || strcmp(name + len - 6, "blocks") != 0 ||
-		    (name[len - 7] != '_' && name[len - 7] != '.'))
-			continue;
-		char *base = strndup(name, len - 7);
-		char *scales_name = malloc(len + 1);
-		if (!base || !scales_name) {
-			free(base);
-			free(scales_name);
-			return tpfs_fail(L->e, -ENOMEM, "out of memory");
-		}
-		snprintf(scales_name, len + 1, "%s%cscales", base, name[len - 7]);
-		struct entry *sc = find_entry(v, count, scales_name);
-		free(scales_name);
-		const struct tpfs_st_tensor *b = v[i].part[0].st;
-		const struct tpfs_st_tensor *s = sc ? sc->part[0].st : NULL;
-		if (!s || b->dtype != TPFS_DT_U8 || s->dtype != TPFS_DT_U8) {
-			free(base);
-			continue;
-		}
-		bool agree = b->ndim >= 2 && b->shape[b->ndim - 1] == 16 &&
-			     s->ndim == b->ndim - 1;
-		for (uint32_t k = 0; agree && k < s->ndim; k++)
-			agree = s->shape[k] == b->shape[k];
-		if (!agree) {
-			char bs[256], ss[256];
-			tpfs_shape_str(b->shape, b->ndim, bs, sizeof(bs));
-			tpfs_shape_str(s->shape, s->ndim, ss, sizeof(ss));
-			free(base);
-			return tpfs_fail(L->e, -EINVAL,
-					 "%s: MXFP4 pair '%s' %s and '%s' %s do not agree (rule: "
-					 "blocks [..., G, 16] and scales [..., G] with the same "
-					 "leading dimensions)",
-					 where, b->name, bs, s->name, ss);
-		}
-		v[*n] = (struct entry){base, base, {v[i].part[0], sc->part[0]}, false};
-		(*n)++;
-		if (!both)
-			v[i].hidden = sc->hidden = true;
+	*scales = NULL;
+	const char *name = v[i].st->name;
+	size_t len = strlen(name);
+	if (len < 8 || strcmp(name + len - 6, "blocks") != 0 ||
+	    (name[len - 7] != '_' && name[len - 7] != '.'))
+		return 0;
+	char *scales_name = malloc(len + 1);
+	if (!scales_name)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	snprintf(scales_name, len + 1, "%.*s%cscales", (int)(len - 7), name, name[len - 7]);
+	const struct entry *sc = find_entry(v, n, scales_name);
+	free(scales_name);
+	const struct tpfs_st_tensor *b = v[i].st, *s = sc ? sc->st : NULL;
+	if (!s || b->dtype != TPFS_DT_U8 || s->dtype != TPFS_DT_U8)
+		return 0;
+	bool agree = b->ndim >= 2 && b->shape[b->ndim - 1] == 16 && s->ndim == b->ndim - 1;
+	for (uint32_t k = 0; agree && k < s->ndim; k++)
+		agree = s->shape[k] == b->shape[k];
+	if (!agree) {
+		char bs[256], ss[256];
+		tpfs_shape_str(b->shape, b->ndim, bs, sizeof(bs));
+		tpfs_shape_str(s->shape, s->ndim, ss, sizeof(ss));
+		return tpfs_fail(L->e, -EINVAL,
+				 "%s: MXFP4 pair '%s' %s and '%s' %s do not agree (rule: "
+				 "blocks [..., G, 16] and scales [..., G] with the same leading "
+				 "dimensions)",
+				 where, b->name, bs, s->name, ss);
 	}
+	const char *base = tpfs_arena_strndup(&L->m->arena, name, len - 7);
+	if (!base)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	struct tpfs_tensor *t = &L->m->tensors[L->m->ntensors++];
+	*t = (struct tpfs_tensor){.name = base,
+				  .part = {{b, v[i].src}, {s, sc->src}}};
+	*scales = sc;
 	return 0;
 }
 
-/* Sorted entries v must have distinct names, hidden ones aside. */
-static int check_unique(struct loader *L, const char *where, const struct entry *v,
-			size_t n)
-{
-	const struct entry *prev = NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (v[i].hidden)
-			continue;
-		if (prev && strcmp(prev->name, v[i].name) == 0) {
-			char a[512], b[512];
-			describe(prev, a, sizeof(a));
-			describe(&v[i], b, sizeof(b));
-			return tpfs_fail(L->e, -EINVAL,
-					 "%s: tensor '%s' is in both %s and %s (rule: the "
-					 ".safetensors files of one folder share one namespace); "
-					 "mount with -o by_file to show each file's tensors in a "
-					 "folder of its own",
-					 where, v[i].name, a, b);
-		}
-		prev = &v[i];
-	}
-	return 0;
-}
-
-/* Give the n entries of one namespace (v has room for n + n / 2 + 1) their
- * places under the folder ns. */
+/* Make the tensors of the n entries of one namespace (sorted) and give them
+ * their places under the folder ns: the file tensors' names must be
+ * distinct, then the MXFP4 pairs are found (hiding their halves unless
+ * mxfp4=both), and the names served must be distinct too. */
 static int add_namespace(struct loader *L, uint32_t ns, const char *where,
-			 struct entry *v, size_t n)
+			 const struct entry *v, size_t n)
 {
-	/* Names are checked before pairing too: pairing relies on them being
-	 * unique, for it adds at most one entry per two. */
-	qsort(v, n, sizeof(*v), cmp_entries);
-	int rc = check_unique(L, where, v, n);
-	if (rc == 0)
-		rc = pair_mxfp4(L, where, v, &n);
-	if (rc == 0) {
-		qsort(v, n, sizeof(*v), cmp_entries);
-		rc = check_unique(L, where, v, n);
+	struct tpfs_model *m = L->m;
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(v[i - 1].st->name, v[i].st->name) == 0)
+			return name_clash(L, where, v[i].st->name,
+					  (struct tpfs_part[]){{v[i - 1].st, v[i - 1].src}, {0}},
+					  (struct tpfs_part[]){{v[i].st, v[i].src}, {0}});
+	bool *hidden = calloc(n + 1, sizeof(*hidden));
+	if (!hidden)
+		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	size_t first = m->ntensors;
+	int rc = 0;
+	if (tpfs_conv_mxfp4(&m->opt)) { /* mxfp4=raw: the pairs stay two U8 tensors */
+		bool both = m->opt.mxfp4 == TPFS_OUT_BOTH;
+		for (size_t i = 0; i < n && rc == 0; i++) {
+			const struct entry *sc;
+			rc = pair_at(L, where, v, n, i, &sc);
+			if (sc && !both)
+				hidden[i] = hidden[sc - v] = true;
+		}
 	}
 	for (size_t i = 0; i < n && rc == 0; i++)
-		if (!v[i].hidden)
-			rc = add_tensor(L, ns, &v[i]);
-	for (size_t i = 0; i < n; i++)
-		free(v[i].owned);
+		if (!hidden[i])
+			m->tensors[m->ntensors++] = (struct tpfs_tensor){
+				.name = v[i].st->name, .part = {{v[i].st, v[i].src}}};
+	free(hidden);
+	struct tpfs_tensor *t = m->tensors + first;
+	size_t k = m->ntensors - first;
+	if (rc == 0 && !sorted(t, k, sizeof(*t), cmp_tensors))
+		qsort(t, k, sizeof(*t), cmp_tensors);
+	for (size_t i = 1; i < k && rc == 0; i++)
+		if (strcmp(t[i - 1].name, t[i].name) == 0)
+			rc = name_clash(L, where, t[i].name, t[i - 1].part, t[i].part);
+	for (size_t i = 0; i < k && rc == 0; i++)
+		rc = add_tensor(L, ns, &t[i]);
 	return rc;
 }
 
-/* Entries for the tensors of the given files, with room for the pairs. */
+/* Entries for the tensors of the given files, sorted. */
 static struct entry *entries_of(struct tpfs_source *const *files, size_t nfiles,
 				size_t *n)
 {
 	size_t total = 0;
 	for (size_t k = 0; k < nfiles; k++)
 		total += files[k]->st->ntensors;
-	struct entry *v = calloc(total + total / 2 + 1, sizeof(*v));
+	struct entry *v = malloc((total + 1) * sizeof(*v));
 	if (!v)
 		return NULL;
 	*n = 0;
 	for (size_t k = 0; k < nfiles; k++)
 		for (size_t t = 0; t < files[k]->st->ntensors; t++)
-			v[(*n)++] = (struct entry){files[k]->st->tensors[t].name, NULL,
-						   {{&files[k]->st->tensors[t], files[k]}},
-						   false};
+			v[(*n)++] = (struct entry){&files[k]->st->tensors[t], files[k]};
+	/* one file's tensors come sorted already */
+	if (!sorted(v, *n, sizeof(*v), cmp_entries))
+		qsort(v, *n, sizeof(*v), cmp_entries);
 	return v;
 }
 
@@ -805,43 +804,6 @@ static int add_folder_tensors(struct loader *L, const struct folder *f)
 		free(v);
 	}
 	return rc;
-}
-
-/* The tensor's card at .tpfs/info/<its path, .npy replaced by .txt>. */
-static int add_info(struct loader *L, uint32_t info, struct tpfs_tensor *t)
-{
-	size_t len;
-	char *card = tpfs_info_render(t, NULL, &len);
-	if (!card)
-		return -ENOMEM;
-	free(card);
-	t->info_size = len;
-	/* Each folder of .tpfs/info is served as the folder it mirrors. */
-	struct tpfs_tree *tree = &L->m->tree;
-	long dir = info, main = 0;
-	char *p = t->path;
-	for (char *slash; (slash = strchr(p, '/')) != NULL && dir >= 0; p = slash + 1) {
-		*slash = '\0';
-		dir = tpfs_tree_dir(tree, (uint32_t)dir, p, t->part[0].src->mtime);
-		main = tpfs_tree_lookup(tree, (uint32_t)main, p);
-		*slash = '/';
-		if (dir >= 0 && tpfs_tree_set_perm(tree, (uint32_t)dir,
-						   tpfs_tree_perm(tree, (uint32_t)main)) < 0)
-			dir = -ENOMEM;
-	}
-	char name[256];
-	snprintf(name, sizeof(name), "%.*s.txt", (int)(strlen(p) - strlen(".npy")), p);
-	long leaf = dir < 0 ? dir
-			    : tpfs_tree_leaf(&L->m->tree, (uint32_t)dir, name, TPFS_NODE_INFO,
-					     t, t->part[0].src->mtime);
-	if (leaf >= 0 && /* a card tells about the values: the tensor's own bits */
-	    tpfs_tree_set_perm(tree, (uint32_t)leaf, tpfs_tree_perm(tree, t->node)) < 0)
-		leaf = -ENOMEM;
-	/* A tensor folder called x.txt beside a tensor x.npy would clash here:
-	 * that rare card is left out rather than the mount refused. */
-	if (leaf == -EEXIST)
-		tpfs_log(LOG_DEBUG, "no info card for %s: its name is taken", t->path);
-	return leaf < 0 && leaf != -EEXIST ? (int)leaf : 0;
 }
 
 /* manifest.json tells the names, shapes and metadata in every .safetensors
@@ -930,9 +892,9 @@ static int build(struct loader *L, const char *path)
 	if (hidden > 0)
 		tpfs_tree_seal(&m->tree, (uint32_t)hidden);
 	long manifest = tpfs_tree_leaf(&m->tree, 0, MANIFEST_NAME, TPFS_NODE_MANIFEST,
-				       NULL, st.st_mtim);
+				       NULL);
 	long stats = hidden > 0 ? tpfs_tree_leaf(&m->tree, (uint32_t)hidden, "stats",
-						 TPFS_NODE_STATS, NULL, now)
+						 TPFS_NODE_STATS, NULL)
 				: -1;
 	if (info < 0 || manifest < 0 || stats < 0)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
@@ -955,10 +917,10 @@ static int build(struct loader *L, const char *path)
 	for (size_t i = 0; i < m->nsources; i++)
 		if (m->sources[i]->st)
 			total += m->sources[i]->st->ntensors;
-	/* Room for one more tensor per MXFP4 pair. */
+	/* Room for one more tensor per MXFP4 pair (mxfp4=both); what is not
+	 * used of a large allocation is never touched, and costs nothing. */
 	m->tensors = calloc(total + total / 2 + 1, sizeof(*m->tensors));
-	L->tensor_node = calloc(total + total / 2 + 1, sizeof(*L->tensor_node));
-	if (!m->tensors || !L->tensor_node)
+	if (!m->tensors)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
 	/* Deepest folders first: a folder's own tensors take their names before
 	 * tensors of a folder above that reach into it ("sub/w"). */
@@ -971,21 +933,10 @@ static int build(struct loader *L, const char *path)
 	const struct tpfs_perm *rp = tpfs_tree_perm(&m->tree, 0);
 	if (tpfs_tree_set_perm(&m->tree, (uint32_t)hidden, rp) < 0 ||
 	    tpfs_tree_set_perm(&m->tree, (uint32_t)info, rp) < 0 ||
-	    tpfs_tree_set_perm(&m->tree, (uint32_t)stats, rp) < 0)
+	    tpfs_tree_set_perm(&m->tree, (uint32_t)stats, rp) < 0 ||
+	    serve_manifest(L, (uint32_t)manifest) < 0 || tpfs_tree_finish(&m->tree) < 0)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < m->ntensors && rc == 0; i++) {
-		struct tpfs_tensor *t = &m->tensors[i];
-		t->node = (uint32_t)L->tensor_node[i];
-		t->path = tpfs_tree_path(&m->tree, t->node);
-		rc = t->path ? add_info(L, (uint32_t)info, t) : -ENOMEM;
-	}
-	if (rc == 0)
-		rc = serve_manifest(L, (uint32_t)manifest);
-	if (rc < 0 || tpfs_tree_finish(&m->tree) < 0)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
-	m->manifest = tpfs_manifest_render(m, NULL, NULL, &m->manifest_len);
-	if (!m->manifest)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+	m->info = (uint32_t)info;
 	warn_raw(m);
 	if (!m->ntensors)
 		tpfs_log(LOG_WARNING, "%s holds no .safetensors file: the mount shows only "
@@ -1037,7 +988,6 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 		free(L.folders[i].idx);
 	}
 	free(L.folders);
-	free(L.tensor_node);
 	if (rc < 0) {
 		tpfs_model_close(m);
 		return rc;
@@ -1050,19 +1000,13 @@ void tpfs_model_close(struct tpfs_model *m)
 {
 	if (!m)
 		return;
-	for (size_t i = 0; i < m->ntensors; i++) {
-		free(m->tensors[i].npy_header);
-		free(m->tensors[i].path);
-		free(m->tensors[i].shape);
-		free(m->tensors[i].owned_name);
-	}
 	free(m->tensors);
 	for (size_t i = 0; i < m->nsources; i++)
 		source_free(m->sources[i]);
 	free(m->sources);
 	tpfs_tree_free(&m->tree);
 	tpfs_perm_ctx_destroy(m->perms);
-	free(m->manifest);
+	tpfs_arena_free(&m->arena);
 	free(m->root);
 	free(m->display_root);
 	free(m);

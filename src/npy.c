@@ -11,7 +11,7 @@
 #include "tpfs/util.h"
 
 long tpfs_npy_header(const char *descr, const uint64_t *shape, uint32_t ndim,
-		     uint8_t **out)
+		     uint8_t *buf, size_t cap)
 {
 	struct tpfs_buf dict = {0};
 	tpfs_buf_printf(&dict, "{'descr': '%s', 'fortran_order': False, 'shape': (",
@@ -36,21 +36,17 @@ long tpfs_npy_header(const char *descr, const uint64_t *shape, uint32_t ndim,
 		tpfs_buf_free(&dict);
 		return -E2BIG;
 	}
-	uint8_t *h = malloc(total);
-	if (!h) {
-		tpfs_buf_free(&dict);
-		return -ENOMEM;
-	}
 	size_t hlen = total - pre;
-	memcpy(h, "\x93NUMPY", 6);
-	h[6] = pre == 10 ? 1 : 2;
-	h[7] = 0;
-	for (size_t i = 0; i < pre - 8; i++)
-		h[8 + i] = (uint8_t)(hlen >> (8 * i));
-	memcpy(h + pre, dict.data, dict.len);
-	memset(h + pre + dict.len, ' ', total - pre - dict.len - 1);
-	h[total - 1] = '\n';
+	if (buf && cap >= total) {
+		memcpy(buf, "\x93NUMPY", 6);
+		buf[6] = pre == 10 ? 1 : 2;
+		buf[7] = 0;
+		for (size_t i = 0; i < pre - 8; i++)
+			buf[8 + i] = (uint8_t)(hlen >> (8 * i));
+		memcpy(buf + pre, dict.data, dict.len);
+		memset(buf + pre + dict.len, ' ', total - pre - dict.len - 1);
+		buf[total - 1] = '\n';
+	}
 	tpfs_buf_free(&dict);
-	*out = h;
 	return (long)total;
 }

@@ -1,23 +1,22 @@
 /*
- * Safetensors header parsing with cJSON, and every validation rule of the
- * format. cJSON stores numbers as doubles and keeps duplicate keys, so both
- * are checked here by hand: every number must be a whole number below 2^53
- * and no object may repeat a key.
+ * Safetensors header parsing and every validation rule of the format. The
+ * header is read with the strict in-place JSON reader (json.h) into the
+ * header's own text, which the result keeps: names point into it, so a
+ * header of a million tensors costs little beyond its own bytes. Every
+ * shape entry and offset must be plain digits below 2^53, and no object
+ * may repeat a key.
  */
 #include "tpfs/safetensors.h"
 
-#include <cjson/cJSON.h>
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define WHOLE_LIMIT 9007199254740992.0 /* 2^53: doubles stay exact below it */
-#define PLAIN 1 /* valueint of a number item written as plain digits */
+#include "tpfs/json.h"
 
 const char *tpfs_shape_str(const uint64_t *shape, uint32_t ndim, char *buf,
 			   size_t len)
@@ -30,133 +29,185 @@ const char *tpfs_shape_str(const uint64_t *shape, uint32_t ndim, char *buf,
 	return buf;
 }
 
-static int cmp_str_ptr(const void *a, const void *b)
+/* What is read about one file: the reader and the messages' parts. */
+struct reader {
+	const char *file;
+	const char *what;             /* "header" or "index" */
+	struct tpfs_json j;
+	struct tpfs_error *e;
+};
+
+static int syntax(struct reader *r);
+
+/* A value of the wrong kind is next: a syntax error if it is not JSON
+ * either, else the caller's message. */
+static int wrong_kind(struct reader *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int wrong_kind(struct reader *r, const char *fmt, ...)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	if (!tpfs_json_skip(&r->j))
+		return syntax(r);
+	if (r->e) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(r->e->msg, sizeof(r->e->msg), fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
 }
 
-/* Finds a key that occurs twice among obj's children (recursing into nested
- * objects and arrays): *dup is the repeated key (NULL if none) and *owner
- * the object's own key (NULL for the root). Returns 0, or -ENOMEM. */
-static int find_duplicate_key(const cJSON *obj, const char **owner, const char **dup)
+/* Only spaces (a header) or whitespace (an index) after the object. */
+static int trailing(struct reader *r, bool spaces_only)
 {
-	size_t n = 0;
-	for (const cJSON *c = obj->child; c; c = c->next)
-		n++;
-	if (cJSON_IsObject(obj) && n > 1) {
-		const char **names = malloc(n * sizeof(*names));
-		if (!names)
-			return -ENOMEM;
-		size_t i = 0;
-		for (const cJSON *c = obj->child; c; c = c->next)
-			names[i++] = c->string ? c->string : "";
-		qsort(names, n, sizeof(*names), cmp_str_ptr);
-		for (i = 1; i < n && !*dup; i++)
-			if (strcmp(names[i - 1], names[i]) == 0)
-				*dup = names[i];
-		free(names);
-		if (*dup) {
-			*owner = obj->string;
-			return 0;
-		}
-	}
-	for (const cJSON *c = obj->child; c && !*dup; c = c->next)
-		if ((cJSON_IsObject(c) || cJSON_IsArray(c)) &&
-		    find_duplicate_key(c, owner, dup) < 0)
-			return -ENOMEM;
+	if (tpfs_json_end(&r->j, spaces_only))
+		return 0;
+	if (r->j.at < r->j.n && r->j.why && strncmp(r->j.why, "bytes other", 11) == 0)
+		return tpfs_fail(r->e, -EINVAL,
+				 "%s: %s has bytes other than %s after the JSON object (byte "
+				 "%zu of the %s)",
+				 r->file, r->what, spaces_only ? "spaces" : "whitespace", r->j.at,
+				 r->what);
+	return syntax(r);
+}
+
+/* A syntax error. */
+static int syntax(struct reader *r)
+{
+	if (r->j.why && strcmp(r->j.why, "out of memory") == 0)
+		return tpfs_fail(r->e, -ENOMEM, "%s: out of memory reading the %s", r->file,
+				 r->what);
+	return tpfs_fail(r->e, -EINVAL, "%s: %s is not valid JSON (%s at byte %zu of the %s)",
+			 r->file, r->what, r->j.why ? r->j.why : "?", r->j.at, r->what);
+}
+
+/* Check the text as a whole before reading it: UTF-8, and for a header a
+ * '{' at its first byte. */
+static int start(struct reader *r, char *text, size_t n, bool header)
+{
+	size_t bad;
+	if (!tpfs_utf8_valid(text, n, &bad))
+		return tpfs_fail(r->e, -EINVAL, "%s: %s is not valid UTF-8 (byte %zu of the %s)",
+				 r->file, r->what, bad, r->what);
+	if (header && (n == 0 || text[0] != '{'))
+		return tpfs_fail(r->e, -EINVAL,
+				 "%s: %s does not start with '{' (rule: the header is a JSON "
+				 "object from its first byte)",
+				 r->file, r->what);
+	tpfs_json_init(&r->j, text, n);
+	if (!tpfs_json_object(&r->j))
+		return tpfs_fail(r->e, -EINVAL, "%s: %s JSON is not an object", r->file,
+				 r->what);
 	return 0;
 }
 
-/* A number written as plain digits (see strict_json), below 2^53. */
-static bool whole_number(const cJSON *item, uint64_t *out)
+/* __metadata__: null, or an object of strings, kept as compact JSON. */
+static int read_metadata(struct reader *r, struct tpfs_st_header *h)
 {
-	if (!cJSON_IsNumber(item) || item->valueint != PLAIN)
-		return false;
-	double d = item->valuedouble;
-	if (!(d >= 0) || d >= WHOLE_LIMIT || d != floor(d))
-		return false;
-	*out = (uint64_t)d;
-	return true;
-}
-
-static int parse_metadata(const char *file, const cJSON *item,
-			  struct tpfs_st_header *h, struct tpfs_error *e)
-{
-	if (cJSON_IsNull(item)) {
+	if (tpfs_json_null(&r->j)) {
 		h->meta = TPFS_ST_META_NULL;
 		return 0;
 	}
-	if (!cJSON_IsObject(item))
-		return tpfs_fail(e, -EINVAL,
-				 "%s: __metadata__ must be an object of strings or null",
-				 file);
-	for (const cJSON *c = item->child; c; c = c->next)
-		if (!cJSON_IsString(c))
-			return tpfs_fail(e, -EINVAL,
-					 "%s: __metadata__ value of key '%s' is not a string "
-					 "(rule: __metadata__ maps strings to strings)",
-					 file, c->string);
-	h->metadata_json = cJSON_PrintUnformatted(item);
-	if (!h->metadata_json)
-		return tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
-	h->meta = TPFS_ST_META_MAP;
-	return 0;
+	if (tpfs_json_peek(&r->j) != '{')
+		return wrong_kind(r, "%s: __metadata__ must be an object of strings or null",
+				  r->file);
+	struct tpfs_buf b = {0};
+	char **keys = NULL;
+	size_t n = 0;
+	bool first = true;
+	char *key, *value;
+	size_t len;
+	int rc = 0, more;
+	tpfs_json_object(&r->j);
+	tpfs_buf_puts(&b, "{");
+	while (rc == 0 && (more = tpfs_json_member(&r->j, &first, &key)) > 0) {
+		char **grown = realloc(keys, (n + 1) * sizeof(*keys));
+		if (!grown) {
+			rc = tpfs_fail(r->e, -ENOMEM, "%s: out of memory", r->file);
+			break;
+		}
+		keys = grown;
+		keys[n++] = key;
+		if (tpfs_json_peek(&r->j) != '"') {
+			rc = wrong_kind(r, "%s: __metadata__ value of key '%s' is not a string "
+					   "(rule: __metadata__ maps strings to strings)", r->file, key);
+			break;
+		}
+		tpfs_buf_puts(&b, n > 1 ? "," : "");
+		tpfs_buf_json_string(&b, key);
+		tpfs_buf_puts(&b, ":");
+		if (tpfs_json_string(&r->j, &value, &len))
+			tpfs_buf_json_string(&b, value);
+	}
+	tpfs_buf_puts(&b, "}");
+	if (rc == 0 && r->j.why)
+		rc = syntax(r);
+	const char *dup = rc == 0 ? tpfs_json_repeated(keys, n) : NULL;
+	if (dup)
+		rc = tpfs_fail(r->e, -EINVAL,
+			       "%s: duplicate key '%s' inside '__metadata__' in the header",
+			       r->file, dup);
+	free(keys);
+	h->metadata_json = rc == 0 ? tpfs_buf_take(&b, NULL) : NULL;
+	tpfs_buf_free(&b);
+	if (rc == 0 && !h->metadata_json)
+		rc = tpfs_fail(r->e, -ENOMEM, "%s: out of memory", r->file);
+	if (rc == 0)
+		h->meta = TPFS_ST_META_MAP;
+	return rc;
 }
 
-static int parse_tensor(const char *file, const cJSON *item,
-			struct tpfs_st_header *h, struct tpfs_st_tensor *t,
+/* An array of plain whole numbers into v (growing it); -1 when an entry is
+ * something else (its index in *bad), or another negative errno. */
+static int read_wholes(struct reader *r, uint64_t **v, size_t *n, size_t *cap,
+		       size_t *bad)
+{
+	bool first = true;
+	int more;
+	*n = 0;
+	if (!tpfs_json_array(&r->j))
+		return -EINVAL;
+	while ((more = tpfs_json_element(&r->j, &first)) > 0) {
+		if (*n == *cap) {
+			size_t c = *cap ? *cap * 2 : 8;
+			uint64_t *g = realloc(*v, c * sizeof(*g));
+			if (!g)
+				return -ENOMEM;
+			*v = g;
+			*cap = c;
+		}
+		int w = tpfs_json_whole(&r->j, &(*v)[*n]);
+		if (w <= 0) {
+			*bad = *n;
+			return w == 0 ? -1 : -EINVAL;
+		}
+		(*n)++;
+	}
+	return more < 0 ? -EINVAL : 0;
+}
+
+/* The scratch of one header's reading. */
+struct scratch {
+	uint64_t *dims;
+	size_t cap;
+	char **keys;
+	size_t nkeys, keycap;
+};
+
+/* The rules that tie a tensor's dtype, shape and offsets together. */
+static int check_tensor(const char *file, const struct tpfs_st_header *h,
+			struct tpfs_st_tensor *t, const uint64_t offs[2],
 			struct tpfs_error *e)
 {
-	const char *name = item->string;
-	t->name = strdup(name);
-	if (!t->name)
-		return tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
-	if (!cJSON_IsObject(item))
-		return tpfs_fail(e, -EINVAL,
-				 "%s: tensor '%s': entry is not an object "
-				 "(rule: each tensor has dtype, shape and data_offsets)",
-				 file, name);
-
-	const cJSON *dt = cJSON_GetObjectItemCaseSensitive(item, "dtype");
-	if (!dt)
-		return tpfs_fail(e, -EINVAL, "%s: tensor '%s': no \"dtype\"", file, name);
-	if (!cJSON_IsString(dt))
-		return tpfs_fail(e, -EINVAL, "%s: tensor '%s': \"dtype\" is not a string",
-				 file, name);
-	if (tpfs_dtype_parse(dt->valuestring, &t->dtype) < 0)
-		return tpfs_fail(e, -EINVAL,
-				 "%s: tensor '%s': unknown dtype '%s' (known: %s)", file,
-				 name, dt->valuestring, tpfs_dtype_names());
-
-	const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
-	if (!shape)
-		return tpfs_fail(e, -EINVAL, "%s: tensor '%s': no \"shape\"", file, name);
-	if (!cJSON_IsArray(shape))
-		return tpfs_fail(e, -EINVAL,
-				 "%s: tensor '%s': \"shape\" is not an array of whole numbers",
-				 file, name);
-	t->ndim = (uint32_t)cJSON_GetArraySize(shape);
-	if (t->ndim) {
-		t->shape = calloc(t->ndim, sizeof(*t->shape));
-		if (!t->shape)
-			return tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
-	}
-	uint32_t i = 0;
-	t->nelem = 1;
+	const char *name = t->name;
 	bool overflow = false;
-	for (const cJSON *d = shape->child; d; d = d->next, i++) {
-		if (!whole_number(d, &t->shape[i]))
-			return tpfs_fail(e, -EINVAL,
-					 "%s: tensor '%s': shape entry %u is not a whole number "
-					 "from 0 to 2^53 written in plain digits",
-					 file, name, i);
-		if (!tpfs_mul_u64(t->nelem, t->shape[i], &t->nelem))
-			overflow = true;
-	}
+	t->nelem = 1;
+	for (uint32_t i = 0; i < t->ndim; i++)
+		overflow |= !tpfs_mul_u64(t->nelem, t->shape[i], &t->nelem);
 	char sbuf[256];
 	tpfs_shape_str(t->shape, t->ndim, sbuf, sizeof(sbuf));
 	/* A zero dimension makes the product 0 whatever overflowed before it. */
-	for (i = 0; i < t->ndim; i++) {
+	for (uint32_t i = 0; i < t->ndim; i++) {
 		if (t->shape[i] == 0) {
 			overflow = false;
 			t->nelem = 0;
@@ -166,24 +217,12 @@ static int parse_tensor(const char *file, const cJSON *item,
 		return tpfs_fail(e, -EINVAL,
 				 "%s: tensor '%s': element count of shape %s overflows 64 bits",
 				 file, name, sbuf);
-
-	const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
-	uint64_t b, en;
-	if (!offs)
-		return tpfs_fail(e, -EINVAL, "%s: tensor '%s': no \"data_offsets\"", file,
-				 name);
-	if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
-	    !whole_number(offs->child, &b) || !whole_number(offs->child->next, &en))
-		return tpfs_fail(e, -EINVAL,
-				 "%s: tensor '%s': \"data_offsets\" must be two whole numbers "
-				 "[begin, end]",
-				 file, name);
+	uint64_t b = offs[0], en = offs[1];
 	if (b > en)
 		return tpfs_fail(e, -EINVAL,
 				 "%s: tensor '%s': data_offsets begin %" PRIu64
 				 " is after end %" PRIu64 " (rule: begin <= end)",
 				 file, name, b, en);
-
 	const struct tpfs_dtype_info *di = tpfs_dtype_info(t->dtype);
 	uint64_t bits;
 	if (!tpfs_mul_u64(t->nelem, di->bits, &bits))
@@ -210,6 +249,107 @@ static int parse_tensor(const char *file, const cJSON *item,
 	t->begin = h->data_start + b;
 	t->end = h->data_start + en;
 	return 0;
+}
+
+static int read_tensor(struct reader *r, struct tpfs_st_header *h, struct scratch *sc,
+		       struct tpfs_st_tensor *t)
+{
+	const char *file = r->file, *name = t->name;
+	if (tpfs_json_peek(&r->j) != '{')
+		return wrong_kind(r, "%s: tensor '%s': entry is not an object (rule: each "
+				     "tensor has dtype, shape and data_offsets)", file, name);
+	tpfs_json_object(&r->j);
+	bool first = true, has_dtype = false, has_shape = false, has_offs = false;
+	uint64_t offs[2];
+	char *key;
+	int more, rc = 0;
+	sc->nkeys = 0;
+	while (rc == 0 && (more = tpfs_json_member(&r->j, &first, &key)) > 0) {
+		if (sc->nkeys == sc->keycap) {
+			size_t c = sc->keycap ? sc->keycap * 2 : 8;
+			char **g = realloc(sc->keys, c * sizeof(*g));
+			if (!g)
+				return tpfs_fail(r->e, -ENOMEM, "%s: out of memory", file);
+			sc->keys = g;
+			sc->keycap = c;
+		}
+		sc->keys[sc->nkeys++] = key;
+		if (strcmp(key, "dtype") == 0) {
+			has_dtype = true;
+			char *dt;
+			size_t len;
+			if (tpfs_json_peek(&r->j) != '"')
+				rc = wrong_kind(r, "%s: tensor '%s': \"dtype\" is not a string",
+						file, name);
+			else if (!tpfs_json_string(&r->j, &dt, &len))
+				rc = syntax(r);
+			else if (tpfs_dtype_parse(dt, &t->dtype) < 0)
+				rc = tpfs_fail(r->e, -EINVAL,
+					       "%s: tensor '%s': unknown dtype '%s' (known: %s)",
+					       file, name, dt, tpfs_dtype_names());
+		} else if (strcmp(key, "shape") == 0) {
+			has_shape = true;
+			size_t bad = 0, n = 0;
+			if (tpfs_json_peek(&r->j) != '[') {
+				rc = wrong_kind(r, "%s: tensor '%s': \"shape\" is not an array "
+						   "of whole numbers", file, name);
+				break;
+			}
+			int w = read_wholes(r, &sc->dims, &n, &sc->cap, &bad);
+			if (w == -1)
+				rc = tpfs_fail(r->e, -EINVAL,
+					       "%s: tensor '%s': shape entry %zu is not a whole "
+					       "number from 0 to 2^53 written in plain digits",
+					       file, name, bad);
+			else if (w == -ENOMEM)
+				rc = tpfs_fail(r->e, -ENOMEM, "%s: out of memory", file);
+			else if (w < 0 || n > UINT32_MAX)
+				rc = syntax(r);
+			t->ndim = (uint32_t)n;
+			uint64_t *shape = n && rc == 0 ? tpfs_arena_alloc(&h->arena, n * 8, 8)
+						       : NULL;
+			if (n && rc == 0 && !shape)
+				rc = tpfs_fail(r->e, -ENOMEM, "%s: out of memory", file);
+			if (shape)
+				memcpy(shape, sc->dims, n * sizeof(*shape));
+			t->shape = shape;
+		} else if (strcmp(key, "data_offsets") == 0) {
+			has_offs = true;
+			size_t bad = 0, n = 0;
+			int w = tpfs_json_peek(&r->j) == '['
+					? read_wholes(r, &sc->dims, &n, &sc->cap, &bad)
+					: -1;
+			if (w == -ENOMEM)
+				rc = tpfs_fail(r->e, -ENOMEM, "%s: out of memory", file);
+			else if (w < -1 || r->j.why)
+				rc = syntax(r);
+			else if (w == -1 || n != 2)
+				rc = tpfs_fail(r->e, -EINVAL,
+					       "%s: tensor '%s': \"data_offsets\" must be two "
+					       "whole numbers [begin, end]",
+					       file, name);
+			else
+				memcpy(offs, sc->dims, sizeof(offs));
+		} else if (!tpfs_json_skip(&r->j)) {
+			rc = syntax(r);
+		}
+	}
+	if (rc == 0 && r->j.why)
+		rc = syntax(r);
+	if (rc < 0)
+		return rc;
+	const char *dup = tpfs_json_repeated(sc->keys, sc->nkeys);
+	if (dup)
+		return tpfs_fail(r->e, -EINVAL, "%s: duplicate key '%s' inside '%s' in the header",
+				 file, dup, name);
+	if (!has_dtype)
+		return tpfs_fail(r->e, -EINVAL, "%s: tensor '%s': no \"dtype\"", file, name);
+	if (!has_shape)
+		return tpfs_fail(r->e, -EINVAL, "%s: tensor '%s': no \"shape\"", file, name);
+	if (!has_offs)
+		return tpfs_fail(r->e, -EINVAL, "%s: tensor '%s': no \"data_offsets\"", file,
+				 name);
+	return check_tensor(file, h, t, offs, r->e);
 }
 
 static int cmp_tensor_offsets(const void *a, const void *b)
@@ -273,290 +413,54 @@ static int check_tiling(const char *file, struct tpfs_st_header *h,
 	return rc;
 }
 
-static bool json_space(char c)
+/* Read the header JSON in h->text (n bytes): the tensors, sorted by name,
+ * and __metadata__. */
+static int read_header(const char *file, size_t n, struct tpfs_st_header *h,
+		       struct tpfs_error *e)
 {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/*
- * A strict first pass over the JSON text, which cJSON alone would let
- * through: it keeps control characters raw inside strings, cuts strings at
- * \u0000, accepts numbers such as 01, and reads 1.0 or 1e0 as whole
- * numbers. The pass checks the grammar of RFC 8259 and refuses \u0000, and
- * records for every number, in document order, whether it is written as
- * plain digits (the only form a shape or an offset may take).
- */
-struct scan {
-	const char *s;
-	size_t n, i;
-	const char *why;  /* set on the first error, at byte i */
-	bool *plain;      /* per number, in document order */
-	size_t numbers, cap;
-	unsigned depth;
-};
-
-static bool scan_value(struct scan *c);
-
-static void skip_space(struct scan *c)
-{
-	while (c->i < c->n && json_space(c->s[c->i]))
-		c->i++;
-}
-
-static bool fail_at(struct scan *c, const char *why)
-{
-	c->why = why;
-	return false;
-}
-
-static bool scan_string(struct scan *c)
-{
-	c->i++; /* the opening quote */
-	while (c->i < c->n) {
-		unsigned char ch = (unsigned char)c->s[c->i];
-		if (ch == '"') {
-			c->i++;
-			return true;
-		}
-		if (ch < 0x20)
-			return fail_at(c, "a control character inside a string");
-		if (ch != '\\') {
-			c->i++;
+	struct reader r = {.file = file, .what = "header", .e = e};
+	int rc = start(&r, h->text, n, true);
+	struct scratch sc = {0};
+	size_t cap = 0;
+	bool first = true, meta = false;
+	char *key;
+	int more = 0;
+	while (rc == 0 && (more = tpfs_json_member(&r.j, &first, &key)) > 0) {
+		if (strcmp(key, "__metadata__") == 0) {
+			rc = meta ? tpfs_fail(e, -EINVAL, "%s: duplicate key '__metadata__' in "
+						  "the header", file)
+				  : read_metadata(&r, h);
+			meta = true;
 			continue;
 		}
-		if (++c->i >= c->n)
-			break;
-		ch = (unsigned char)c->s[c->i];
-		if (strchr("\"\\/bfnrt", ch) && ch) {
-			c->i++;
-		} else if (ch == 'u') {
-			unsigned v = 0;
-			for (int k = 1; k <= 4; k++) {
-				char h = c->i + (size_t)k < c->n ? c->s[c->i + (size_t)k] : 0;
-				if (!isxdigit((unsigned char)h))
-					return fail_at(c, "a bad \\u escape");
-				v = v * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0'
-										 : (h | 0x20) - 'a' + 10);
+		if (h->ntensors == cap) {
+			/* large arrays grow by remapping: no copy, no double peak */
+			size_t c = cap ? cap * 2 : 64;
+			struct tpfs_st_tensor *g = realloc(h->tensors, c * sizeof(*g));
+			if (!g) {
+				rc = tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
+				break;
 			}
-			if (v == 0)
-				return fail_at(c, "\\u0000 (NUL) inside a string");
-			c->i += 5;
-		} else {
-			return fail_at(c, "a bad escape");
+			h->tensors = g;
+			cap = c;
 		}
+		struct tpfs_st_tensor *t = &h->tensors[h->ntensors++];
+		memset(t, 0, sizeof(*t));
+		t->name = key;
+		rc = read_tensor(&r, h, &sc, t);
 	}
-	return fail_at(c, "an unterminated string");
-}
-
-static bool scan_number(struct scan *c)
-{
-	bool plain = true;
-	if (c->s[c->i] == '-') {
-		plain = false;
-		c->i++;
-	}
-	if (c->i >= c->n || !isdigit((unsigned char)c->s[c->i]))
-		return fail_at(c, "a bad number");
-	if (c->s[c->i] == '0' && c->i + 1 < c->n && isdigit((unsigned char)c->s[c->i + 1]))
-		return fail_at(c, "a number with a leading zero");
-	while (c->i < c->n && isdigit((unsigned char)c->s[c->i]))
-		c->i++;
-	if (c->i < c->n && c->s[c->i] == '.') {
-		plain = false;
-		if (++c->i >= c->n || !isdigit((unsigned char)c->s[c->i]))
-			return fail_at(c, "a bad number");
-		while (c->i < c->n && isdigit((unsigned char)c->s[c->i]))
-			c->i++;
-	}
-	if (c->i < c->n && (c->s[c->i] == 'e' || c->s[c->i] == 'E')) {
-		plain = false;
-		if (++c->i < c->n && (c->s[c->i] == '+' || c->s[c->i] == '-'))
-			c->i++;
-		if (c->i >= c->n || !isdigit((unsigned char)c->s[c->i]))
-			return fail_at(c, "a bad number");
-		while (c->i < c->n && isdigit((unsigned char)c->s[c->i]))
-			c->i++;
-	}
-	if (c->numbers == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		bool *p = realloc(c->plain, cap * sizeof(*p));
-		if (!p)
-			return fail_at(c, "out of memory");
-		c->plain = p;
-		c->cap = cap;
-	}
-	c->plain[c->numbers++] = plain;
-	return true;
-}
-
-static bool scan_container(struct scan *c, char close, bool object)
-{
-	if (++c->depth > 1000)
-		return fail_at(c, "nesting deeper than 1000 levels");
-	c->i++;
-	skip_space(c);
-	if (c->i < c->n && c->s[c->i] == close) {
-		c->i++;
-		c->depth--;
-		return true;
-	}
-	for (;;) {
-		if (object) {
-			if (c->i >= c->n || c->s[c->i] != '"')
-				return fail_at(c, "a key that is not a string");
-			if (!scan_string(c))
-				return false;
-			skip_space(c);
-			if (c->i >= c->n || c->s[c->i] != ':')
-				return fail_at(c, "a missing ':'");
-			c->i++;
-		}
-		if (!scan_value(c))
-			return false;
-		skip_space(c);
-		if (c->i < c->n && c->s[c->i] == ',') {
-			c->i++;
-			skip_space(c);
-			continue;
-		}
-		if (c->i < c->n && c->s[c->i] == close) {
-			c->i++;
-			c->depth--;
-			return true;
-		}
-		return fail_at(c, object ? "a missing ',' or '}'" : "a missing ',' or ']'");
-	}
-}
-
-static bool scan_value(struct scan *c)
-{
-	skip_space(c);
-	if (c->i >= c->n)
-		return fail_at(c, "a missing value");
-	char ch = c->s[c->i];
-	if (ch == '{')
-		return scan_container(c, '}', true);
-	if (ch == '[')
-		return scan_container(c, ']', false);
-	if (ch == '"')
-		return scan_string(c);
-	if (ch == '-' || isdigit((unsigned char)ch))
-		return scan_number(c);
-	static const char *const words[] = {"true", "false", "null"};
-	for (int k = 0; k < 3; k++) {
-		size_t len = strlen(words[k]);
-		if (c->n - c->i >= len && memcmp(c->s + c->i, words[k], len) == 0) {
-			c->i += len;
-			return true;
-		}
-	}
-	return fail_at(c, "an unexpected character");
-}
-
-/* Number items in document order get valueint PLAIN or 0 from the scan. */
-static void mark_numbers(cJSON *item, const struct scan *c, size_t *k)
-{
-	for (; item; item = item->next) {
-		if (cJSON_IsNumber(item)) {
-			item->valueint = *k < c->numbers && c->plain[*k] ? PLAIN : 0;
-			(*k)++;
-		}
-		mark_numbers(item->child, c, k);
-	}
-}
-
-/* Parse JSON text that must be one object starting at its first byte, in
- * UTF-8, with no repeated key anywhere. A Safetensors header (spaces_only)
- * may be followed by spaces only; an index by any whitespace. what names the
- * text in messages ("header", "index"). */
-static int parse_object(const char *file, const char *what, const char *json,
-			size_t n, bool spaces_only, cJSON **out, struct tpfs_error *e)
-{
-	*out = NULL;
-	size_t bad;
-	if (!tpfs_utf8_valid(json, n, &bad))
-		return tpfs_fail(e, -EINVAL,
-				 "%s: %s is not valid UTF-8 (byte %zu of the %s)", file,
-				 what, bad, what);
-	if (spaces_only && (n == 0 || json[0] != '{'))
-		return tpfs_fail(e, -EINVAL,
-				 "%s: %s does not start with '{' (rule: the header is a JSON "
-				 "object from its first byte)",
-				 file, what);
-	struct scan c = {.s = json, .n = n};
-	bool ok = scan_value(&c);
-	int rc = 0;
-	if (!ok)
-		rc = tpfs_fail(e, c.why && strcmp(c.why, "out of memory") == 0 ? -ENOMEM : -EINVAL,
-			       "%s: %s is not valid JSON (%s at byte %zu of the %s)", file,
-			       what, c.why, c.i, what);
-	for (size_t i = c.i; rc == 0 && i < n; i++)
-		if (spaces_only ? json[i] != ' ' : !json_space(json[i]))
-			rc = tpfs_fail(e, -EINVAL,
-				       "%s: %s has bytes other than %s after the JSON object "
-				       "(byte %zu of the %s)",
-				       file, what, spaces_only ? "spaces" : "whitespace", i, what);
-	cJSON *root = NULL;
-	if (rc == 0) {
-		root = cJSON_ParseWithLengthOpts(json, c.i, NULL, 0);
-		if (!root)
-			rc = tpfs_fail(e, -ENOMEM, "%s: out of memory parsing the %s", file, what);
-		else if (!cJSON_IsObject(root))
-			rc = tpfs_fail(e, -EINVAL, "%s: %s JSON is not an object", file, what);
-	}
-	if (rc == 0) {
-		size_t k = 0;
-		mark_numbers(root, &c, &k);
-	}
-	free(c.plain);
-	const char *owner = NULL;
-	const char *dup = NULL;
-	if (rc == 0 && find_duplicate_key(root, &owner, &dup) < 0)
-		rc = tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
-	if (dup && owner)
-		rc = tpfs_fail(e, -EINVAL,
-			       "%s: duplicate key '%s' inside '%s' in the %s", file, dup,
-			       owner, what);
-	else if (dup)
-		rc = tpfs_fail(e, -EINVAL, "%s: duplicate key '%s' in the %s", file,
-			       dup, what);
-	if (rc < 0) {
-		cJSON_Delete(root);
-		return rc;
-	}
-	*out = root;
-	return 0;
-}
-
-static int parse_json(const char *file, const char *json, size_t n,
-		      struct tpfs_st_header *h, struct tpfs_error *e)
-{
-	cJSON *root;
-	int rc = parse_object(file, "header", json, n, true, &root, e);
-	if (rc < 0)
-		return rc;
-	size_t count = 0;
-	for (const cJSON *c = root->child; c; c = c->next)
-		count += strcmp(c->string, "__metadata__") != 0;
-	if (count) {
-		h->tensors = calloc(count, sizeof(*h->tensors));
-		if (!h->tensors) {
-			rc = tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
-			goto out;
-		}
-	}
-	for (const cJSON *c = root->child; c && rc == 0; c = c->next) {
-		if (strcmp(c->string, "__metadata__") == 0)
-			rc = parse_metadata(file, c, h, e);
-		else
-			rc = parse_tensor(file, c, h, &h->tensors[h->ntensors++], e);
-	}
+	free(sc.dims);
+	free(sc.keys);
 	if (rc == 0)
-		rc = check_tiling(file, h, e);
+		rc = more < 0 ? syntax(&r) : trailing(&r, true);
 	if (rc == 0 && h->ntensors > 1)
 		qsort(h->tensors, h->ntensors, sizeof(*h->tensors), cmp_tensor_names);
-out:
-	cJSON_Delete(root);
+	for (size_t i = 1; rc == 0 && i < h->ntensors; i++)
+		if (strcmp(h->tensors[i - 1].name, h->tensors[i].name) == 0)
+			rc = tpfs_fail(e, -EINVAL, "%s: duplicate key '%s' in the header", file,
+				       h->tensors[i].name);
+	if (rc == 0)
+		rc = check_tiling(file, h, e);
 	return rc;
 }
 
@@ -566,48 +470,73 @@ static int cmp_index_entries(const void *a, const void *b)
 		      ((const struct tpfs_st_index_entry *)b)->tensor);
 }
 
-int tpfs_st_index_parse(const char *file, const char *json, size_t len,
+/* The weight_map, as (tensor, file) pairs in the text. */
+static int read_weight_map(struct reader *r, struct tpfs_st_index *ix)
+{
+	bool first = true;
+	char *key, *value;
+	size_t len, cap = 0;
+	int more;
+	tpfs_json_object(&r->j);
+	while ((more = tpfs_json_member(&r->j, &first, &key)) > 0) {
+		if (tpfs_json_peek(&r->j) != '"')
+			return wrong_kind(r, "%s: weight_map entry '%s' is not a file name",
+					  r->file, key);
+		if (!tpfs_json_string(&r->j, &value, &len))
+			return syntax(r);
+		if (ix->n == cap) {
+			size_t c = cap ? cap * 2 : 64;
+			struct tpfs_st_index_entry *g = realloc(ix->v, c * sizeof(*g));
+			if (!g)
+				return tpfs_fail(r->e, -ENOMEM, "%s: out of memory", r->file);
+			ix->v = g;
+			cap = c;
+		}
+		ix->v[ix->n++] = (struct tpfs_st_index_entry){key, value};
+	}
+	return more < 0 ? syntax(r) : 0;
+}
+
+int tpfs_st_index_parse(const char *file, char *json, size_t len,
 			struct tpfs_st_index **out, struct tpfs_error *e)
 {
 	*out = NULL;
-	cJSON *root;
-	int rc = parse_object(file, "index", json, len, false, &root, e);
-	if (rc < 0)
-		return rc;
 	struct tpfs_st_index *ix = calloc(1, sizeof(*ix));
-	const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
 	if (!ix) {
-		rc = tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
-		goto out;
+		free(json);
+		return tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
 	}
-	if (!cJSON_IsObject(wm)) {
+	ix->text = json;
+	struct reader r = {.file = file, .what = "index", .e = e};
+	int rc = len == 0 ? tpfs_fail(e, -EINVAL, "%s: the index is empty (rule: an index "
+					  "is a JSON object with a weight_map)", file)
+			  : start(&r, json, len, false);
+	bool first = true, found = false;
+	char *key;
+	int more = 0;
+	while (rc == 0 && (more = tpfs_json_member(&r.j, &first, &key)) > 0) {
+		if (strcmp(key, "weight_map") != 0 || tpfs_json_peek(&r.j) != '{') {
+			if (!tpfs_json_skip(&r.j))
+				rc = syntax(&r);
+		} else if (found) {
+			rc = tpfs_fail(e, -EINVAL, "%s: duplicate key 'weight_map' in the index",
+				       file);
+		} else {
+			found = true;
+			rc = read_weight_map(&r, ix);
+		}
+	}
+	if (rc == 0)
+		rc = more < 0 ? syntax(&r) : trailing(&r, false);
+	if (rc == 0 && !found)
 		rc = tpfs_fail(e, -EINVAL, "%s: no \"weight_map\" object", file);
-		goto out;
-	}
-	size_t n = (size_t)cJSON_GetArraySize(wm);
-	ix->v = calloc(n ? n : 1, sizeof(*ix->v));
-	if (!ix->v) {
-		rc = tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
-		goto out;
-	}
-	for (const cJSON *c = wm->child; c; c = c->next) {
-		if (!cJSON_IsString(c)) {
+	if (rc == 0 && ix->n > 1)
+		qsort(ix->v, ix->n, sizeof(*ix->v), cmp_index_entries);
+	for (size_t i = 1; rc == 0 && i < ix->n; i++)
+		if (strcmp(ix->v[i - 1].tensor, ix->v[i].tensor) == 0)
 			rc = tpfs_fail(e, -EINVAL,
-				       "%s: weight_map entry '%s' is not a file name", file,
-				       c->string);
-			goto out;
-		}
-		struct tpfs_st_index_entry *en = &ix->v[ix->n++];
-		en->tensor = strdup(c->string);
-		en->file = strdup(c->valuestring);
-		if (!en->tensor || !en->file) {
-			rc = tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
-			goto out;
-		}
-	}
-	qsort(ix->v, ix->n, sizeof(*ix->v), cmp_index_entries);
-out:
-	cJSON_Delete(root);
+				       "%s: duplicate key '%s' inside 'weight_map' in the index",
+				       file, ix->v[i].tensor);
 	if (rc < 0) {
 		tpfs_st_index_free(ix);
 		return rc;
@@ -628,25 +557,38 @@ void tpfs_st_index_free(struct tpfs_st_index *ix)
 {
 	if (!ix)
 		return;
-	for (size_t i = 0; i < ix->n; i++) {
-		free(ix->v[i].tensor);
-		free(ix->v[i].file);
-	}
 	free(ix->v);
+	free(ix->text);
 	free(ix);
 }
 
-int tpfs_st_parse(const char *file, const void *bytes, size_t len,
-		  uint64_t file_size, struct tpfs_st_header **out,
-		  struct tpfs_error *e)
+/* Parse the header whose JSON (n bytes) is in text, which the new header
+ * takes in every case. */
+static int parse_owned(const char *file, char *text, uint64_t n, uint64_t file_size,
+		       struct tpfs_st_header **out, struct tpfs_error *e)
 {
-	*out = NULL;
-	if (file_size < 8 || len < 8)
-		return tpfs_fail(e, -EINVAL,
-				 "%s: file is %" PRIu64 " bytes, too short for the 8-byte "
-				 "header length",
-				 file, file_size);
-	uint64_t n = tpfs_load_le64(bytes);
+	struct tpfs_st_header *h = calloc(1, sizeof(*h));
+	if (!h) {
+		free(text);
+		return tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
+	}
+	h->text = text;
+	h->file_size = file_size;
+	h->header_len = n;
+	h->data_start = 8 + n;
+	int rc = read_header(file, (size_t)n, h, e);
+	if (rc < 0) {
+		tpfs_st_free(h);
+		return rc;
+	}
+	*out = h;
+	return 0;
+}
+
+/* The checks of the 8-byte length n against the file, before reading. */
+static int check_length(const char *file, uint64_t n, uint64_t file_size,
+			struct tpfs_error *e)
+{
 	if (n > TPFS_ST_MAX_HEADER)
 		return tpfs_fail(e, -EINVAL,
 				 "%s: header length %" PRIu64 " exceeds the limit of %llu bytes",
@@ -656,59 +598,68 @@ int tpfs_st_parse(const char *file, const void *bytes, size_t len,
 				 "%s: header length %" PRIu64 " runs past the end of the file "
 				 "(%" PRIu64 " bytes)",
 				 file, n, file_size);
+	return 0;
+}
+
+static int too_short(const char *file, uint64_t file_size, struct tpfs_error *e)
+{
+	return tpfs_fail(e, -EINVAL,
+			 "%s: file is %" PRIu64 " bytes, too short for the 8-byte header length",
+			 file, file_size);
+}
+
+int tpfs_st_parse(const char *file, const void *bytes, size_t len,
+		  uint64_t file_size, struct tpfs_st_header **out,
+		  struct tpfs_error *e)
+{
+	*out = NULL;
+	if (file_size < 8 || len < 8)
+		return too_short(file, file_size, e);
+	uint64_t n = tpfs_load_le64(bytes);
+	int rc = check_length(file, n, file_size, e);
+	if (rc < 0)
+		return rc;
 	if (len < 8 + n)
 		return tpfs_fail(e, -EINVAL, "%s: header not fully read", file);
-
-	struct tpfs_st_header *h = calloc(1, sizeof(*h));
-	if (!h)
+	char *text = malloc((size_t)n + 1);
+	if (!text)
 		return tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
-	h->file_size = file_size;
-	h->header_len = n;
-	h->data_start = 8 + n;
-	int rc = parse_json(file, (const char *)bytes + 8, (size_t)n, h, e);
-	if (rc < 0) {
-		tpfs_st_free(h);
-		return rc;
-	}
-	*out = h;
-	return 0;
+	memcpy(text, (const char *)bytes + 8, (size_t)n);
+	return parse_owned(file, text, n, file_size, out, e);
 }
 
 int tpfs_st_read(int fd, const char *file, uint64_t file_size,
 		 struct tpfs_st_header **out, struct tpfs_error *e)
 {
 	*out = NULL;
-	unsigned char lenbuf[8] = {0};
+	unsigned char lenbuf[8];
 	if (file_size < 8)
-		return tpfs_st_parse(file, lenbuf, 0, file_size, out, e);
+		return too_short(file, file_size, e);
 	ssize_t got = pread(fd, lenbuf, 8, 0);
 	if (got != 8)
 		return tpfs_fail(e, -EIO, "%s: cannot read the header length: %s", file,
 				 got < 0 ? strerror(errno) : "short read");
 	uint64_t n = tpfs_load_le64(lenbuf);
-	if (n > TPFS_ST_MAX_HEADER || n > file_size - 8)
-		return tpfs_st_parse(file, lenbuf, 8, file_size, out, e);
-	size_t total = 8 + (size_t)n;
-	char *buf = malloc(total);
-	if (!buf)
+	int rc = check_length(file, n, file_size, e);
+	if (rc < 0)
+		return rc;
+	char *text = malloc((size_t)n + 1);
+	if (!text)
 		return tpfs_fail(e, -ENOMEM, "%s: out of memory for a %" PRIu64
 				 "-byte header", file, n);
 	size_t at = 0;
-	while (at < total) {
-		got = pread(fd, buf + at, total - at, (off_t)at);
+	while (at < n) {
+		got = pread(fd, text + at, (size_t)n - at, (off_t)(8 + at));
 		if (got <= 0) {
 			int err = got < 0 ? errno : EIO;
-			free(buf);
+			free(text);
 			return tpfs_fail(e, -EIO, "%s: cannot read the header: %s", file,
 					 got < 0 ? strerror(err) : "file shrank while reading");
 		}
 		at += (size_t)got;
 	}
-	int rc = tpfs_st_parse(file, buf, total, file_size, out, e);
-	free(buf);
-	return rc;
+	return parse_owned(file, text, n, file_size, out, e);
 }
-
 const struct tpfs_st_tensor *tpfs_st_find(const struct tpfs_st_header *h,
 					   const char *name)
 {
@@ -730,11 +681,9 @@ void tpfs_st_free(struct tpfs_st_header *h)
 {
 	if (!h)
 		return;
-	for (size_t i = 0; i < h->ntensors; i++) {
-		free(h->tensors[i].name);
-		free(h->tensors[i].shape);
-	}
 	free(h->tensors);
 	free(h->metadata_json);
+	free(h->text);
+	tpfs_arena_free(&h->arena);
 	free(h);
 }

@@ -15,6 +15,7 @@
 #include "tpfs/file.h"
 #include "tpfs/guard.h"
 #include "tpfs/log.h"
+#include "tpfs/manifest.h"
 #include "tpfs/model.h"
 
 int tpfs_tool_args(int argc, char **argv, const char *cmd, int max_pos, struct args *a)
@@ -93,18 +94,36 @@ void tpfs_tool_close(struct tpfs_model *m, struct tpfs_fs *fs)
 	tpfs_model_close(m);
 }
 
+/* The tensor at a path of the tree, or NULL. */
+static const struct tpfs_tensor *tensor_at(const struct tpfs_model *m, const char *path)
+{
+	char *copy = strdup(path);
+	long node = copy ? 0 : -1;
+	for (char *p = copy, *slash; node >= 0 && p; p = slash ? slash + 1 : NULL) {
+		slash = strchr(p, '/');
+		if (slash)
+			*slash = '\0';
+		node = tpfs_tree_lookup(&m->tree, (uint32_t)node, p);
+	}
+	free(copy);
+	return node > 0 && m->tree.nodes[node].kind == TPFS_NODE_TENSOR
+		       ? m->tree.nodes[node].payload : NULL;
+}
+
 /* A tensor by name, by path, or by path without ".npy". */
 static const struct tpfs_tensor *find_tensor(const struct tpfs_model *m, const char *key)
 {
-	size_t k = strlen(key);
-	for (size_t i = 0; i < m->ntensors; i++) {
-		const struct tpfs_tensor *t = &m->tensors[i];
-		size_t p = strlen(t->path);
-		if (strcmp(t->name, key) == 0 || strcmp(t->path, key) == 0 ||
-		    (p == k + 4 && strncmp(t->path, key, k) == 0))
-			return t;
+	for (size_t i = 0; i < m->ntensors; i++)
+		if (strcmp(m->tensors[i].name, key) == 0)
+			return &m->tensors[i];
+	const struct tpfs_tensor *t = tensor_at(m, key);
+	char *npy = t ? NULL : malloc(strlen(key) + 5);
+	if (npy) {
+		sprintf(npy, "%s.npy", key);
+		t = tensor_at(m, npy);
+		free(npy);
 	}
-	return NULL;
+	return t;
 }
 
 size_t tpfs_tool_read_unit(const struct tpfs_model *m)
@@ -129,65 +148,70 @@ static const char *grouped(uint64_t v, char *buf, size_t len)
 	return buf;
 }
 
+enum { COLS = 8 };
+
+/* The cells of a tensor's row: pointers into the tensor and into the row. */
+struct row {
+	const char *v[COLS];
+	char shape[256], num[3][24];
+	uint64_t bytes;       /* stored */
+};
+
+static void row_of(const struct tpfs_tensor *t, struct row *r)
+{
+	tpfs_shape_str(t->shape, t->ndim, r->shape, sizeof(r->shape));
+	r->bytes = 0;
+	for (int k = 0; k < 2 && t->part[k].st; k++)
+		r->bytes += t->part[k].st->end - t->part[k].st->begin;
+	snprintf(r->num[0], sizeof(r->num[0]), "%" PRIu64, t->nelem);
+	snprintf(r->num[1], sizeof(r->num[1]), "%" PRIu64, r->bytes);
+	snprintf(r->num[2], sizeof(r->num[2]), "%" PRIu64, tpfs_tensor_npy_size(t));
+	const char *v[COLS] = {t->name, tpfs_tensor_source_dtype(t), r->shape, r->num[0],
+			       r->num[1], tpfs_tensor_descr(t), r->num[2], t->part[0].src->rel};
+	memcpy(r->v, v, sizeof(v));
+}
+
+static void print_row(const char *const *v, const size_t *width, bool tty)
+{
+	for (int c = 0; c < COLS; c++) {
+		bool right = c == 3 || c == 4 || c == 6;
+		if (!tty)
+			printf("%s%s", v[c], c + 1 < COLS ? "\t" : "\n");
+		else if (c + 1 == COLS)
+			printf("%s\n", v[c]);
+		else
+			printf(right ? "%*s  " : "%-*s  ", (int)width[c], v[c]);
+	}
+}
+
+/* Two passes over the tensors, the first for the column widths, so that a
+ * model of a million tensors is listed in the memory of one row. */
 static void print_table(const struct tpfs_model *m)
 {
-	static const char *const head[] = {"NAME", "DTYPE", "SHAPE", "PARAMS", "BYTES",
-					   "SERVED", "NPY BYTES", "FILE"};
-	enum { COLS = 8 };
+	static const char *const head[COLS] = {"NAME", "DTYPE", "SHAPE", "PARAMS", "BYTES",
+					       "SERVED", "NPY BYTES", "FILE"};
 	bool tty = isatty(STDOUT_FILENO);
-	size_t n = m->ntensors;
-	char *(*cell)[COLS] = calloc(n + 1, sizeof(*cell));
-	size_t width[COLS] = {0};
-	if (!cell) {
-		fprintf(stderr, "tpfs ls: out of memory\n");
-		return;
-	}
+	size_t n = m->ntensors, width[COLS];
 	uint64_t params = 0, source = 0, served = 0;
 	size_t per_dtype[TPFS_DT_COUNT + 1] = {0};
+	for (int c = 0; c < COLS; c++)
+		width[c] = strlen(head[c]);
+	struct row r;
+	for (size_t i = 0; tty && i < n; i++) {
+		row_of(&m->tensors[i], &r);
+		for (int c = 0; c < COLS; c++)
+			width[c] = strlen(r.v[c]) > width[c] ? strlen(r.v[c]) : width[c];
+	}
+	print_row(head, width, tty);
 	for (size_t i = 0; i < n; i++) {
 		const struct tpfs_tensor *t = &m->tensors[i];
-		char sh[256], s2[256];
-		tpfs_shape_str(t->shape, t->ndim, sh, sizeof(sh));
-		uint64_t bytes = 0;
-		for (int k = 0; k < 2 && t->part[k].st; k++)
-			bytes += t->part[k].st->end - t->part[k].st->begin;
-		snprintf(s2, sizeof(s2), "%s", t->part[0].src->rel);
-		const char *v[COLS] = {t->name, t->source_dtype, sh, NULL, NULL, t->descr, NULL, s2};
-		char num[3][32];
-		snprintf(num[0], 32, "%" PRIu64, t->nelem);
-		snprintf(num[1], 32, "%" PRIu64, bytes);
-		snprintf(num[2], 32, "%" PRIu64, t->npy_size);
-		v[3] = num[0];
-		v[4] = num[1];
-		v[6] = num[2];
-		for (int c = 0; c < COLS; c++) {
-			cell[i][c] = strdup(v[c]);
-			size_t w = strlen(v[c]);
-			width[c] = w > width[c] ? w : width[c];
-		}
+		row_of(t, &r);
+		print_row(r.v, width, tty);
 		params += t->nelem;
-		source += bytes;
-		served += t->npy_size;
+		source += r.bytes;
+		served += tpfs_tensor_npy_size(t);
 		per_dtype[t->part[1].st ? TPFS_DT_COUNT : t->part[0].st->dtype]++;
 	}
-	for (int c = 0; c < COLS; c++)
-		width[c] = strlen(head[c]) > width[c] ? strlen(head[c]) : width[c];
-	for (size_t i = 0; i <= n; i++) {
-		for (int c = 0; c < COLS; c++) {
-			const char *v = i == 0 ? head[c] : cell[i - 1][c];
-			bool right = c == 3 || c == 4 || c == 6;
-			if (!tty)
-				printf("%s%s", v ? v : "", c + 1 < COLS ? "\t" : "\n");
-			else if (c + 1 == COLS)
-				printf("%s\n", v ? v : "");
-			else
-				printf(right ? "%*s  " : "%-*s  ", (int)width[c], v ? v : "");
-		}
-	}
-	for (size_t i = 0; i < n; i++)
-		for (int c = 0; c < COLS; c++)
-			free(cell[i][c]);
-	free(cell);
 	char a[32], b[32], c[32];
 	printf("%s%zu tensors, %s parameters, %s bytes stored, %s bytes served\n",
 	       tty ? "" : "# ", n, grouped(params, a, sizeof(a)), grouped(source, b, sizeof(b)),
@@ -225,7 +249,8 @@ int tpfs_cmd_ls(int argc, char **argv)
 		const struct tpfs_tensor *t = find_tensor(m, a.pos[1]);
 		const char *text;
 		size_t len;
-		int err = t ? tpfs_file_info(fs, (size_t)(t - m->tensors), &text, &len) : 0;
+		int err = t ? tpfs_cards_text(fs->cards, (size_t)(t - m->tensors), &text, &len)
+			    : 0;
 		if (!t) {
 			fprintf(stderr, "tpfs ls: %s: no tensor '%s' ('tpfs ls %s' lists them)\n",
 				a.pos[0], a.pos[1], a.pos[0]);
@@ -237,7 +262,12 @@ int tpfs_cmd_ls(int argc, char **argv)
 			fwrite(text, 1, len, stdout);
 		}
 	} else if (a.json) {
-		fwrite(m->manifest, 1, m->manifest_len, stdout);
+		fflush(stdout);
+		int err = tpfs_manifest_write(m, NULL, NULL, STDOUT_FILENO);
+		if (err < 0) {
+			fprintf(stderr, "tpfs ls: %s\n", strerror(-err));
+			rc = 1;
+		}
 	} else {
 		print_table(m);
 	}
@@ -279,7 +309,7 @@ int tpfs_cmd_cat(int argc, char **argv)
 		fprintf(stderr, "tpfs cat: out of memory\n");
 		rc = 1;
 	}
-	for (uint64_t off = 0; rc == 0 && off < t->npy_size;) {
+	for (uint64_t off = 0; rc == 0 && off < tpfs_tensor_npy_size(t);) {
 		ssize_t got = tpfs_file_read(fs, t->node, off, unit, buf);
 		int err = got <= 0 ? (got < 0 ? (int)-got : EIO) : -tpfs_write_all(1, buf, (size_t)got);
 		if (err) {

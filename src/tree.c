@@ -26,9 +26,7 @@ static int slots_grow(struct tpfs_tree *t)
 	uint32_t *s = calloc(n, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	for (size_t i = 0; i < t->nnodes; i++) {
-		if (i == 0)
-			continue; /* the root is nobody's child */
+	for (size_t i = 1; i < t->nnodes; i++) { /* the root is nobody's child */
 		size_t at = slot_hash(t->nodes[i].parent, t->nodes[i].name) & (n - 1);
 		while (s[at])
 			at = (at + 1) & (n - 1);
@@ -54,13 +52,12 @@ static long perm_id(struct tpfs_tree *t, const struct tpfs_perm *p)
 		size_t n = t->nperm_slots ? t->nperm_slots * 2 : 16;
 		uint32_t *s = calloc(n, sizeof(*s));
 		struct tpfs_perm *v = realloc(t->perms, n / 2 * sizeof(*v));
+		if (v)
+			t->perms = v;
 		if (!s || !v) {
 			free(s);
-			if (v)
-				t->perms = v;
 			return -ENOMEM;
 		}
-		t->perms = v;
 		for (size_t i = 0; i < t->nperms; i++) {
 			size_t at = perm_hash(&v[i]) & (n - 1);
 			while (s[at])
@@ -80,6 +77,21 @@ static long perm_id(struct tpfs_tree *t, const struct tpfs_perm *p)
 	return (long)t->nperms - 1;
 }
 
+/* A new directory record. Returns its index or -ENOMEM. */
+static long new_dir(struct tpfs_tree *t, struct timespec mtime)
+{
+	if (t->ndirs == t->dircap) {
+		size_t cap = t->dircap ? t->dircap * 2 : 64;
+		struct tpfs_dir *d = realloc(t->dirs, cap * sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		t->dirs = d;
+		t->dircap = cap;
+	}
+	t->dirs[t->ndirs] = (struct tpfs_dir){.mtime = mtime};
+	return (long)t->ndirs++;
+}
+
 int tpfs_tree_init(struct tpfs_tree *t, struct timespec root_mtime)
 {
 	memset(t, 0, sizeof(*t));
@@ -87,12 +99,10 @@ int tpfs_tree_init(struct tpfs_tree *t, struct timespec root_mtime)
 	t->nodes = calloc(t->cap, sizeof(*t->nodes));
 	if (!t->nodes)
 		return -ENOMEM;
-	t->nodes[0].kind = TPFS_NODE_DIR;
-	t->nodes[0].name = strdup("");
-	t->nodes[0].mtime = root_mtime;
+	t->nodes[0] = (struct tpfs_node){.name = "", .kind = TPFS_NODE_DIR};
 	t->nnodes = 1;
 	const struct tpfs_perm none = {.dir = true}; /* root's, mode 0 */
-	if (!t->nodes[0].name || slots_grow(t) < 0 || perm_id(t, &none) != 0) {
+	if (slots_grow(t) < 0 || perm_id(t, &none) != 0 || new_dir(t, root_mtime) != 0) {
 		tpfs_tree_free(t);
 		return -ENOMEM;
 	}
@@ -101,13 +111,13 @@ int tpfs_tree_init(struct tpfs_tree *t, struct timespec root_mtime)
 
 void tpfs_tree_free(struct tpfs_tree *t)
 {
-	for (size_t i = 0; i < t->nnodes; i++)
-		free(t->nodes[i].name);
 	free(t->nodes);
+	free(t->dirs);
 	free(t->children);
 	free(t->slots);
 	free(t->perms);
 	free(t->perm_slots);
+	tpfs_arena_free(&t->names);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -141,7 +151,7 @@ static long add_node(struct tpfs_tree *t, uint32_t parent, const char *name,
 {
 	if (tpfs_tree_lookup(t, parent, name) >= 0)
 		return -EEXIST;
-	if (t->nnodes >= UINT32_MAX - 1)
+	if (t->nnodes >= UINT32_MAX / 2 - 1) /* ids above are .tpfs/info's (file.h) */
 		return -ENOMEM;
 	if ((t->nnodes + 1) * 2 > t->nslots && slots_grow(t) < 0)
 		return -ENOMEM;
@@ -152,16 +162,13 @@ static long add_node(struct tpfs_tree *t, uint32_t parent, const char *name,
 		t->nodes = n;
 		t->cap *= 2;
 	}
-	struct tpfs_node *n = &t->nodes[t->nnodes];
-	memset(n, 0, sizeof(*n));
-	n->name = strdup(name);
-	if (!n->name)
+	const char *copy = tpfs_arena_strndup(&t->names, name, strlen(name));
+	long dir = kind == TPFS_NODE_DIR ? new_dir(t, mtime) : 0;
+	if (!copy || dir < 0)
 		return -ENOMEM;
-	n->kind = kind;
-	n->parent = parent;
-	n->perm = t->nodes[parent].perm;
-	n->payload = payload;
-	n->mtime = mtime;
+	t->nodes[t->nnodes] = (struct tpfs_node){
+		.name = copy, .payload = payload, .parent = parent,
+		.perm = t->nodes[parent].perm, .dir = (uint32_t)dir, .kind = (uint8_t)kind};
 	size_t at = slot_hash(parent, name) & (t->nslots - 1);
 	while (t->slots[at])
 		at = (at + 1) & (t->nslots - 1);
@@ -179,14 +186,14 @@ long tpfs_tree_dir(struct tpfs_tree *t, uint32_t parent, const char *name,
 }
 
 long tpfs_tree_leaf(struct tpfs_tree *t, uint32_t parent, const char *name,
-		    enum tpfs_node_kind kind, void *payload, struct timespec mtime)
+		    enum tpfs_node_kind kind, void *payload)
 {
-	return add_node(t, parent, name, kind, payload, mtime);
+	return add_node(t, parent, name, kind, payload, (struct timespec){0});
 }
 
 void tpfs_tree_seal(struct tpfs_tree *t, uint32_t dir)
 {
-	t->nodes[dir].sealed = true;
+	t->nodes[dir].flags |= TPFS_NODE_SEALED;
 }
 
 static bool component_ok(const char *s, size_t n, size_t extra)
@@ -235,7 +242,7 @@ static long add_split(struct tpfs_tree *t, uint32_t ns, const char *name,
 		if (!creating) {
 			long c = tpfs_tree_lookup(t, (uint32_t)at, comp);
 			if (c >= 0 && (t->nodes[c].kind != TPFS_NODE_DIR ||
-				       t->nodes[c].sealed))
+				       (t->nodes[c].flags & TPFS_NODE_SEALED)))
 				return -EAGAIN;
 			if (c >= 0)
 				at = c;
@@ -251,10 +258,8 @@ static long add_split(struct tpfs_tree *t, uint32_t ns, const char *name,
 		char comp[NAME_MAX_BYTES + 1];
 		size_t n;
 		const char *slash = component(p, comp, &n);
-		if (!slash) {
-			return tpfs_tree_leaf(t, (uint32_t)at, comp, TPFS_NODE_TENSOR,
-					      payload, mtime);
-		}
+		if (!slash)
+			return tpfs_tree_leaf(t, (uint32_t)at, comp, TPFS_NODE_TENSOR, payload);
 		at = tpfs_tree_dir(t, (uint32_t)at, comp, mtime);
 		if (at < 0)
 			return at;
@@ -356,25 +361,36 @@ int tpfs_tree_finish(struct tpfs_tree *t)
 	t->children = calloc(t->nnodes, sizeof(*t->children));
 	if (!t->children)
 		return -ENOMEM;
-	for (size_t i = 0; i < t->nnodes; i++)
-		t->nodes[i].nchild = t->nodes[i].nsubdirs = 0;
-	for (size_t i = 1; i < t->nnodes; i++) {
-		t->nodes[t->nodes[i].parent].nchild++;
-		t->nodes[t->nodes[i].parent].nsubdirs += t->nodes[i].kind == TPFS_NODE_DIR;
+	for (size_t i = 0; i < t->ndirs; i++)
+		t->dirs[i].nchild = t->dirs[i].nsubdirs = t->dirs[i].ntensordirs = 0;
+	/* A parent always comes before its children: going backwards, a
+	 * folder's flag is known before its parent's count needs it. */
+	for (size_t i = t->nnodes; i-- > 1;) {
+		struct tpfs_node *n = &t->nodes[i];
+		struct tpfs_node *p = &t->nodes[n->parent];
+		struct tpfs_dir *pd = &t->dirs[p->dir];
+		pd->nchild++;
+		if (n->kind == TPFS_NODE_DIR) {
+			pd->nsubdirs++;
+			pd->ntensordirs += (n->flags & TPFS_NODE_HAS_TENSORS) != 0;
+		}
+		if (n->kind == TPFS_NODE_TENSOR ||
+		    (n->kind == TPFS_NODE_DIR && (n->flags & TPFS_NODE_HAS_TENSORS)))
+			p->flags |= TPFS_NODE_HAS_TENSORS;
 	}
 	uint32_t at = 0;
-	for (size_t i = 0; i < t->nnodes; i++) {
-		t->nodes[i].child0 = at;
-		at += t->nodes[i].nchild;
-		t->nodes[i].nchild = 0;
+	for (size_t i = 0; i < t->ndirs; i++) {
+		t->dirs[i].child0 = at;
+		at += t->dirs[i].nchild;
+		t->dirs[i].nchild = 0;
 	}
 	for (size_t i = 1; i < t->nnodes; i++) {
-		struct tpfs_node *p = &t->nodes[t->nodes[i].parent];
-		t->children[p->child0 + p->nchild++] = (uint32_t)i;
+		struct tpfs_dir *pd = &t->dirs[t->nodes[t->nodes[i].parent].dir];
+		t->children[pd->child0 + pd->nchild++] = (uint32_t)i;
 	}
-	for (size_t i = 0; i < t->nnodes; i++)
-		if (t->nodes[i].nchild > 1)
-			qsort_r(t->children + t->nodes[i].child0, t->nodes[i].nchild,
+	for (size_t i = 0; i < t->ndirs; i++)
+		if (t->dirs[i].nchild > 1)
+			qsort_r(t->children + t->dirs[i].child0, t->dirs[i].nchild,
 				sizeof(uint32_t), cmp_children, t);
 	return 0;
 }

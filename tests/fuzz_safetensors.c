@@ -50,7 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	struct tpfs_st_index *ix = NULL;
-	if (tpfs_st_index_parse("fuzz", (const char *)data, size, &ix, &e) == 0)
+	char *copy = malloc(size + 1);
+	memcpy(copy, data, size);
+	if (tpfs_st_index_parse("fuzz", copy, size, &ix, &e) == 0)
 		tpfs_st_index_free(ix);
 	return 0;
 }

@@ -89,7 +89,8 @@ static uint32_t node(struct tpfs_model *m, const char *name)
 static void reads_agree(struct tpfs_fs *fs, uint32_t n, const unsigned char *want,
 			size_t size)
 {
-	CHECK(tpfs_node_size(fs, n) == size);
+	struct tpfs_attr a;
+	CHECK(tpfs_fs_attr(fs, n, &a) == 0 && a.size == size);
 	unsigned char *buf = malloc(size + 70000);
 	ssize_t got = tpfs_file_read(fs, n, 0, size + 1000, buf);
 	CHECKF(got == (ssize_t)size, "whole read gave %zd of %zu", got, size);
@@ -172,8 +173,19 @@ static void every_file_reads_the_same_at_any_offset(void)
 	free(w);
 	reads_agree(fs, node(m, "config.json"), (const unsigned char *)"{\"hidden\": 8}\n",
 		    14);
-	reads_agree(fs, node(m, "manifest.json"), (const unsigned char *)m->manifest,
-		    m->manifest_len);
+	/* the manifest read piece by piece at any offset, as written whole */
+	FILE *f = tmpfile();
+	CHECK(f && tpfs_manifest_write(m, NULL, NULL, fileno(f)) == 0);
+	long ml = f ? ftell(f) : 0;
+	unsigned char *whole = malloc((size_t)ml + 1);
+	if (f)
+		rewind(f);
+	CHECK(ml > 0 && whole && fread(whole, 1, (size_t)ml, f) == (size_t)ml);
+	CHECK(whole && strncmp((char *)whole, "{\n  \"tpfs_version\"", 18) == 0);
+	reads_agree(fs, node(m, "manifest.json"), whole, (size_t)ml);
+	free(whole);
+	if (f)
+		fclose(f);
 
 	size_t sl;
 	char *stats = tpfs_fs_stats_json(fs, &sl);
@@ -359,6 +371,81 @@ static void replaced_source_gives_eio(void)
 	fx_rmtree(d);
 }
 
+/* The id of a path through the served view, or -1. */
+static long entry(const struct tpfs_fs *fs, const char *path)
+{
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s", path);
+	long at = 0;
+	for (char *save = NULL, *c = strtok_r(buf, "/", &save); c && at >= 0;
+	     c = strtok_r(NULL, "/", &save))
+		at = tpfs_fs_lookup(fs, (uint32_t)at, c);
+	return at;
+}
+
+/* The names a folder of the view lists, joined with spaces. */
+static void listing(const struct tpfs_fs *fs, long dir, char *out, size_t len)
+{
+	out[0] = '\0';
+	uint32_t id;
+	const char *name;
+	char made[256];
+	for (uint64_t k = 0; dir >= 0 && tpfs_fs_entry_at(fs, (uint32_t)dir, &k, &id, &name,
+							    made) == 0; k++) {
+		CHECK(tpfs_fs_lookup(fs, (uint32_t)dir, name) == id);
+		snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? " " : "", name);
+	}
+}
+
+static void info_mirrors_every_tensor_folder_with_a_card(void)
+{
+	char *d = fx_tmpdir();
+	/* tensors a, sub/b and x; x.txt/y makes a folder that hides x's card;
+	 * notes/ holds no tensor */
+	CHECK(fx_write_st(d, "model.safetensors",
+			  "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+			  "\"sub/b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]},"
+			  "\"x\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[2,3]},"
+			  "\"x.txt/y\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[3,4]}}",
+			  "abcd", 4) == 0);
+	CHECK(fx_write(d, "notes/n.md", "n", 1) == 0);
+	struct tpfs_model *m = open_model(d, 1 << 20, 1 << 20);
+	struct tpfs_fs *fs = m ? tpfs_fs_create(m) : NULL;
+	char got[512];
+	if (fs) {
+		listing(fs, entry(fs, ".tpfs/info"), got, sizeof(got));
+		CHECKF(strcmp(got, "a.txt sub x.txt") == 0, "'%s'", got);
+		listing(fs, entry(fs, ".tpfs/info/sub"), got, sizeof(got));
+		CHECKF(strcmp(got, "b.txt") == 0, "'%s'", got);
+		listing(fs, entry(fs, ".tpfs/info/x.txt"), got, sizeof(got));
+		CHECKF(strcmp(got, "y.txt") == 0, "'%s'", got);
+		CHECK(entry(fs, ".tpfs/info/notes") == -ENOENT);
+		CHECK(entry(fs, ".tpfs/info/a.npy") == -ENOENT);
+		CHECK(entry(fs, ".tpfs/info/sub/b.txt/z") == -ENOTDIR);
+		struct tpfs_attr card, npy, dir, mirror;
+		CHECK(tpfs_fs_attr(fs, (uint32_t)entry(fs, ".tpfs/info/sub/b.txt"), &card) == 0);
+		CHECK(tpfs_fs_attr(fs, (uint32_t)entry(fs, "sub/b.npy"), &npy) == 0);
+		CHECK(card.kind == TPFS_NODE_CARD && card.size > 100);
+		CHECK(card.mode == npy.mode && card.uid == npy.uid && card.gid == npy.gid);
+		CHECK(tpfs_fs_attr(fs, (uint32_t)entry(fs, "sub"), &dir) == 0);
+		CHECK(tpfs_fs_attr(fs, (uint32_t)entry(fs, ".tpfs/info/sub"), &mirror) == 0);
+		CHECK(mirror.kind == TPFS_NODE_DIR && mirror.mode == dir.mode);
+		/* nlink: 2 and the folders it lists (sub and x.txt, not notes) */
+		CHECK(tpfs_fs_attr(fs, (uint32_t)entry(fs, ".tpfs/info"), &mirror) == 0);
+		CHECK(mirror.nlink == 4);
+		/* the card reads, names the tensor, and is as long as its size */
+		char *text = malloc(card.size + 10);
+		long b = entry(fs, ".tpfs/info/sub/b.txt");
+		CHECK(tpfs_file_read(fs, (uint32_t)b, 0, card.size + 10, text) ==
+		      (ssize_t)card.size);
+		CHECK(strncmp(text, "tensor      sub/b\n", 18) == 0);
+		free(text);
+	}
+	tpfs_fs_destroy(fs);
+	tpfs_model_close(m);
+	fx_rmtree(d);
+}
+
 int main(void)
 {
 	make_source();
@@ -370,5 +457,6 @@ int main(void)
 	RUN(mapping_past_a_truncation_faults_into_eio);
 	RUN(fault_past_the_freshness_check_gives_eio);
 	RUN(replaced_source_gives_eio);
+	RUN(info_mirrors_every_tensor_folder_with_a_card);
 	return check_done();
 }

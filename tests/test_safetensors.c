@@ -123,7 +123,7 @@ static void header_that_is_not_an_object_is_refused(void)
 	 * be an object */
 	struct tpfs_st_index *ix = NULL;
 	struct tpfs_error e;
-	CHECK(tpfs_st_index_parse("i.json", " [1]", 4, &ix, &e) == -EINVAL);
+	CHECK(tpfs_st_index_parse("i.json", strdup(" [1]"), 4, &ix, &e) == -EINVAL);
 	CHECK_CONTAINS(e.msg, "index JSON is not an object");
 }
 
@@ -148,6 +148,26 @@ static void header_must_start_with_a_brace_and_end_with_spaces(void)
 	refused("\xef\xbb\xbf{}", 0, NULL, "header does not start with '{'"); /* BOM */
 	refused("{}\t", 0, NULL, "bytes other than spaces after the JSON object (byte 2");
 	refused("{}\n", 0, NULL, "bytes other than spaces");
+}
+
+/* \uXXXX escapes are UTF-16: a pair makes one character of four UTF-8
+ * bytes, and half a pair is no character at all (once reported as "out of
+ * memory"). */
+static void surrogate_escapes_pair_up_or_are_refused(void)
+{
+	struct tpfs_st_header *h = parse_ok(
+		"{\"x\\ud83d\\ude00\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1);
+	if (h) /* U+1F600: F0 9F 98 80 */
+		CHECK(strcmp(h->tensors[0].name, "x\xf0\x9f\x98\x80") == 0);
+	tpfs_st_free(h);
+	refused("{\"a\\ud800\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+		1, NULL, "not valid JSON (a lone UTF-16 surrogate (a high one without its "
+			 "low one) at byte 3");
+	refused("{\"a\\udc00b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+		1, NULL, "a lone UTF-16 surrogate (a low one)");
+	refused("{\"a\\ud800\\u0041\":{}}", 0, NULL, "a lone UTF-16 surrogate");
+	/* in __metadata__ too */
+	refused("{\"__metadata__\":{\"k\":\"\\udbff\"}}", 0, NULL, "a lone UTF-16 surrogate");
 }
 
 static void strings_with_nul_or_raw_control_characters_are_refused(void)
@@ -444,7 +464,7 @@ static void index_weight_map_is_read_and_checked(void)
 			 "{\"b\":\"model-2.safetensors\",\"a\":\"model-1.safetensors\"}}";
 	struct tpfs_st_index *ix = NULL;
 	struct tpfs_error e = {{0}};
-	CHECK(tpfs_st_index_parse("x.index.json", ok, strlen(ok), &ix, &e) == 0);
+	CHECK(tpfs_st_index_parse("x.index.json", strdup(ok), strlen(ok), &ix, &e) == 0);
 	if (ix) {
 		CHECK(ix->n == 2);
 		CHECK(strcmp(tpfs_st_index_find(ix, "a"), "model-1.safetensors") == 0);
@@ -456,12 +476,14 @@ static void index_weight_map_is_read_and_checked(void)
 		"{\"weight_map\":{\"a\":1}}",
 		"{\"weight_map\":{\"a\":\"x\",\"a\":\"y\"}}",
 		"{\"weight_map\":",
+		"",
 	};
 	const char *frag[] = {"no \"weight_map\"", "is not a file name",
-			      "duplicate key 'a'", "not valid JSON"};
+			      "duplicate key 'a'", "not valid JSON", "the index is empty"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ix = NULL;
-		CHECK(tpfs_st_index_parse("x.index.json", bad[i], strlen(bad[i]), &ix, &e) < 0);
+		CHECK(tpfs_st_index_parse("x.index.json", strdup(bad[i]), strlen(bad[i]), &ix,
+					  &e) < 0);
 		CHECK(ix == NULL);
 		CHECK_CONTAINS(e.msg, "x.index.json: ");
 		CHECK_CONTAINS(e.msg, frag[i]);
@@ -546,6 +568,7 @@ int main(void)
 	RUN(trailing_nul_padding_is_refused);
 	RUN(header_must_start_with_a_brace_and_end_with_spaces);
 	RUN(strings_with_nul_or_raw_control_characters_are_refused);
+	RUN(surrogate_escapes_pair_up_or_are_refused);
 	RUN(numbers_must_be_plain_digits);
 	RUN(tensor_entry_that_is_not_an_object_is_refused);
 	RUN(dtype_missing_or_wrong_is_refused);

@@ -18,12 +18,12 @@ static void setup(void)
 {
 	CHECK(tpfs_tree_init(&tree, T0) == 0);
 	/* What model.c puts there before any tensor. */
-	CHECK(tpfs_tree_leaf(&tree, 0, "manifest.json", TPFS_NODE_MANIFEST, NULL, T0) > 0);
+	CHECK(tpfs_tree_leaf(&tree, 0, "manifest.json", TPFS_NODE_MANIFEST, NULL) > 0);
 	long hidden = tpfs_tree_dir(&tree, 0, ".tpfs", T0);
 	CHECK(hidden > 0);
 	tpfs_tree_seal(&tree, (uint32_t)hidden);
-	CHECK(tpfs_tree_leaf(&tree, 0, "config.json", TPFS_NODE_FILE, NULL, T0) > 0);
-	CHECK(tpfs_tree_leaf(&tree, 0, "w.npy", TPFS_NODE_FILE, NULL, T0) > 0);
+	CHECK(tpfs_tree_leaf(&tree, 0, "config.json", TPFS_NODE_FILE, NULL) > 0);
+	CHECK(tpfs_tree_leaf(&tree, 0, "w.npy", TPFS_NODE_FILE, NULL) > 0);
 }
 
 /* Adds the tensor and checks where it landed. */
@@ -198,7 +198,7 @@ static void file_folders_are_safe_names(void)
 		       "'%s' -> '%s'", cases[i].file, n > 0 ? tree.nodes[n].name : "?");
 		CHECK(n > 0 && tree.nodes[n].kind == TPFS_NODE_DIR);
 	}
-	CHECK(tpfs_tree_leaf(&tree, 0, "model", TPFS_NODE_FILE, NULL, T0) == -EEXIST);
+	CHECK(tpfs_tree_leaf(&tree, 0, "model", TPFS_NODE_FILE, NULL) == -EEXIST);
 	tpfs_tree_free(&tree);
 }
 
@@ -209,7 +209,7 @@ static void suffixes_never_pass_255_bytes(void)
 	char *name = repeat('n', 251);
 	char file[300];
 	snprintf(file, sizeof(file), "%s.npy", name);
-	CHECK(tpfs_tree_leaf(&tree, 0, file, TPFS_NODE_FILE, NULL, T0) > 0);
+	CHECK(tpfs_tree_leaf(&tree, 0, file, TPFS_NODE_FILE, NULL) > 0);
 	bool renamed = false;
 	long i = tpfs_tree_add_tensor(&tree, 0, name, NULL, T0, &renamed);
 	CHECK(i > 0 && renamed);
@@ -239,16 +239,22 @@ static void finished_tree_lists_children_sorted(void)
 	for (int i = 0; i < 5; i++)
 		tpfs_tree_add_tensor(&tree, 0, names[i], NULL, T0, NULL);
 	CHECK(tpfs_tree_finish(&tree) == 0);
-	const struct tpfs_node *root = &tree.nodes[0];
+	const struct tpfs_dir *root = tpfs_tree_dir_of(&tree, 0);
 	const char *want[] = {".tpfs", "Beta.npy", "alpha.npy", "config.json",
 			      "manifest.json", "mid", "w.npy", "zeta.npy"};
 	CHECK(root->nchild == 8);
 	for (uint32_t i = 0; i < root->nchild && i < 8; i++)
 		CHECKF(strcmp(tree.nodes[tree.children[root->child0 + i]].name, want[i]) == 0,
 		       "child %u is %s", i, tree.nodes[tree.children[root->child0 + i]].name);
+	/* .tpfs and mid are folders; only mid has a tensor below it */
+	CHECK(root->nsubdirs == 2 && root->ntensordirs == 1);
+	CHECK(tree.nodes[0].flags & TPFS_NODE_HAS_TENSORS);
+	CHECK(!(tree.nodes[tpfs_tree_lookup(&tree, 0, ".tpfs")].flags & TPFS_NODE_HAS_TENSORS));
 	long mid = tpfs_tree_lookup(&tree, 0, "mid");
-	CHECK(mid > 0 && tree.nodes[mid].nchild == 2);
-	CHECK(strcmp(tree.nodes[tree.children[tree.nodes[mid].child0]].name, "a.npy") == 0);
+	CHECK(mid > 0 && tpfs_tree_dir_of(&tree, (uint32_t)mid)->nchild == 2);
+	CHECK(mid > 0 && strcmp(tree.nodes[tree.children[tpfs_tree_dir_of(&tree, (uint32_t)mid)
+								     ->child0]].name,
+				"a.npy") == 0);
 	char *p = tpfs_tree_path(&tree, 0);
 	CHECK(p && strcmp(p, "") == 0);
 	free(p);

@@ -61,6 +61,18 @@ const struct tpfs_conv *tpfs_conv_for(enum tpfs_dtype dt, const struct tpfs_opti
  * or NULL when mxfp4=raw. */
 const struct tpfs_conv *tpfs_conv_mxfp4(const struct tpfs_options *o);
 
+/* Where a run of output elements comes from: bytes [off, off + len) of
+ * each input tensor (in[1] is empty unless the conversion has two). */
+struct tpfs_conv_input {
+	uint64_t off, len;
+};
+
+/* The source bytes of output elements [elem0, elem0 + n) of a conversion
+ * from dtype dt (for MXFP4: 4 bits of the blocks per element, and one scale
+ * per 32 elements; elem0 and n multiples of 32). */
+void tpfs_conv_inputs(const struct tpfs_conv *cv, enum tpfs_dtype dt, uint64_t elem0,
+		      uint64_t n, struct tpfs_conv_input in[2]);
+
 /* Scalar conversions, exposed for the tools and the tests. */
 uint16_t tpfs_f32_to_f16(uint32_t f32_bits);  /* round to nearest even */
 uint16_t tpfs_f32_to_bf16(uint32_t f32_bits); /* round to nearest even */

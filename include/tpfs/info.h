@@ -6,9 +6,10 @@
  * scalars (shortest text that reads back as the same value).
  *
  * Every field has a fixed width, so a card's size is known before its
- * statistics are, and getattr never reads a tensor. This module only
- * accumulates and formats; file.c streams the served bytes through it.
- * Pure functions; a tpfs_stats belongs to one thread at a time.
+ * statistics are, and getattr never reads a tensor. This module owns the
+ * cards: it accumulates, formats and keeps them; file.c provides the served
+ * bytes to stream through them. A tpfs_stats belongs to one thread at a
+ * time; tpfs_cards locks itself.
  */
 #ifndef TPFS_INFO_H
 #define TPFS_INFO_H
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct tpfs_model;
 struct tpfs_tensor;
 
 #define TPFS_INFO_EDGE 3 /* first and last values shown */
@@ -44,8 +46,34 @@ void tpfs_stats_add(struct tpfs_stats *s, const void *data, size_t n);
 
 /* The card of t, with the statistics s, or placeholders of the same widths
  * when s is NULL (to learn the size). malloc'd; NULL on allocation failure. */
-char *tpfs_info_render(const struct tpfs_tensor *t, const struct tpfs_stats *s,
-		       size_t *len);
+char *tpfs_info_render(const struct tpfs_model *m, const struct tpfs_tensor *t,
+		       const struct tpfs_stats *s, size_t *len);
+
+/* The cards of a model's tensors, each made when first asked for and kept:
+ * its size (known without reading the tensor) and its text (made by
+ * streaming the tensor's served values once, a block at a time). Thread-safe:
+ * concurrent callers for one card wait for one computation. */
+struct tpfs_cards;
+
+/* Produces the served data bytes [block * bs, + n) of tensor i into buf
+ * (bs: the model's block_size). Returns 0 or a negative errno. */
+typedef int (*tpfs_cards_read_fn)(void *ctx, size_t i, uint64_t block, void *buf,
+				  size_t n);
+
+/* NULL on allocation failure. */
+struct tpfs_cards *tpfs_cards_create(const struct tpfs_model *m, tpfs_cards_read_fn read,
+				     void *ctx);
+
+/* Accepts NULL. */
+void tpfs_cards_destroy(struct tpfs_cards *c);
+
+/* The size of tensor i's card in bytes; 0 when out of memory. */
+uint64_t tpfs_cards_size(struct tpfs_cards *c, size_t i);
+
+/* Tensor i's card, valid until tpfs_cards_destroy. Returns 0 or a negative
+ * errno (the read's error, -ENOMEM, or -EIO for a card that outgrew its
+ * size, which would be a bug). */
+int tpfs_cards_text(struct tpfs_cards *c, size_t i, const char **text, size_t *len);
 
 /* Format one element of the given descr the way NumPy prints a scalar. */
 void tpfs_format_value(const struct tpfs_stats *s, const void *elem, char *buf,

@@ -1,8 +1,8 @@
 /*
  * A model: the source folder (or single file) opened, every Safetensors
- * header validated, every source file mapped, the tensor table and the
- * virtual tree built, and manifest.json rendered. Loading reads headers only;
- * no tensor byte is touched.
+ * header validated, every source file mapped, and the tensor table and the
+ * virtual tree built with each entry's permissions. Loading reads headers
+ * only; no tensor byte is touched.
  *
  * Immutable once tpfs_model_open returns, except each source's `stale` flag
  * (atomic), so it is shared by all threads without locks.
@@ -51,20 +51,25 @@ struct tpfs_tensor {
 	const char *name;                /* for an MXFP4 pair, the name without _blocks */
 	struct tpfs_part part[2];        /* the source; MXFP4: _blocks, then _scales */
 	const struct tpfs_conv *conv;
-	const char *source_dtype;        /* "BF16"..., or "MXFP4" for a pair */
-	const char *descr;               /* NumPy descr served */
-	uint32_t ndim;                   /* the shape served */
-	uint64_t *shape;
+	const uint64_t *shape;           /* the shape served (ndim entries) */
 	uint64_t nelem;
-	uint8_t *npy_header;
-	uint32_t npy_header_len;
 	uint64_t data_bytes;             /* bytes after the .npy header */
-	uint64_t npy_size;               /* header + data */
-	char *path;                      /* relative to the mount root */
+	uint32_t ndim;
+	uint32_t npy_header_len;         /* see tpfs_npy_header */
 	uint32_t node;                   /* its .npy in the tree */
-	uint64_t info_size;              /* bytes of its .tpfs/info card */
-	char *owned_name;                /* storage behind name when derived */
 };
+
+/* The NumPy descr served. */
+const char *tpfs_tensor_descr(const struct tpfs_tensor *t);
+
+/* "BF16"..., or "MXFP4" for a pair. */
+const char *tpfs_tensor_source_dtype(const struct tpfs_tensor *t);
+
+/* The size of its .npy: header and data. */
+static inline uint64_t tpfs_tensor_npy_size(const struct tpfs_tensor *t)
+{
+	return t->npy_header_len + t->data_bytes;
+}
 
 struct tpfs_model {
 	char *root;                  /* absolute path of the source */
@@ -75,9 +80,9 @@ struct tpfs_model {
 	struct tpfs_tensor *tensors; /* folder by folder, each sorted by name */
 	size_t ntensors;
 	struct tpfs_tree tree;
+	uint32_t info;               /* the node of .tpfs/info */
 	struct tpfs_perm_ctx *perms; /* owns the sources' chains */
-	char *manifest;              /* manifest.json */
-	size_t manifest_len;
+	struct tpfs_arena arena;     /* pairs' names, served shapes unlike the stored */
 };
 
 /* Open the model at path (a folder or one .safetensors file) and check the
@@ -105,10 +110,5 @@ int tpfs_source_check_access(struct tpfs_source *s);
  * read) so that every later read fails too; logged once. Thread-safe. */
 void tpfs_source_faulted(struct tpfs_source *s);
 
-/* Render manifest.json for a model whose tree is finished (manifest.c).
- * paths, when not NULL, replaces each tensor's path (tpfs convert's shard
- * folders); extra, when not NULL, is a JSON value added as "convert". */
-char *tpfs_manifest_render(const struct tpfs_model *m, const char *const *paths,
-			   const char *extra, size_t *len);
 
 #endif

@@ -12,11 +12,12 @@
 
 #define TPFS_NPY_ALIGN 64
 
-/* Build the header for an array of the given descr and shape. Version 1.0
- * is used unless the dict exceeds what its 16-bit length can say, then 2.0.
- * On success *out is a malloc'd buffer of the returned length (a multiple of
- * TPFS_NPY_ALIGN); on failure a negative errno. */
+/* The header for an array of the given descr and shape. Version 1.0 is
+ * used unless the dict exceeds what its 16-bit length can say, then 2.0.
+ * Returns its length (a multiple of TPFS_NPY_ALIGN), having written it to
+ * buf when cap is enough (buf may be NULL with cap 0, to learn the length),
+ * or a negative errno. */
 long tpfs_npy_header(const char *descr, const uint64_t *shape, uint32_t ndim,
-		     uint8_t **out);
+		     uint8_t *buf, size_t cap);
 
 #endif

@@ -7,9 +7,8 @@
  * that its tensors tile exactly, so later code never re-checks bounds.
  *
  * Not here: mapping, opening folders, name escaping (model.c, tree.c).
- * Parsing is not thread-safe with respect to other cJSON parses running at the
- * same time in the process (cJSON keeps a global error pointer); the result
- * is immutable and may be shared freely.
+ * Parsing keeps no global state; the result is immutable and may be shared
+ * freely.
  */
 #ifndef TPFS_SAFETENSORS_H
 #define TPFS_SAFETENSORS_H
@@ -23,13 +22,13 @@
 #define TPFS_ST_MAX_HEADER 100000000ULL
 
 struct tpfs_st_tensor {
-	char *name;
-	enum tpfs_dtype dtype;
-	uint32_t ndim;
-	uint64_t *shape;   /* ndim entries (NULL when ndim == 0) */
-	uint64_t nelem;    /* product of shape; 1 for 0-d */
-	uint64_t begin;    /* absolute byte offsets in the file */
+	const char *name;         /* in the header's text */
+	const uint64_t *shape;    /* ndim entries (NULL when ndim == 0) */
+	uint64_t nelem;           /* product of shape; 1 for 0-d */
+	uint64_t begin;           /* absolute byte offsets in the file */
 	uint64_t end;
+	uint32_t ndim;
+	enum tpfs_dtype dtype;
 };
 
 enum tpfs_st_meta {
@@ -46,6 +45,9 @@ struct tpfs_st_header {
 	struct tpfs_st_tensor *tensors; /* sorted by name (bytewise) */
 	enum tpfs_st_meta meta;
 	char *metadata_json;      /* the __metadata__ object as compact JSON, or NULL */
+	/* private: what the tensors point into */
+	char *text;               /* the header's JSON, strings unescaped in place */
+	struct tpfs_arena arena;  /* the shapes */
 };
 
 /* Parse and validate the header of a file of file_size bytes whose first
@@ -72,18 +74,21 @@ void tpfs_st_free(struct tpfs_st_header *h);
 /* A sharded checkpoint's index (model.safetensors.index.json): the
  * weight_map from tensor name to shard file name. */
 struct tpfs_st_index_entry {
-	char *tensor;
-	char *file;
+	const char *tensor;
+	const char *file;
 };
 
 struct tpfs_st_index {
 	size_t n;
 	struct tpfs_st_index_entry *v; /* sorted by tensor name */
+	char *text;                    /* private: what they point into */
 };
 
-/* Parse an index file's JSON text. Returns 0 and a new index in *out, or a
- * negative errno with e naming the file and the problem. */
-int tpfs_st_index_parse(const char *file, const char *json, size_t len,
+/* Parse an index file's JSON text of len bytes in json (malloc'd, with room
+ * for one more byte), which this takes in every case: the entries point
+ * into it. Returns 0 and a new index in *out, or a negative errno with e
+ * naming the file and the problem. */
+int tpfs_st_index_parse(const char *file, char *json, size_t len,
 			struct tpfs_st_index **out, struct tpfs_error *e);
 
 /* The shard file the index maps name to, or NULL. */

@@ -1,7 +1,9 @@
 /*
  * The virtual tree: every directory and file the mount shows, as a table of
- * nodes indexed from 0 (the root). Node index + 1 is the inode number FUSE
- * sees, so the root is inode 1.
+ * nodes indexed from 0 (the root). It holds names, kinds, the folder
+ * structure and each node's permissions; what a node's bytes are is
+ * file.c's business. A node is 32 bytes and its name lives in the tree's
+ * arena, so that a model of a million tensors stays small.
  *
  * Built once, single-threaded, by model.c; immutable afterwards and then
  * safe to read from any thread.
@@ -30,6 +32,7 @@
 #include <time.h>
 
 #include "tpfs/perm.h"
+#include "tpfs/util.h"
 
 enum tpfs_node_kind {
 	TPFS_NODE_DIR,
@@ -37,32 +40,42 @@ enum tpfs_node_kind {
 	TPFS_NODE_FILE,      /* a source file passed through */
 	TPFS_NODE_MANIFEST,  /* manifest.json */
 	TPFS_NODE_STATS,     /* .tpfs/stats */
-	TPFS_NODE_INFO,      /* .tpfs/info/<path>.txt: a tensor's card */
+	TPFS_NODE_CARD,      /* .tpfs/info/<path>.txt: a tensor's card (file.c) */
 };
 
+#define TPFS_NODE_SEALED 1        /* dirs: tpfs's own, no tensor goes inside */
+#define TPFS_NODE_HAS_TENSORS 2   /* dirs: a tensor below (after finish) */
+
 struct tpfs_node {
-	enum tpfs_node_kind kind;
-	char *name;              /* path component; "" for the root */
+	const char *name;        /* path component, in the arena; "" for the root */
+	void *payload;           /* the tensor or source, by kind */
 	uint32_t parent;         /* the root is its own parent */
-	uint32_t child0;         /* dirs: first index into tree->children */
-	uint32_t nchild;         /* dirs: number of children (sorted by name) */
-	uint32_t nsubdirs;       /* dirs: how many of them are folders */
-	struct timespec mtime;
-	void *payload;           /* tensor or source, by kind */
-	bool sealed;             /* dirs: tpfs's own, no tensor goes inside */
 	uint32_t perm;           /* owner, group and bits served: an index into
-				    the tree's perms; a new node takes its
-				    parent's */
+				    perms; a new node takes its parent's */
+	uint32_t dir;            /* dirs: index into dirs */
+	uint8_t kind;            /* enum tpfs_node_kind */
+	uint8_t flags;
+};
+
+struct tpfs_dir {
+	struct timespec mtime;
+	uint32_t child0;         /* after finish: children[child0 .. + nchild), */
+	uint32_t nchild;         /* sorted by name */
+	uint32_t nsubdirs;       /* folders among them */
+	uint32_t ntensordirs;    /* of those, the ones with a tensor below */
 };
 
 struct tpfs_tree {
 	struct tpfs_node *nodes;
 	size_t nnodes;
+	struct tpfs_dir *dirs;
+	size_t ndirs;
 	uint32_t *children;      /* after tpfs_tree_finish */
 	struct tpfs_perm *perms; /* each distinct one once; 0 lets only root in */
 	size_t nperms;
 	/* private */
-	size_t cap;
+	size_t cap, dircap;
+	struct tpfs_arena names;
 	uint32_t *slots;         /* open-addressing (parent, name) -> index + 1 */
 	size_t nslots;
 	uint32_t *perm_slots;    /* open-addressing perm -> index + 1 */
@@ -94,11 +107,11 @@ long tpfs_tree_add_folder(struct tpfs_tree *t, uint32_t parent, const char *name
 
 /* A new leaf. Returns its index, -EEXIST if the name is taken, or -ENOMEM. */
 long tpfs_tree_leaf(struct tpfs_tree *t, uint32_t parent, const char *name,
-		    enum tpfs_node_kind kind, void *payload, struct timespec mtime);
+		    enum tpfs_node_kind kind, void *payload);
 
-/* Place a tensor's .npy under the namespace folder ns by the rules above.
- * Returns the new leaf's index or -ENOMEM; *renamed (if not NULL) tells
- * whether rule 3 had to add a suffix. */
+/* Place a tensor's .npy under the namespace folder ns by the rules above
+ * (folders it makes get mtime). Returns the new leaf's index or -ENOMEM;
+ * *renamed (if not NULL) tells whether rule 3 had to add a suffix. */
 long tpfs_tree_add_tensor(struct tpfs_tree *t, uint32_t ns, const char *name,
 			  void *payload, struct timespec mtime, bool *renamed);
 
@@ -108,9 +121,16 @@ const struct tpfs_perm *tpfs_tree_perm(const struct tpfs_tree *t, uint32_t node)
 /* Serve node with p. Returns 0 or -ENOMEM. */
 int tpfs_tree_set_perm(struct tpfs_tree *t, uint32_t node, const struct tpfs_perm *p);
 
-/* Sort every directory's children by name and pack them. Returns 0 or
- * -ENOMEM. */
+/* Sort every directory's children by name and pack them, and mark the
+ * folders with a tensor below. Returns 0 or -ENOMEM. */
 int tpfs_tree_finish(struct tpfs_tree *t);
+
+/* The directory record of a directory node. */
+static inline const struct tpfs_dir *tpfs_tree_dir_of(const struct tpfs_tree *t,
+						      uint32_t node)
+{
+	return &t->dirs[t->nodes[node].dir];
+}
 
 /* The node's path relative to the root ("" for the root), malloc'd. */
 char *tpfs_tree_path(const struct tpfs_tree *t, uint32_t node);

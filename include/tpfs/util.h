@@ -49,6 +49,22 @@ void tpfs_buf_escape(struct tpfs_buf *b, const char *s, const char *also);
 char *tpfs_buf_take(struct tpfs_buf *b, size_t *len);
 void tpfs_buf_free(struct tpfs_buf *b);
 
+/* Memory handed out in pieces that never move and are all freed at once:
+ * for the many small strings and arrays of a model (names, shapes), with
+ * no per-piece overhead. Not thread-safe. */
+struct tpfs_arena {
+	struct tpfs_arena_chunk *chunks;
+	size_t used, cap;            /* in the newest chunk */
+};
+
+/* n bytes aligned to align (a power of two, at most that of max_align_t),
+ * or NULL. */
+void *tpfs_arena_alloc(struct tpfs_arena *a, size_t n, size_t align);
+/* A copy of s[0..n) with a NUL after it, or NULL. */
+char *tpfs_arena_strndup(struct tpfs_arena *a, const char *s, size_t n);
+/* Accepts a zeroed arena; leaves it zeroed. */
+void tpfs_arena_free(struct tpfs_arena *a);
+
 /* Checked arithmetic: return false on overflow. */
 static inline bool tpfs_mul_u64(uint64_t a, uint64_t b, uint64_t *r)
 {

@@ -54,12 +54,14 @@ void tpfs_vlog(int prio, const char *fmt, va_list ap)
 {
 	if (prio == LOG_DEBUG && !debug_on)
 		return;
-	char line[2048];
-	vsnprintf(line, sizeof(line), fmt, ap);
-	/* libfuse ends its messages with a newline; one line is enough. */
-	size_t n = strlen(line);
-	while (n && line[n - 1] == '\n')
-		line[--n] = '\0';
+	char raw[2048], line[2048];
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	/* libfuse ends its messages with a newline; one line is enough, and a
+	 * name with control bytes in it must not make two (they become %XX). */
+	size_t n = strlen(raw);
+	while (n && raw[n - 1] == '\n')
+		raw[--n] = '\0';
+	tpfs_escape_controls(line, sizeof(line), raw);
 	if (use_syslog) {
 		syslog(prio, "%s", line);
 		return;

@@ -69,54 +69,13 @@ static void mount_help(void)
 	       tpfs_options_help());
 }
 
-static const char *const kernel_opts[] = {
-	"allow_other", "allow_root", "auto_unmount", "nodev", "nosuid", "noexec",
-	"dev", "suid", "exec", "atime", "noatime", "sync", "async", "dirsync", NULL,
-};
-
-/* fstab's and mount(8)'s own words, and atime variants a read-only mount
- * has no use for (libfuse does not take them). */
-static const char *const ignored_opts[] = {
-	"ro", "rw", "defaults", "auto", "noauto", "user", "users", "nouser",
-	"owner", "group", "_netdev", "nofail", "relatime", "norelatime",
-	"strictatime", "nodiratime", "default_permissions", NULL,
-};
-
-static bool in_list(const char *const *list, const char *s)
-{
-	for (; *list; list++)
-		if (strcmp(*list, s) == 0)
-			return true;
-	return false;
-}
-
 struct mount_args {
 	const char *src;
 	const char *mnt;
 	bool foreground, debug, single;
 	struct tpfs_options opt;
-	char kopts[1024];   /* options for the kernel mount */
-	bool kopts_overflow;
+	struct tpfs_mount_opts kopts; /* the kernel mount's own options */
 };
-
-/* The mount's own options: those for the kernel are kept, fstab's noise is
- * dropped. */
-static bool mount_opt(const char *o, void *ctx)
-{
-	struct mount_args *a = ctx;
-	if (in_list(ignored_opts, o) || strncmp(o, "x-", 2) == 0 ||
-	    strncmp(o, "comment=", 8) == 0)
-		return true;
-	if (!in_list(kernel_opts, o))
-		return false;
-	size_t n = strlen(a->kopts);
-	if (n + strlen(o) + 2 > sizeof(a->kopts)) {
-		a->kopts_overflow = true;
-		return true;
-	}
-	snprintf(a->kopts + n, sizeof(a->kopts) - n, ",%s", o);
-	return true;
-}
 
 /* Returns 0, 1 after printing help, or -1 after printing an error. */
 static int parse_mount_args(int argc, char **argv, struct mount_args *a)
@@ -147,7 +106,7 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a)
 				return -1;
 			}
 			struct tpfs_error e;
-			if (tpfs_options_parse(&a->opt, list, mount_opt, a,
+			if (tpfs_options_parse(&a->opt, list, tpfs_options_mount, &a->kopts,
 					       ", allow_other, allow_root, auto_unmount, nodev, "
 					       "nosuid, noexec, noatime (see 'tpfs mount --help')",
 					       &e) < 0) {
@@ -169,7 +128,7 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a)
 			return -1;
 		}
 	}
-	if (a->kopts_overflow) {
+	if (a->kopts.overflow) {
 		fprintf(stderr, "tpfs: too many kernel mount options\n");
 		return -1;
 	}
@@ -243,7 +202,8 @@ static int build_fuse_args(const struct mount_args *a, const char *root,
 	int rc = -1;
 	/* nosuid and nodev unless asked otherwise: nothing here is a program or
 	 * a device (a root mount through fstab would not get them by default) */
-	bool suid = strstr(a->kopts, ",suid") != NULL, dev = strstr(a->kopts, ",dev") != NULL;
+	const char *k = a->kopts.kernel;
+	bool suid = strstr(k, ",suid") != NULL, dev = strstr(k, ",dev") != NULL;
 	if (fuse_opt_add_opt(&opts, "ro,default_permissions,subtype=tpfs") < 0 ||
 	    (!suid && fuse_opt_add_opt(&opts, "nosuid") < 0) ||
 	    (!dev && fuse_opt_add_opt(&opts, "nodev") < 0) ||
@@ -253,7 +213,7 @@ static int build_fuse_args(const struct mount_args *a, const char *root,
 		goto out;
 	}
 	if (fuse_opt_add_opt(&opts, fsname) < 0 ||
-	    (a->kopts[0] && fuse_opt_add_opt(&opts, a->kopts + 1) < 0))
+	    (k[0] && fuse_opt_add_opt(&opts, k + 1) < 0))
 		goto out;
 	if (fuse_opt_add_arg(fa, "tpfs") < 0 || fuse_opt_add_arg(fa, "-o") < 0 ||
 	    fuse_opt_add_arg(fa, opts) < 0 ||

@@ -1,5 +1,6 @@
 /*
- * Parsing of the serving options (-o key=value).
+ * Parsing of the -o options: the serving options (key=value) and the words
+ * the mount passes to the kernel or ignores.
  */
 #include "tpfs/options.h"
 
@@ -164,6 +165,44 @@ int tpfs_options_check(const struct tpfs_options *o, struct tpfs_error *e)
 					 out_names[o->dtype], per_type[i].key,
 					 out_names[per_type[i].value], out_names[o->dtype]);
 	return 0;
+}
+
+static const char *const kernel_opts[] = {
+	"allow_other", "allow_root", "auto_unmount", "nodev", "nosuid", "noexec",
+	"dev", "suid", "exec", "atime", "noatime", "sync", "async", "dirsync", NULL,
+};
+
+/* fstab's and mount(8)'s own words, and atime variants a read-only mount
+ * has no use for (libfuse does not take them). */
+static const char *const ignored_opts[] = {
+	"ro", "rw", "defaults", "auto", "noauto", "user", "users", "nouser",
+	"owner", "group", "_netdev", "nofail", "relatime", "norelatime",
+	"strictatime", "nodiratime", "default_permissions", NULL,
+};
+
+static bool in_list(const char *const *list, const char *s)
+{
+	for (; *list; list++)
+		if (strcmp(*list, s) == 0)
+			return true;
+	return false;
+}
+
+bool tpfs_options_mount(const char *opt, void *ctx)
+{
+	struct tpfs_mount_opts *m = ctx;
+	if (in_list(ignored_opts, opt) || strncmp(opt, "x-", 2) == 0 ||
+	    strncmp(opt, "comment=", 8) == 0)
+		return true;
+	if (!in_list(kernel_opts, opt))
+		return false;
+	size_t n = strlen(m->kernel);
+	if (n + strlen(opt) + 2 > sizeof(m->kernel)) {
+		m->overflow = true;
+		return true;
+	}
+	snprintf(m->kernel + n, sizeof(m->kernel) - n, ",%s", opt);
+	return true;
 }
 
 void tpfs_options_json(const struct tpfs_options *o, struct tpfs_buf *b)

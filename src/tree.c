@@ -338,8 +338,11 @@ long tpfs_tree_add_tensor(struct tpfs_tree *t, uint32_t ns, const char *name,
 long tpfs_tree_add_folder(struct tpfs_tree *t, uint32_t parent, const char *name,
 			  const char *fallback, struct timespec mtime)
 {
-	bool safe = component_ok(name, strlen(name), 0);
-	char *base = escape(safe ? name : fallback);
+	/* A safe stem is kept as it is ('%' included), as rule 1 keeps a
+	 * tensor's components; a file name has no '/', but that is not this
+	 * function's to assume. */
+	bool safe = component_ok(name, strlen(name), 0) && !strchr(name, '/');
+	char *base = safe ? strdup(name) : escape(fallback);
 	if (!base)
 		return -ENOMEM;
 	long i = add_fitted(t, parent, base, safe ? name : fallback, "", TPFS_NODE_DIR,

@@ -19,10 +19,12 @@
 int tpfs_fail(struct tpfs_error *e, int code, const char *fmt, ...)
 {
 	if (e) {
+		char raw[TPFS_ERR_MAX];
 		va_list ap;
 		va_start(ap, fmt);
-		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+		vsnprintf(raw, sizeof(raw), fmt, ap);
 		va_end(ap);
+		tpfs_escape_controls(e->msg, sizeof(e->msg), raw);
 	}
 	return code;
 }
@@ -76,6 +78,22 @@ void tpfs_arena_free(struct tpfs_arena *a)
 		a->chunks = next;
 	}
 	a->used = a->cap = 0;
+}
+
+void tpfs_escape_controls(char *dst, size_t cap, const char *src)
+{
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+		bool ctl = *p < 0x20 || *p == 0x7f;
+		if (n + (ctl ? 3 : 1) >= cap)
+			break;
+		if (ctl)
+			n += (size_t)snprintf(dst + n, cap - n, "%%%02X", *p);
+		else
+			dst[n++] = (char)*p;
+	}
+	if (cap)
+		dst[n] = '\0';
 }
 
 static bool buf_reserve(struct tpfs_buf *b, size_t extra)

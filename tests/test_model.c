@@ -460,6 +460,24 @@ static void conflicting_options_are_refused(void)
 	fx_rmtree(d);
 }
 
+/* Names with control bytes (a newline inside a tensor's name or an
+ * option) must not break a refusal into two lines: they are written %XX. */
+static void refusals_stay_one_line_whatever_the_names(void)
+{
+	char *d = fx_tmpdir();
+	st_u8(d, "model-00001-of-00002.safetensors", "a\\nb\\u001b[31m");
+	st_u8(d, "model-00002-of-00002.safetensors", "a\\nb\\u001b[31m");
+	struct tpfs_options o = defaults();
+	refused(d, &o, "tensor 'a%0Ab%1B[31m' is in both", NULL);
+	fx_rmtree(d);
+	struct tpfs_error e = {{0}};
+	CHECK(tpfs_options_parse(&o, "cache_size=1G,new\nline", NULL, NULL, NULL, &e) < 0);
+	CHECK_CONTAINS(e.msg, "unknown option 'new%0Aline'");
+	CHECK(tpfs_options_parse(&o, "bf16=\t", NULL, NULL, NULL, &e) < 0);
+	CHECK_CONTAINS(e.msg, "option bf16=%09: valid values are f32, f16, raw");
+	CHECK(strchr(e.msg, '\t') == NULL);
+}
+
 static void reserved_names_in_the_source_are_hidden(void)
 {
 	char *d = fx_tmpdir();
@@ -670,6 +688,7 @@ int main(void)
 	RUN(mxfp4_pairs_match_across_shards);
 	RUN(mxfp4_pairs_that_disagree_are_refused);
 	RUN(conflicting_options_are_refused);
+	RUN(refusals_stay_one_line_whatever_the_names);
 	RUN(reserved_names_in_the_source_are_hidden);
 	RUN(permissions_follow_the_source);
 	RUN(a_folder_names_its_own_tensors_first);

@@ -191,6 +191,10 @@ static void file_folders_are_safe_names(void)
 		{".", "..safetensors", "..safetensors"},
 		{"..", "...safetensors", "...safetensors"},
 		{"a\tb", "a\tb.safetensors", "a%09b.safetensors"},
+		/* a safe stem is kept as it is, '%' too */
+		{"50%", "50%.safetensors", "50%"},
+		{"a%2Fb", "a%2Fb.safetensors", "a%2Fb"},
+		{"a%2Fb", "a%2Fb.safetensors", "a%2Fb~1"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		long n = tpfs_tree_add_folder(&tree, 0, cases[i].stem, cases[i].file, T0);

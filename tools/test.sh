@@ -3,7 +3,8 @@
 # (optimised, and unoptimised with AddressSanitizer and
 # UndefinedBehaviorSanitizer) and runs every test in both builds: unit tests
 # and real FUSE mounts read with NumPy; then, where clang is installed,
-# fuzzes the header parser for 30 seconds. Set TPFS_REQUIRE_FUSE=1 to make a
+# fuzzes for 30 seconds each the header parser, the -o parser and the name
+# rules (tools/fuzz.sh). Set TPFS_REQUIRE_FUSE=1 to make a
 # missing /dev/fuse a failure, and TPFS_REALDATA to the folder of real
 # Safetensors files when it is not ../shared/realdata.
 set -eu
@@ -24,15 +25,17 @@ for variant in release asan; do
 	(cd "$dir" && ctest --output-on-failure -j "$jobs")
 done
 if command -v clang >/dev/null 2>&1; then
-	echo "== fuzzing the header parser for 30 s"
+	echo "== fuzzing for 30 s each: the Safetensors header and index parsers" \
+		"(fuzz_safetensors), the -o parser (fuzz_options), tensor names to paths" \
+		"(fuzz_names)"
 	log=$(mktemp)
 	if ! tools/fuzz.sh 30 > "$log" 2>&1; then
-		tail -n 40 "$log"
+		tail -n 100 "$log"
 		rm -f "$log"
 		exit 1
 	fi
-	tail -n 1 "$log"
+	grep '^fuzz_' "$log"
 	rm -f "$log"
 else
-	echo "== clang not installed: header fuzzing skipped"
+	echo "== clang not installed: fuzzing skipped"
 fi

@@ -1,7 +1,8 @@
 /*
- * The -o options that change what tpfs serves, shared by the mount and every
- * tool. Options that only concern the kernel mount (allow_other, ...) live in
- * main.c. Plain data; no locks.
+ * The -o options: those that change what tpfs serves, shared by the mount
+ * and every tool, and the mount's own words (kernel options such as
+ * allow_other, and fstab's words, which are ignored), which main.c hands to
+ * libfuse. Plain data; no locks.
  */
 #ifndef TPFS_OPTIONS_H
 #define TPFS_OPTIONS_H
@@ -63,6 +64,21 @@ int tpfs_options_check(const struct tpfs_options *o, struct tpfs_error *e);
 
 /* The options as a JSON object (for manifest.json). */
 void tpfs_options_json(const struct tpfs_options *o, struct tpfs_buf *b);
+
+/* The mount's own options, collected by tpfs_options_mount. */
+struct tpfs_mount_opts {
+	char kernel[1024];  /* ",allow_other,nodev...": for the kernel mount */
+	bool overflow;      /* more than kernel holds: the mount must refuse */
+};
+
+/* An `other` for tpfs_options_parse (ctx: a zeroed struct tpfs_mount_opts):
+ * takes the options passed to the kernel (allow_other, allow_root,
+ * auto_unmount, nodev, nosuid, noexec, dev, suid, exec, atime, noatime,
+ * sync, async, dirsync), appending them to kernel, and fstab's words, which
+ * it drops (ro, rw, defaults, auto, noauto, user, users, nouser, owner,
+ * group, _netdev, nofail, relatime, norelatime, strictatime, nodiratime,
+ * default_permissions, x-*, comment=*). Returns whether it took opt. */
+bool tpfs_options_mount(const char *opt, void *ctx);
 
 /* Help text, one option a line, for --help. */
 const char *tpfs_options_help(void);

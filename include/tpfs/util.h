@@ -19,7 +19,9 @@ struct tpfs_error {
 };
 
 /* Format into e (which may be NULL) and return code, so that a failing path
- * reads `return tpfs_fail(e, -EINVAL, "...")`. */
+ * reads `return tpfs_fail(e, -EINVAL, "...")`. Control bytes that the
+ * arguments bring (a newline in a tensor name) are written %XX, so that the
+ * message stays one line. */
 int tpfs_fail(struct tpfs_error *e, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -44,6 +46,10 @@ void tpfs_buf_json_string(struct tpfs_buf *b, const char *s);
 void tpfs_buf_shape(struct tpfs_buf *b, const uint64_t *shape, uint32_t ndim);
 /* Append s with '%', control bytes, DEL and the bytes in also as %XX. */
 void tpfs_buf_escape(struct tpfs_buf *b, const char *s, const char *also);
+/* Copy src to dst (cap bytes, NUL included) with control bytes and DEL
+ * written %XX: one line that a terminal shows as it is. A src that does not
+ * fit is cut before an escape, never inside one. */
+void tpfs_escape_controls(char *dst, size_t cap, const char *src);
 /* Take ownership of the NUL-terminated contents; the buffer is emptied.
  * Returns NULL if any append failed. */
 char *tpfs_buf_take(struct tpfs_buf *b, size_t *len);

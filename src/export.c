@@ -52,6 +52,7 @@
 struct job {
 	uint32_t node;
 	char *rel;          /* path under OUT */
+	mode_t mode;        /* what it is written with (see out_perm) */
 	uint64_t size;
 	char hash[17];      /* XXH3-64 of the bytes written, hex */
 	enum { TODO, SKIPPED, WRITTEN, FAILED } state;
@@ -77,7 +78,11 @@ struct convert {
 	size_t njobs;
 	char **dirs;                  /* the plan's folders, sorted: parents first */
 	bool *dir_recorded;           /* in the journal (earlier, or created now) */
+	mode_t *dir_modes;
 	size_t ndirs;
+	mode_t out_mode;              /* OUT itself, when this run makes it */
+	mode_t list_mode;             /* the journal and manifest.json (every name) */
+	mode_t umask;
 	atomic_size_t next;           /* the next job to take */
 	atomic_size_t done;
 	atomic_size_t running;        /* workers not yet finished */
@@ -94,6 +99,25 @@ struct convert {
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* mode, without the group bits when the file's group is not the one the
+ * mode was planned for (a set-group-ID folder gives its own). */
+static mode_t for_group(mode_t mode, gid_t gid)
+{
+	return gid == getegid() ? mode : mode & ~(mode_t)070;
+}
+
+/* Give what fd or path names its planned mode. */
+static int set_mode(int fd, const char *path, mode_t mode)
+{
+	struct stat st;
+	if (fd >= 0 ? fstat(fd, &st) < 0 : stat(path, &st) < 0)
+		return -errno;
+	mode = for_group(mode, st.st_gid);
+	if ((st.st_mode & 07777) == mode)
+		return 0;
+	return (fd >= 0 ? fchmod(fd, mode) : chmod(path, mode)) < 0 ? -errno : 0;
 }
 
 static int cmp_records(const void *a, const void *b)
@@ -284,6 +308,8 @@ static int rewrite_journal(struct convert *c, const struct record *r, size_t n)
 	char *path = out_path(c, JOURNAL, NULL), *tmp = out_path(c, JOURNAL, PARTIAL);
 	FILE *f = path && tmp ? fopen(tmp, "w") : NULL;
 	int rc = f ? 0 : path && tmp ? -errno : -ENOMEM;
+	if (f) /* it names every file: as private as manifest.json */
+		rc = set_mode(fileno(f), NULL, c->list_mode);
 	if (f) {
 		fprintf(f, "%s\n", JOURNAL_HEAD);
 		for (size_t i = 0; i < n && rc == 0; i++)
@@ -349,6 +375,81 @@ static size_t records_of(const struct convert *c, const char *rel,
 
 /* ---- the plan ----------------------------------------------------------- */
 
+/* What a file or folder of OUT is written with: no more than the mount
+ * would serve it with, so that a private source stays private on disk. The
+ * writer owns it: its group and other bits are those of the served entry's
+ * that are sure to let through the same users (perm.h), and the writer
+ * keeps read and write (and search on folders). Also within the umask. */
+static struct tpfs_perm out_perm(bool dir)
+{
+	return (struct tpfs_perm){(uint32_t)geteuid(), (uint32_t)getegid(),
+				  dir ? 0555 : 0444, false, dir};
+}
+
+static mode_t out_mode(const struct convert *c, const struct tpfs_perm *p)
+{
+	return (mode_t)((p->mode | (p->dir ? 0700 : 0600)) & ~c->umask);
+}
+
+/* Narrow folder rel's permissions in the plan (c->dirs sorted) by o. */
+static void narrow_dir(struct convert *c, struct tpfs_perm_ctx *ctx, struct tpfs_perm *dirs,
+		       const char *rel, const struct tpfs_perm *o, unsigned need)
+{
+	char **at = bsearch(&rel, c->dirs, c->ndirs, sizeof(*c->dirs), cmp_str);
+	if (at)
+		tpfs_perm_narrow(ctx, &dirs[at - c->dirs], o, need);
+}
+
+/* Every file's mode from its entry's; every folder's from the entries it
+ * shows and the folder of the mount it stands for, if any (matched from
+ * the file up: shard_000/sub/w.npy's shard_000/sub is the mount's sub, and
+ * shard_000 its root); OUT's, the journal's and the manifest's likewise. */
+static int plan_modes(struct convert *c, const struct tpfs_model *m)
+{
+	const struct tpfs_tree *tree = &m->tree;
+	struct tpfs_perm_ctx *ctx = m->perms;
+	struct tpfs_perm *dirs = malloc((c->ndirs + 1) * sizeof(*dirs));
+	if (!dirs)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->ndirs; i++)
+		dirs[i] = out_perm(true);
+	struct tpfs_perm top = out_perm(true), list = out_perm(false);
+	for (size_t i = 0; i < c->njobs; i++) {
+		struct job *j = &c->jobs[i];
+		const struct tpfs_perm *served = tpfs_tree_perm(tree, j->node);
+		struct tpfs_perm f = out_perm(false);
+		tpfs_perm_narrow(ctx, &f, served, TPFS_PERM_READ);
+		j->mode = out_mode(c, &f);
+		char *rel = strdup(j->rel);
+		if (!rel) {
+			free(dirs);
+			return -ENOMEM;
+		}
+		uint32_t d = j->node;
+		for (char *slash; (slash = strrchr(rel, '/')) != NULL;) {
+			*slash = '\0';
+			d = tree->nodes[d].parent;
+			narrow_dir(c, ctx, dirs, rel, served, TPFS_PERM_READ);
+			narrow_dir(c, ctx, dirs, rel, tpfs_tree_perm(tree, d),
+				   TPFS_PERM_READ | TPFS_PERM_SEARCH);
+		}
+		free(rel);
+		tpfs_perm_narrow(ctx, &top, served, TPFS_PERM_READ);
+	}
+	tpfs_perm_narrow(ctx, &top, tpfs_tree_perm(tree, 0), TPFS_PERM_READ | TPFS_PERM_SEARCH);
+	long manifest = tpfs_tree_lookup(tree, 0, "manifest.json");
+	if (manifest >= 0)
+		tpfs_perm_narrow(ctx, &list, tpfs_tree_perm(tree, (uint32_t)manifest),
+				 TPFS_PERM_READ);
+	for (size_t i = 0; i < c->ndirs; i++)
+		c->dir_modes[i] = out_mode(c, &dirs[i]);
+	c->out_mode = out_mode(c, &top);
+	c->list_mode = out_mode(c, &list);
+	free(dirs);
+	return 0;
+}
+
+
 /* The tree's files outside .tpfs, with tensors placed in shard_NNN/ folders
  * of at most shard bytes when shard is not 0 (a bigger tensor gets a
  * folder of its own); paths[i] is tensor i's path under OUT. Then the
@@ -406,7 +507,8 @@ static int plan(struct convert *c, const struct tpfs_model *m, uint64_t shard,
 	}
 	c->dirs = calloc(slashes + 1, sizeof(*c->dirs));
 	c->dir_recorded = calloc(slashes + 1, sizeof(*c->dir_recorded));
-	if (!c->dirs || !c->dir_recorded)
+	c->dir_modes = calloc(slashes + 1, sizeof(*c->dir_modes));
+	if (!c->dirs || !c->dir_recorded || !c->dir_modes)
 		return -ENOMEM;
 	for (size_t i = 0; i < c->njobs; i++)
 		for (const char *s = strchr(c->jobs[i].rel, '/'); s; s = strchr(s + 1, '/'))
@@ -422,7 +524,7 @@ static int plan(struct convert *c, const struct tpfs_model *m, uint64_t shard,
 			c->dirs[kept++] = c->dirs[i];
 	}
 	c->ndirs = kept;
-	return 0;
+	return plan_modes(c, m);
 }
 
 static bool in_plan_dirs(const struct convert *c, const char *rel)
@@ -476,7 +578,7 @@ static bool verified(struct convert *c, struct job *j, unsigned char *buf)
 		return false;
 	char *path = out_path(c, j->rel, NULL);
 	bool ok = path && hash_file(path, j->size, buf, c->unit, j->hash) == 0 &&
-		  strcmp(j->hash, latest->hash) == 0;
+		  strcmp(j->hash, latest->hash) == 0 && set_mode(-1, path, j->mode) == 0;
 	free(path);
 	return ok;
 }
@@ -486,9 +588,11 @@ static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 {
 	char *tmp = out_path(c, j->rel, PARTIAL), *path = out_path(c, j->rel, NULL);
 	int rc = tmp && path ? journal_add(c, REC_TMP, j->rel, NULL, 0, false) : -ENOMEM;
-	int fd = rc == 0 ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+	int fd = rc == 0 ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
 	if (rc == 0 && fd < 0)
 		rc = -errno;
+	if (rc == 0)
+		rc = set_mode(fd, NULL, j->mode);
 	XXH3_state_t *h = rc == 0 ? XXH3_createState() : NULL;
 	if (rc == 0 && !h)
 		rc = -ENOMEM;
@@ -588,12 +692,16 @@ static int make_dirs(struct convert *c)
 		if (rc == 0 && lstat(path, &st) == 0) {
 			if (!S_ISDIR(st.st_mode))
 				rc = -ENOTDIR;
+			else if (c->dir_recorded[i]) /* ours: as planned now */
+				rc = set_mode(-1, path, c->dir_modes[i]);
 		} else if (rc == 0 && errno != ENOENT) {
 			rc = -errno;
 		} else if (rc == 0) {
 			rc = journal_add(c, REC_DIR, c->dirs[i], NULL, 0, true);
-			if (rc == 0 && mkdir(path, 0755) < 0)
+			if (rc == 0 && mkdir(path, 0700) < 0)
 				rc = -errno;
+			if (rc == 0)
+				rc = set_mode(-1, path, c->dir_modes[i]);
 			c->dir_recorded[i] = true;
 		}
 		if (rc < 0)
@@ -720,9 +828,13 @@ static bool out_inside_src(const char *src, const char *out)
  * manifest and starts the journal afresh. */
 static int prepare_out(struct convert *c, bool resume)
 {
+	struct stat st;
+	bool made = stat(c->out, &st) < 0 && errno == ENOENT;
 	int err = -tpfs_mkdir_p(c->out);
 	if (!err && (c->lock_fd = open(c->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		err = errno;
+	if (!err && made) /* a folder we made shows no more than the mount's root */
+		err = -set_mode(c->lock_fd, NULL, c->out_mode);
 	if (err) {
 		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(err));
 		return -1;
@@ -875,10 +987,11 @@ static int write_manifest(struct convert *c, const struct tpfs_model *m, char **
 	char *extra = tpfs_buf_take(&x, NULL);
 	char *tmp = out_path(c, MANIFEST, PARTIAL), *path = out_path(c, MANIFEST, NULL);
 	int rc = extra && tmp && path ? 0 : -ENOMEM;
-	int fd = rc == 0 ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+	int fd = rc == 0 ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
 	if (rc == 0)
-		rc = fd < 0 ? -errno
-			    : tpfs_manifest_write(m, (const char *const *)paths, extra, fd);
+		rc = fd < 0 ? -errno : set_mode(fd, NULL, c->list_mode);
+	if (rc == 0)
+		rc = tpfs_manifest_write(m, (const char *const *)paths, extra, fd);
 	if (rc == 0 && fdatasync(fd) < 0)
 		rc = -errno;
 	if (fd >= 0 && close(fd) < 0 && rc == 0)
@@ -988,6 +1101,8 @@ int tpfs_cmd_convert(int argc, char **argv)
 	char fp[17];
 	c.fp = fp;
 	c.unit = tpfs_tool_read_unit(m);
+	c.umask = umask(0);
+	umask(c.umask);
 	char **paths = calloc(m->ntensors + 1, sizeof(*paths));
 	int rc = paths && fingerprint(m, fp) == 0 ? plan(&c, m, a.shard_size, paths) : -ENOMEM;
 	if (rc < 0)
@@ -1043,6 +1158,7 @@ int tpfs_cmd_convert(int argc, char **argv)
 	free(c.jobs);
 	free(c.dirs);
 	free(c.dir_recorded);
+	free(c.dir_modes);
 	free(paths);
 	pthread_mutex_destroy(&c.journal_lock);
 	tpfs_tool_close(m, c.fs);

@@ -14,6 +14,7 @@ need that file read directly. None of this looks at tpfs's own rule.
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import tempfile
@@ -132,7 +133,7 @@ class Layout:
 
     def need(self, manifest, rel):
         """What the mount entry rel (relative to the mount) needs."""
-        if rel == "manifest.json":
+        if rel in ("manifest.json", ".tpfs-convert"):   # convert's journal too
             return ("manifest", None)
         if rel in (".tpfs", ".tpfs/info", ".tpfs/stats"):
             return ("dir", "")
@@ -196,23 +197,44 @@ class SharedMount(unittest.TestCase):
         that must work through the mount, so that a mount that lets nobody
         in cannot pass."""
         with T.Mount(layout.src, opts=opts) as m:
-            with open(m.path("manifest.json")) as f:
-                manifest = json.load(f)
-            entries = mount_entries(m.mnt)
-            self.assertIn("manifest.json", entries)
-            src_entries = source_entries(layout)
-            for who in readers:
-                through = probe(who, [m.mnt] + [m.path(e) for e in entries])
-                direct = probe(who, [os.path.join(layout.src, e) if e else layout.src
-                                     for e in src_entries])
-                self.compare(layout, manifest, m, who, entries, through, direct)
-                for w, rel, what in expect:
-                    if w == who:
-                        got = through[m.path(rel) if rel else m.mnt]
-                        ok = got["read"] if what == "read" else got["list"] is not None
-                        self.assertTrue(ok, "%s cannot %s %s through the mount" %
-                                        (who, what, rel))
+            self.check_served(layout, m.mnt, readers, expect)
             return m.stderr()
+
+    def check_converted(self, layout, readers=(OTHER, GROUP, OWNER), extra=()):
+        """tpfs convert (as root) writes no file or folder that a user may
+        read or list but could not directly."""
+        out = os.path.join(self.base, "out")
+        r = T.run_tpfs("convert", layout.src, out, *extra)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.check_served(layout, out, readers, ())
+        shutil.rmtree(out)
+
+    def check_served(self, layout, root, readers, expect):
+        """Compare what each reader may do under root (a mount, or a
+        converted folder) with what they may do on the source."""
+        class Served:
+            mnt = root
+
+            @staticmethod
+            def path(rel):
+                return os.path.join(root, rel)
+        m = Served
+        with open(m.path("manifest.json")) as f:
+            manifest = json.load(f)
+        entries = mount_entries(m.mnt)
+        self.assertIn("manifest.json", entries)
+        src_entries = source_entries(layout)
+        for who in readers:
+            through = probe(who, [m.mnt] + [m.path(e) for e in entries])
+            direct = probe(who, [os.path.join(layout.src, e) if e else layout.src
+                                 for e in src_entries])
+            self.compare(layout, manifest, m, who, entries, through, direct)
+            for w, rel, what in expect:
+                if w == who:
+                    got = through[m.path(rel) if rel else m.mnt]
+                    ok = got["read"] if what == "read" else got["list"] is not None
+                    self.assertTrue(ok, "%s cannot %s %s through the mount" %
+                                    (who, what, rel))
 
     def compare(self, layout, manifest, m, who, entries, through, direct):
         def d(rel):
@@ -340,6 +362,8 @@ class SharedMount(unittest.TestCase):
             (OWNER, "theirs.json", "read"), (OWNER, "odir/own_t.npy", "read"),
             (OWNER, "odir/f.json", "read"),
         ])
+        self.check_converted(L)
+        self.check_converted(L, readers=(OTHER, GROUP), extra=("--shard-size", "1K"))
 
     def test_a_closed_folder_above_the_source_closes_the_mount(self):
         b = self.base
@@ -363,6 +387,13 @@ class SharedMount(unittest.TestCase):
             (OTHER, "manifest.json", "read"), (OTHER, "a.npy", "read"),
             (OTHER, "sub/b.npy", "read"), (OTHER, ".tpfs/info/sub/b.txt", "read"),
             (OTHER, ".tpfs/stats", "read")])
+        # converted, it stays open: modes as the mount's, within the umask
+        out = os.path.join(b, "out")
+        r = T.run_tpfs("convert", src, out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = probe(OTHER, [os.path.join(out, p) for p in
+                            ("manifest.json", "a.npy", "sub/b.npy", "config.json")])
+        self.assertTrue(all(v["read"] for v in got.values()), got)
 
     def test_hugging_face_snapshots_work_and_follow_the_blob_store(self):
         b = self.base

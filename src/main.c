@@ -349,7 +349,9 @@ static int cmd_umount(int argc, char **argv)
 {
 	if (argc == 1 && (strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0)) {
 		printf("usage: tpfs umount MNT\n\nUnmounts a tpfs mount (with fusermount3 "
-		       "-u); the daemon then exits.\n");
+		       "-u); the daemon then exits.\nOnly tpfs mounts (type " TPFS_MOUNT_TYPE
+		       " in /proc/self/mountinfo), live or\ndead, are unmounted: anything "
+		       "else mounted on MNT is left alone.\n");
 		return 0;
 	}
 	if (argc != 1 || argv[0][0] == '-') {
@@ -366,6 +368,16 @@ static int cmd_umount(int argc, char **argv)
 	char type[64], source[256];
 	if (!abs || !tpfs_mount_info(abs, type, source)) {
 		fprintf(stderr, "tpfs: %s is not mounted\n", argv[0]);
+		free(abs);
+		return 1;
+	}
+	/* Run by root, fusermount3 -u unmounts whatever is there (a tmpfs, a
+	 * bind mount, another FUSE filesystem): only tpfs's own mounts are
+	 * ours to take down. A dead tpfs mount still says fuse.tpfs. */
+	if (strcmp(type, TPFS_MOUNT_TYPE) != 0) {
+		fprintf(stderr, "tpfs: %s is a mount of type %s (source %s), not a tpfs "
+				"mount: not unmounting it\n",
+			argv[0], type, source);
 		free(abs);
 		return 1;
 	}

@@ -263,7 +263,7 @@ static bool is_tpfs_mount(const char *path)
 	char type[64], source[256];
 	char *real = realpath(path, NULL);
 	bool tpfs = real && tpfs_mount_info(real, type, source) &&
-		    strcmp(type, "fuse.tpfs") == 0;
+		    strcmp(type, TPFS_MOUNT_TYPE) == 0;
 	free(real);
 	return tpfs;
 }

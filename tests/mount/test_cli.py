@@ -146,6 +146,11 @@ def bad_models():
             "model.safetensors.index.json": json.dumps(
                 {"weight_map": {"w": "model-2.safetensors"}}).encode()},
          "weight_map puts tensor 'w' in 'model-2.safetensors'"),
+        ("empty index", {
+            "model.safetensors": st({"w": dict(u8(1), data_offsets=[0, 1])}, b"x"),
+            "model.safetensors.index.json": b""},
+         "model.safetensors.index.json: the index is empty (rule: an index is a JSON "
+         "object with a weight_map)"),
     ]
 
 

@@ -484,6 +484,52 @@ class DaemonMemory(unittest.TestCase):
                     threads = int(next(l for l in f if l.startswith("Threads:")).split()[1])
                 self.assertLessEqual(threads, 1 + workers)
 
+    def test_concurrent_readers_leave_only_their_reads_mapped(self):
+        """While many readers read tensors served as stored, the daemon maps
+        no more source pages than its workers' reads in flight: each 1 MiB
+        read, with the page cache's folios (up to 2 MiB) that it overlaps on
+        either side, which recent kernels map whole. Here 32 readers of the
+        largest F32 tensors of a sparse gpt-oss-20b (2 GiB in all)."""
+        T.require_fuse(self)
+        cpus = len(os.sched_getaffinity(0))
+        workers = 1 if T.MODE == "single" else min(10, max(4, 2 * cpus))
+        gen = os.path.join(os.path.dirname(os.path.abspath(T.TPFS)), "tpfs-gen")
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            subprocess.run([gen, src, "--preset", "gpt-oss-20b", "--dtype", "f32",
+                            "--sparse", "--quiet"], check=True)
+            with T.Mount(src) as m:
+                with open(m.path("manifest.json")) as f:
+                    stored = sorted((t for t in json.load(f)["tensors"]
+                                     if t["conversion"] == "none"),
+                                    key=lambda t: -t["npy_bytes"])[:32]
+                def rss_file_kib():
+                    with open("/proc/%d/status" % m.proc.pid) as f:
+                        return int(next(l for l in f if l.startswith("RssFile:")).split()[1])
+                before = rss_file_kib()
+                peak = [before]
+                done = threading.Event()
+                def sample():
+                    while not done.is_set():
+                        peak[0] = max(peak[0], rss_file_kib())
+                        time.sleep(0.002)
+                def read(t):
+                    fd = os.open(m.path(t["path"]), os.O_RDONLY)
+                    try:
+                        for k in range(min(64, t["npy_bytes"] >> 20)):
+                            os.pread(fd, 1 << 20, k << 20)
+                    finally:
+                        os.close(fd)
+                sampler = threading.Thread(target=sample)
+                sampler.start()
+                with concurrent.futures.ThreadPoolExecutor(len(stored)) as pool:
+                    list(pool.map(read, stored))
+                done.set()
+                sampler.join()
+                grown = peak[0] - before
+                self.assertLessEqual(grown, workers * 5 << 10,
+                                     "RssFile grew by %d KiB at most" % grown)
+
 
 class SourceChanges(unittest.TestCase):
     def test_truncated_source_fails_with_eio_and_the_mount_survives(self):

@@ -282,24 +282,29 @@ static bool add_span(struct tpfs_spans *sp, const void *p, size_t len)
 	return true;
 }
 
-/* A page fault maps the cached pages of the aligned 64 KiB around it too
- * (the kernel's fault_around_bytes): a range's neighbours get mapped by it. */
-#define FAULT_AROUND ((uint64_t)64 << 10)
+/* A page fault maps more than its page: the cached pages of the aligned
+ * 64 KiB around it (the kernel's fault_around_bytes), and on recent kernels
+ * (seen on 6.18) the whole page-cache folio it falls in, which the page
+ * cache makes up to 2 MiB (the PMD size with 4 KiB pages) for a file read
+ * ahead in large steps. A range's faults map its neighbours that far. */
+#define MAP_AROUND ((uint64_t)2 << 20)
 
 /* Advise the kernel about the pages of a source range (rounded out to whole
  * pages): MADV_WILLNEED starts reading them ahead of use; MADV_DONTNEED drops
- * them from this process's page tables once used, with the fault-around
- * window on either side, which a neighbouring range's faults may have mapped
- * after that range was dropped. The data stays in the page cache either way,
- * but without the second the daemon's resident size would grow to the size
- * of the model, and with it its standing with the out-of-memory killer. */
+ * them from this process's page tables once used, with MAP_AROUND on either
+ * side, which this range's faults mapped too, or a neighbouring range's
+ * faults after that range was dropped (a reader of the neighbour in flight
+ * just faults again). The data stays in the page cache either way, but
+ * without the second the daemon's resident size would grow to the size of
+ * the model, and with it its standing with the out-of-memory killer (with
+ * only 64 KiB around, 32 readers left 40-60 MB of folios' ends mapped). */
 static void advise(const struct tpfs_source *s, uint64_t begin, uint64_t len,
 		   int advice)
 {
 	if (len == 0 || !s->map)
 		return;
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-	uint64_t pad = advice == MADV_DONTNEED ? FAULT_AROUND : 0;
+	uint64_t pad = advice == MADV_DONTNEED ? MAP_AROUND : 0;
 	uint64_t a = (begin > pad ? begin - pad : 0) & ~(page - 1);
 	uint64_t end = begin + len + pad;
 	end = end > s->size ? s->size : end;

@@ -64,6 +64,10 @@ static void copy_bytes(void *arg)
 
 int tpfs_guard_copy(void *dst, const void *src, size_t n)
 {
+	/* An empty file has no mapping (mmap refuses length 0), so src may be
+	 * NULL here, which memcpy may not be given even for 0 bytes. */
+	if (n == 0)
+		return 0;
 	struct copy c = {dst, src, n};
 	return tpfs_guard_run(copy_bytes, &c);
 }

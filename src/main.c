@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,6 +249,29 @@ static void raise_readahead(const char *mnt)
 		 ok ? "1 MiB" : "left at the kernel's default (not root?)");
 }
 
+#define TPFS_MIN_WORKERS 4
+#define TPFS_MAX_WORKERS 10
+
+/* Worker threads of the multithreaded loop, which starts one whenever none
+ * is idle and never stops one. A worker in a read holds up to two converted
+ * blocks (which the cache cannot evict while they are sent) or the source
+ * pages of the read, so their number bounds the daemon's memory beyond
+ * cache_size. Converting is CPU-bound: workers past the CPUs only add
+ * memory. Twice the CPUs lets one wait for a source page while another
+ * converts; at least 4 keep a few such waits going on small machines; at
+ * most 10, libfuse 3.14's default, so larger machines serve as before. */
+static unsigned worker_threads(void)
+{
+	cpu_set_t set;
+	long cpus = sched_getaffinity(0, sizeof(set), &set) == 0
+			    ? CPU_COUNT(&set)
+			    : sysconf(_SC_NPROCESSORS_ONLN);
+	long n = 2 * (cpus > 0 ? cpus : 1);
+	return (unsigned)(n < TPFS_MIN_WORKERS   ? TPFS_MIN_WORKERS
+			  : n > TPFS_MAX_WORKERS ? TPFS_MAX_WORKERS
+						 : n);
+}
+
 static int serve(struct fuse_session *se, bool single)
 {
 	if (single)
@@ -255,6 +279,9 @@ static int serve(struct fuse_session *se, bool single)
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 	if (!cfg)
 		return -ENOMEM;
+	unsigned workers = worker_threads();
+	fuse_loop_cfg_set_max_threads(cfg, workers);
+	tpfs_log(LOG_DEBUG, "serving with up to %u worker threads", workers);
 	int rc = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	return rc;
@@ -349,7 +376,9 @@ static int cmd_umount(int argc, char **argv)
 {
 	if (argc == 1 && (strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0)) {
 		printf("usage: tpfs umount MNT\n\nUnmounts a tpfs mount (with fusermount3 "
-		       "-u); the daemon then exits.\n");
+		       "-u); the daemon then exits.\nOnly tpfs mounts (type " TPFS_MOUNT_TYPE
+		       " in /proc/self/mountinfo), live or\ndead, are unmounted: anything "
+		       "else mounted on MNT is left alone.\n");
 		return 0;
 	}
 	if (argc != 1 || argv[0][0] == '-') {
@@ -366,6 +395,16 @@ static int cmd_umount(int argc, char **argv)
 	char type[64], source[256];
 	if (!abs || !tpfs_mount_info(abs, type, source)) {
 		fprintf(stderr, "tpfs: %s is not mounted\n", argv[0]);
+		free(abs);
+		return 1;
+	}
+	/* Run by root, fusermount3 -u unmounts whatever is there (a tmpfs, a
+	 * bind mount, another FUSE filesystem): only tpfs's own mounts are
+	 * ours to take down. A dead tpfs mount still says fuse.tpfs. */
+	if (strcmp(type, TPFS_MOUNT_TYPE) != 0) {
+		fprintf(stderr, "tpfs: %s is a mount of type %s (source %s), not a tpfs "
+				"mount: not unmounting it\n",
+			argv[0], type, source);
 		free(abs);
 		return 1;
 	}

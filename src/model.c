@@ -263,7 +263,7 @@ static bool is_tpfs_mount(const char *path)
 	char type[64], source[256];
 	char *real = realpath(path, NULL);
 	bool tpfs = real && tpfs_mount_info(real, type, source) &&
-		    strcmp(type, "fuse.tpfs") == 0;
+		    strcmp(type, TPFS_MOUNT_TYPE) == 0;
 	free(real);
 	return tpfs;
 }
@@ -848,6 +848,25 @@ static void warn_raw(const struct tpfs_model *m)
 			 n, n == 1 ? " is" : "s are");
 }
 
+/* A model with no tensor: a wrong path (no .safetensors file at all) and
+ * files that hold none are different mistakes. */
+static void warn_empty(const struct tpfs_model *m, bool folder)
+{
+	size_t files = 0;
+	for (size_t i = 0; i < m->nsources; i++)
+		files += m->sources[i]->st != NULL;
+	if (!folder)
+		tpfs_log(LOG_WARNING, "%s holds no tensor: the mount shows only manifest.json",
+			 m->display_root);
+	else if (!files)
+		tpfs_log(LOG_WARNING, "%s holds no .safetensors file: the mount shows only "
+			 "its other files", m->display_root);
+	else
+		tpfs_log(LOG_WARNING, "%s has %zu .safetensors file%s, %s: the mount shows "
+			 "only its other files", m->display_root, files, files == 1 ? "" : "s",
+			 files == 1 ? "which holds no tensor" : "none of which holds a tensor");
+}
+
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
@@ -939,8 +958,7 @@ static int build(struct loader *L, const char *path)
 	m->info = (uint32_t)info;
 	warn_raw(m);
 	if (!m->ntensors)
-		tpfs_log(LOG_WARNING, "%s holds no .safetensors file: the mount shows only "
-			 "its other files", m->display_root);
+		warn_empty(m, S_ISDIR(st.st_mode));
 	if (m->opt.cache_size && m->opt.cache_size < m->opt.block_size)
 		tpfs_log(LOG_WARNING, "cache_size is smaller than block_size: no converted "
 			 "block will stay cached");

@@ -383,6 +383,8 @@ static bool mount_line(const char *point, char dev[64], char type[64], char sour
 		    sscanf(dash + 3, "%63s %255s", t, s) != 2)
 			continue;
 		unescape_octal(p);
+		unescape_octal(t);
+		unescape_octal(s);
 		if (strcmp(p, point) == 0) { /* later lines are mounted on top */
 			found = true;
 			memcpy(dev, d, 64);

@@ -43,6 +43,15 @@ static void faulting_copy_returns_eio(void)
 	munmap(m, 1 << 20);
 }
 
+static void copy_of_nothing_reads_nothing(void)
+{
+	/* An empty file has no mapping (mmap refuses length 0): copying its
+	 * zero bytes from NULL must work, and memcpy may not be given NULL. */
+	unsigned char out[1] = {9};
+	CHECK(tpfs_guard_copy(out, NULL, 0) == 0);
+	CHECK(out[0] == 9);
+}
+
 static void *fault_many(void *arg)
 {
 	unsigned char *m = arg;
@@ -89,6 +98,7 @@ int main(void)
 	dir = fx_tmpdir();
 	CHECK(tpfs_guard_install() == 0);
 	RUN(faulting_copy_returns_eio);
+	RUN(copy_of_nothing_reads_nothing);
 	RUN(threads_fault_independently);
 	RUN(unguarded_fault_still_kills);
 	fx_rmtree(dir);

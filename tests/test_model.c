@@ -266,6 +266,19 @@ static void index_that_disagrees_with_the_shards_is_refused(void)
 	}
 }
 
+static void empty_index_is_refused(void)
+{
+	/* An empty file has no mapping: the index is refused for what it is,
+	 * not read from a null pointer. */
+	struct tpfs_options o = defaults();
+	char *d = fx_tmpdir();
+	write_shards(d);
+	CHECK(fx_write(d, "model.safetensors.index.json", "", 0) == 0);
+	refused(d, &o, "model.safetensors.index.json: the index is empty",
+		"(rule: an index is a JSON object with a weight_map)");
+	fx_rmtree(d);
+}
+
 static void duplicate_names_are_refused_unless_by_file(void)
 {
 	char *d = fx_tmpdir();
@@ -681,6 +694,7 @@ int main(void)
 	RUN(loops_and_broken_links_are_skipped);
 	RUN(sharded_folder_is_one_namespace);
 	RUN(index_that_disagrees_with_the_shards_is_refused);
+	RUN(empty_index_is_refused);
 	RUN(duplicate_names_are_refused_unless_by_file);
 	RUN(bad_header_refuses_the_whole_model);
 	RUN(every_dtype_is_served);

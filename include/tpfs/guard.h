@@ -18,7 +18,8 @@ int tpfs_guard_install(void);
 /* Run fn(arg). Returns 0, or -EIO if it faulted on a mapping. */
 int tpfs_guard_run(void (*fn)(void *arg), void *arg);
 
-/* memcpy with the same protection. */
+/* memcpy with the same protection; n == 0 copies nothing, whatever the
+ * pointers (NULL included). */
 int tpfs_guard_copy(void *dst, const void *src, size_t n);
 
 #endif

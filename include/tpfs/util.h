@@ -97,8 +97,13 @@ uint64_t tpfs_load_le64(const void *p);
  * first byte of the offending sequence. */
 bool tpfs_utf8_valid(const char *s, size_t n, size_t *bad);
 
+/* The type mountinfo gives a tpfs mount: FUSE with the subtype tpfs (the
+ * daemon mounts with subtype=tpfs). */
+#define TPFS_MOUNT_TYPE "fuse.tpfs"
+
 /* Whether the absolute path is a mount point (from /proc/self/mountinfo);
- * then the type and source of the mount on top (64 and 256 bytes). */
+ * then the type and source of the mount on top (64 and 256 bytes, with
+ * mountinfo's \ooo escapes undone). */
 bool tpfs_mount_info(const char *point, char *type, char *source);
 
 /* The major:minor device of the mount on top of point, if it is one. */

@@ -4,6 +4,8 @@ recovery after kill -9, and the mount(8)/fstab helper form."""
 
 import json
 import os
+import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -71,7 +73,9 @@ class Help(unittest.TestCase):
             self.assertIn("unknown command '%s'" % word, r.stderr)
         r = T.run_tpfs("--version")
         self.assertRegex(r.stdout, r"\(libfuse 3\.\d+\)")
-        self.assertEqual(T.run_tpfs("umount", "--help").returncode, 0)
+        r = T.run_tpfs("umount", "--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("Only tpfs mounts", r.stdout)
 
 
 class Options(Workspace):
@@ -142,6 +146,11 @@ def bad_models():
             "model.safetensors.index.json": json.dumps(
                 {"weight_map": {"w": "model-2.safetensors"}}).encode()},
          "weight_map puts tensor 'w' in 'model-2.safetensors'"),
+        ("empty index", {
+            "model.safetensors": st({"w": dict(u8(1), data_offsets=[0, 1])}, b"x"),
+            "model.safetensors.index.json": b""},
+         "model.safetensors.index.json: the index is empty (rule: an index is a JSON "
+         "object with a weight_map)"),
     ]
 
 
@@ -213,6 +222,148 @@ class MountPoints(Workspace):
             self.assertEqual(set(os.listdir(m.mnt)),
                              {".safetensors", ".tpfs", "..safetensors", "...safetensors",
                               "manifest.json", "model"})
+
+
+def mountinfo_line(path):
+    """(type, source) of the mount on top of path, read from the kernel's
+    /proc/self/mountinfo (fields after ' - '), or None."""
+    def unescape(field):  # mountinfo writes space, tab, newline, \\ as \\ooo
+        return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+    real = os.path.realpath(path)
+    found = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            if unescape(left.split()[4]) == real:  # the last is on top
+                found = tuple(unescape(x) for x in right.split()[:2])
+    return found
+
+
+class UmountOnlyTpfs(Workspace):
+    """tpfs umount unmounts tpfs mounts only: run by root, fusermount3 -u
+    would unmount whatever is mounted there."""
+
+    def setUp(self):
+        super().setUp()
+        self.foreign = []  # mount points this test mounted, to undo
+
+    def tearDown(self):
+        for path in reversed(self.foreign):
+            if mountinfo_line(path):
+                subprocess.run(["umount", path])
+        super().tearDown()
+
+    def mount(self, *args):
+        """mount(8) args, the mount point last; skips where it cannot."""
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs or a bind mount needs root")
+        r = subprocess.run(["mount", *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            self.skipTest("'mount %s' is not permitted here: %s"
+                          % (" ".join(args), r.stderr.strip()))
+        self.foreign.append(args[-1])
+
+    def refused(self, path, fstype, source):
+        r = T.run_tpfs("umount", path)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr.splitlines(),
+                         ["tpfs: %s is a mount of type %s (source %s), not a tpfs "
+                          "mount: not unmounting it" % (path, fstype, source)])
+        # Still there (os.path.ismount cannot see a bind mount within one
+        # filesystem).
+        self.assertEqual(mountinfo_line(path), (fstype, source))
+
+    def test_a_tmpfs_is_left_mounted(self):
+        self.mount("-t", "tmpfs", "none", self.mnt)
+        with open(os.path.join(self.mnt, "keep.txt"), "w") as f:
+            f.write("still here")
+        self.refused(self.mnt, "tmpfs", "none")
+        with open(os.path.join(self.mnt, "keep.txt")) as f:
+            self.assertEqual(f.read(), "still here")
+        # Relative, and with a trailing slash: the same mount, the same answer.
+        r = subprocess.run([os.path.abspath(T.TPFS), "umount", "mnt/"],
+                           cwd=self.tmp.name, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("of type tmpfs", r.stderr)
+        self.assertTrue(os.path.ismount(self.mnt))
+
+    def test_a_mount_on_top_of_a_tpfs_mount_is_left_mounted(self):
+        T.require_fuse(self)
+        r = T.run_tpfs("mount", self.src, self.mnt)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # The source has a space, which mountinfo writes as \040.
+        self.mount("-t", "tmpfs", "a tmpfs", self.mnt)
+        self.refused(self.mnt, "tmpfs", "a tmpfs")
+        self.assertEqual(os.listdir(self.mnt), [])
+        subprocess.run(["umount", self.mnt], check=True)
+        self.assertIn("w.npy", os.listdir(self.mnt))
+        r = T.run_tpfs("umount", self.mnt)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(T.wait_unmounted(self.mnt))
+
+    def test_a_bind_mount_is_left_mounted(self):
+        self.mount("--bind", self.src, self.mnt)
+        fstype, source = mountinfo_line(self.mnt)
+        self.assertNotIn("tpfs", fstype)
+        self.refused(self.mnt, fstype, source)
+        self.assertEqual(os.listdir(self.mnt), ["model.safetensors"])
+
+    def test_a_fuse_mount_of_another_type_is_left_mounted(self):
+        T.require_fuse(self)
+        sshfs = shutil.which("sshfs")
+        server = next((p for p in ("/usr/lib/openssh/sftp-server", "/usr/lib/sftp-server")
+                       if os.access(p, os.X_OK)), None)
+        if not sshfs or not server:
+            self.skipTest("needs sshfs and OpenSSH's sftp-server for a FUSE mount "
+                          "that is not tpfs")
+        # sshfs -o passive speaks SFTP on its stdin and stdout: wired to a
+        # local sftp-server, no network and no ssh are involved.
+        sftp = subprocess.Popen([server], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        fs = subprocess.Popen([sshfs, "-f", "-o", "passive", "local:" + self.src, self.mnt],
+                              stdin=sftp.stdout, stdout=sftp.stdin, stderr=subprocess.PIPE)
+        sftp.stdin.close()
+        sftp.stdout.close()
+        try:
+            deadline = time.time() + 20
+            while not os.path.ismount(self.mnt):
+                if fs.poll() is not None:
+                    self.fail("sshfs exited %d: %s" % (fs.returncode, fs.stderr.read()))
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.02)
+            self.refused(self.mnt, "fuse.sshfs", "local:" + self.src)
+            self.assertEqual(os.listdir(self.mnt), ["model.safetensors"])
+        finally:
+            if os.path.ismount(self.mnt):
+                subprocess.run(["fusermount3", "-u", self.mnt])
+            fs.wait(timeout=20)
+            fs.stderr.close()
+            sftp.wait(timeout=20)
+
+    def test_a_dead_tpfs_mount_is_unmounted(self):
+        T.require_fuse(self)
+        p = subprocess.Popen([T.TPFS, "mount", self.src, self.mnt, "-f"],
+                             stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while not os.path.ismount(self.mnt):
+            self.assertIsNone(p.poll(), "daemon exited early")
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.01)
+        p.kill()
+        p.wait()
+        with self.assertRaises(OSError):  # transport endpoint is not connected
+            os.listdir(self.mnt)
+        self.assertEqual(mountinfo_line(self.mnt)[0], "fuse.tpfs")
+        # As the user would type it: relative, with a trailing slash.
+        r = subprocess.run([os.path.abspath(T.TPFS), "umount", "mnt/"],
+                           cwd=self.tmp.name, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, "")
+        self.assertFalse(os.path.ismount(self.mnt))
+
+    def test_a_folder_that_is_no_mount_point_is_not_mounted(self):
+        r = T.run_tpfs("umount", self.src)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, "tpfs: %s is not mounted\n" % self.src)
 
 
 class BadModels(unittest.TestCase):

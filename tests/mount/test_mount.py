@@ -10,6 +10,8 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
+import time
 import unittest
 
 import numpy as np
@@ -445,6 +447,88 @@ class DaemonMemory(unittest.TestCase):
                             pass
                 grown = rss_file_kib(m.proc.pid) - before
                 self.assertLess(grown, 4 << 10, "RssFile grew by %d KiB" % grown)
+
+    def test_many_readers_are_served_by_a_bounded_number_of_threads(self):
+        """Each worker thread in a read holds up to two converted blocks or
+        the read's source pages, so their number bounds the daemon's memory:
+        twice the CPUs it may run on, from 4 to 10, however many readers
+        come at once; and every reader gets its data."""
+        T.require_fuse(self)
+        cpus = len(os.sched_getaffinity(0))
+        workers = 0 if T.MODE == "single" else min(10, max(4, 2 * cpus))
+        readers = 32
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            want = {}
+            tensors = []
+            for i in range(readers):
+                raw = rand_bytes(1 << 20)  # BF16: 2 MiB served as f32
+                tensors.append(("w%02d" % i, "BF16", (512, 1024), raw))
+                want["w%02d.npy" % i] = T.npy_bytes(
+                    T.expected_array("BF16", (512, 1024), raw))
+            T.write_safetensors(os.path.join(src, "m.safetensors"), tensors)
+            with T.Mount(src, opts="cache_size=4M") as m:
+                def read(name):
+                    fd = os.open(m.path(name), os.O_RDONLY)
+                    try:
+                        return name, b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
+                    finally:
+                        os.close(fd)
+                with concurrent.futures.ThreadPoolExecutor(readers) as pool:
+                    got = dict(pool.map(read, sorted(want)))
+                for name in want:
+                    self.assertEqual(got[name], want[name], name)
+                # libfuse starts a worker when none is idle and never stops
+                # one: what is there now is the most there ever were.
+                with open("/proc/%d/status" % m.proc.pid) as f:
+                    threads = int(next(l for l in f if l.startswith("Threads:")).split()[1])
+                self.assertLessEqual(threads, 1 + workers)
+
+    def test_concurrent_readers_leave_only_their_reads_mapped(self):
+        """While many readers read tensors served as stored, the daemon maps
+        no more source pages than its workers' reads in flight: each 1 MiB
+        read, with the page cache's folios (up to 2 MiB) that it overlaps on
+        either side, which recent kernels map whole. Here 32 readers of the
+        largest F32 tensors of a sparse gpt-oss-20b (2 GiB in all)."""
+        T.require_fuse(self)
+        cpus = len(os.sched_getaffinity(0))
+        workers = 1 if T.MODE == "single" else min(10, max(4, 2 * cpus))
+        gen = os.path.join(os.path.dirname(os.path.abspath(T.TPFS)), "tpfs-gen")
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            subprocess.run([gen, src, "--preset", "gpt-oss-20b", "--dtype", "f32",
+                            "--sparse", "--quiet"], check=True)
+            with T.Mount(src) as m:
+                with open(m.path("manifest.json")) as f:
+                    stored = sorted((t for t in json.load(f)["tensors"]
+                                     if t["conversion"] == "none"),
+                                    key=lambda t: -t["npy_bytes"])[:32]
+                def rss_file_kib():
+                    with open("/proc/%d/status" % m.proc.pid) as f:
+                        return int(next(l for l in f if l.startswith("RssFile:")).split()[1])
+                before = rss_file_kib()
+                peak = [before]
+                done = threading.Event()
+                def sample():
+                    while not done.is_set():
+                        peak[0] = max(peak[0], rss_file_kib())
+                        time.sleep(0.002)
+                def read(t):
+                    fd = os.open(m.path(t["path"]), os.O_RDONLY)
+                    try:
+                        for k in range(min(64, t["npy_bytes"] >> 20)):
+                            os.pread(fd, 1 << 20, k << 20)
+                    finally:
+                        os.close(fd)
+                sampler = threading.Thread(target=sample)
+                sampler.start()
+                with concurrent.futures.ThreadPoolExecutor(len(stored)) as pool:
+                    list(pool.map(read, stored))
+                done.set()
+                sampler.join()
+                grown = peak[0] - before
+                self.assertLessEqual(grown, workers * 5 << 10,
+                                     "RssFile grew by %d KiB at most" % grown)
 
 
 class SourceChanges(unittest.TestCase):

@@ -232,6 +232,42 @@ class Listing(unittest.TestCase):
                           .format(served), out)
             self.assertIn("# dtypes: BF16 1 F32 1 MXFP4 1", out)
 
+    def test_a_source_without_tensors_says_why(self):
+        """No .safetensors file at all, and .safetensors files that hold no
+        tensor, are different mistakes and are told apart."""
+        rest = ": the mount shows only its other files"
+        with tempfile.TemporaryDirectory() as tmp:
+            def case(name, files):
+                src = os.path.join(tmp, name)
+                os.makedirs(src)
+                with open(os.path.join(src, "config.json"), "w") as f:
+                    f.write("{}")
+                for rel in files:  # a header with no tensor in it
+                    T.write_safetensors(os.path.join(src, rel), [], metadata={"a": "b"})
+                return src
+            cases = [
+                (case("none", []), "holds no .safetensors file" + rest),
+                (case("one", ["model.safetensors"]),
+                 "has 1 .safetensors file, which holds no tensor" + rest),
+                (case("three", ["a.safetensors", "b.safetensors", "sub/c.safetensors"]),
+                 "has 3 .safetensors files, none of which holds a tensor" + rest),
+                (os.path.join(tmp, "one", "model.safetensors"),
+                 "holds no tensor: the mount shows only manifest.json"),
+            ]
+            for src, want in cases:
+                with self.subTest(src):
+                    r = tool("ls", src)
+                    self.assertEqual(r.stderr.decode(), "tpfs: warning: %s %s\n" % (src, want))
+                    self.assertIn("# 0 tensors", r.stdout.decode())
+            # The daemon says the same.
+            src, want = cases[2]
+            if T.fuse_available():
+                with T.Mount(src) as m:
+                    # .safetensors files are never shown themselves
+                    self.assertEqual(sorted(os.listdir(m.mnt)),
+                                     [".tpfs", "config.json", "manifest.json", "sub"])
+                    self.assertIn("tpfs: warning: %s %s\n" % (src, want), m.stderr())
+
     def test_cards_decode_what_each_option_serves(self):
         """bf16=raw serves bfloat16 bits: the card still shows their values."""
         with tempfile.TemporaryDirectory() as tmp:

@@ -446,7 +446,11 @@ static int check_index(struct loader *L, const struct folder *f,
 	char *text = malloc(x->size + 1);
 	if (!text)
 		return tpfs_fail(L->e, -ENOMEM, "out of memory");
-	if (x->size && tpfs_guard_copy(text, x->map, x->size) < 0) {
+	int copied = x->size ? tpfs_guard_copy(text, x->map, x->size) : 0;
+	/* the copy mapped the file's pages in: they are not ours to keep */
+	if (x->size)
+		madvise((void *)x->map, x->size, MADV_DONTNEED);
+	if (copied < 0) {
 		free(text);
 		return tpfs_fail(L->e, -EIO, "%s: cannot read (it shrank)", x->display);
 	}

@@ -204,8 +204,9 @@ static int check_tensor(const char *file, const struct tpfs_st_header *h,
 	t->nelem = 1;
 	for (uint32_t i = 0; i < t->ndim; i++)
 		overflow |= !tpfs_mul_u64(t->nelem, t->shape[i], &t->nelem);
+	/* The shape for messages, made only for one. */
 	char sbuf[256];
-	tpfs_shape_str(t->shape, t->ndim, sbuf, sizeof(sbuf));
+#define SHAPE tpfs_shape_str(t->shape, t->ndim, sbuf, sizeof(sbuf))
 	/* A zero dimension makes the product 0 whatever overflowed before it. */
 	for (uint32_t i = 0; i < t->ndim; i++) {
 		if (t->shape[i] == 0) {
@@ -216,7 +217,7 @@ static int check_tensor(const char *file, const struct tpfs_st_header *h,
 	if (overflow)
 		return tpfs_fail(e, -EINVAL,
 				 "%s: tensor '%s': element count of shape %s overflows 64 bits",
-				 file, name, sbuf);
+				 file, name, SHAPE);
 	uint64_t b = offs[0], en = offs[1];
 	if (b > en)
 		return tpfs_fail(e, -EINVAL,
@@ -228,7 +229,7 @@ static int check_tensor(const char *file, const struct tpfs_st_header *h,
 	if (!tpfs_mul_u64(t->nelem, di->bits, &bits))
 		return tpfs_fail(e, -EINVAL,
 				 "%s: tensor '%s': byte size of shape %s of %s overflows 64 bits",
-				 file, name, sbuf, di->name);
+				 file, name, SHAPE, di->name);
 	if (bits % 8)
 		return tpfs_fail(e, -EINVAL,
 				 "%s: tensor '%s': %" PRIu64 " elements of %s (%u bits each) "
@@ -239,7 +240,7 @@ static int check_tensor(const char *file, const struct tpfs_st_header *h,
 				 "%s: tensor '%s': shape %s of %s needs %" PRIu64
 				 " bytes but data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64
 				 " (rule: element count times item size equals the byte length)",
-				 file, name, sbuf, di->name, bits / 8, b, en, en - b);
+				 file, name, SHAPE, di->name, bits / 8, b, en, en - b);
 	uint64_t data_len = h->file_size - h->data_start;
 	if (en > data_len)
 		return tpfs_fail(e, -EINVAL,
@@ -249,6 +250,7 @@ static int check_tensor(const char *file, const struct tpfs_st_header *h,
 	t->begin = h->data_start + b;
 	t->end = h->data_start + en;
 	return 0;
+#undef SHAPE
 }
 
 static int read_tensor(struct reader *r, struct tpfs_st_header *h, struct scratch *sc,

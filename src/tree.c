@@ -215,7 +215,11 @@ static const char *component(const char *p, char comp[NAME_MAX_BYTES + 1], size_
 {
 	const char *slash = strchr(p, '/');
 	*n = slash ? (size_t)(slash - p) : strlen(p);
-	snprintf(comp, NAME_MAX_BYTES + 1, "%.*s%s", (int)*n, p, slash ? "" : NPY_SUFFIX);
+	size_t k = *n < NAME_MAX_BYTES ? *n : NAME_MAX_BYTES;
+	memcpy(comp, p, k);
+	comp[k] = '\0';
+	if (!slash && k + strlen(NPY_SUFFIX) <= NAME_MAX_BYTES)
+		strcpy(comp + k, NPY_SUFFIX);
 	return slash;
 }
 

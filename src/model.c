@@ -897,11 +897,17 @@ void tpfs_model_close(struct tpfs_model *m)
 	free(m);
 }
 
+/* A fault says only that a mapped page could not be brought in: the file
+ * shrank, or the filesystem under it failed (a disk error, a network mount
+ * whose server or connection is gone). It is not examined here to tell
+ * which: on a failing filesystem that could wait as long as the read did,
+ * with the reader's reply still to send. */
 void tpfs_source_faulted(struct tpfs_source *s)
 {
 	if (!atomic_exchange(&s->stale, true))
-		tpfs_log(LOG_ERR, "%s shrank while being read; its files now fail with "
-			 "EIO (remount to see the new contents)", s->display);
+		tpfs_log(LOG_ERR, "%s could not be read (it shrank, or the filesystem it "
+			 "is on failed); its files now fail with EIO (remount to read "
+			 "them again)", s->display);
 }
 
 int tpfs_source_check(struct tpfs_source *s)

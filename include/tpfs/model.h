@@ -92,7 +92,8 @@ void tpfs_model_close(struct tpfs_model *m);
 int tpfs_source_check(struct tpfs_source *s);
 
 /* Mark a source whose mapping faulted (it shrank between the check and the
- * read) so that every later read fails too; logged once. Thread-safe. */
+ * read, or its filesystem failed: a network mount that died) so that every
+ * later read fails too; logged once. Thread-safe. */
 void tpfs_source_faulted(struct tpfs_source *s);
 
 /* Render manifest.json for a model whose tree is finished (manifest.c).

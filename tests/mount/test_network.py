@@ -494,6 +494,53 @@ class NetworkSource(unittest.TestCase):
                 os.kill(pid, signal.SIGSTOP)
         self.die_under_readers(stop, alive=1, alive_count=2)
 
+    def test_tpfs_umount_does_not_wait_for_a_hung_network_mount(self):
+        """sshfs stops answering (stopped) while the daemon serves the
+        kernel's readahead of a tensor served as stored, which nobody holds
+        open: the daemon's thread waits on the network mount's page, but
+        tpfs umount returns at once; the daemon exits (0) once the network
+        mount answers again. (It used to fault in that page inside its
+        reply's writev, with the request locked: the unmount then waited,
+        unkillable, for as long as sshfs did not answer.)"""
+        net = self.sshfs()
+        with T.Mount(net.mnt) as m:
+            def blocked():
+                for tid in os.listdir("/proc/%d/task" % m.proc.pid):
+                    try:
+                        with open("/proc/%d/task/%s/stat" % (m.proc.pid, tid)) as f:
+                            if f.read().rsplit(")", 1)[1].split()[0] == "D":
+                                return True
+                    except OSError:
+                        pass
+                return False
+            # A first close gets FLUSH, which tpfs does not implement, and
+            # the kernel sends no more: that one must not wait for a daemon
+            # whose only thread (-s) will be waiting on sshfs.
+            with open(m.path("config.json"), "rb"):
+                pass
+            net.proc.send_signal(signal.SIGSTOP)
+            try:
+                fd = os.open(m.path("big.npy"), os.O_RDONLY)
+                os.posix_fadvise(fd, 32 << 20, 4 << 20, os.POSIX_FADV_WILLNEED)
+                os.close(fd)
+                deadline = time.monotonic() + 10
+                while not blocked() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                self.assertTrue(blocked(), "no daemon thread waits on the stopped sshfs")
+                start = time.monotonic()
+                u = subprocess.Popen([T.TPFS, "umount", m.mnt])
+                try:
+                    u.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    net.proc.kill()  # the page fails, and the unmount ends
+                    u.wait()
+                    self.fail("tpfs umount waited for the hung network mount")
+                self.assertEqual(u.returncode, 0)
+                self.assertLess(time.monotonic() - start, 15)
+            finally:
+                net.proc.send_signal(signal.SIGCONT)
+            self.assertEqual(m.proc.wait(timeout=30), 0, m.stderr())
+
     def test_stopping_the_sshd_listener_leaves_the_mount_working(self):
         """Killing sshd's listener (as restarting the ssh service does)
         leaves established connections, and so the mounts, as they were."""

@@ -250,7 +250,9 @@ class Sshfs:
             "ServerAliveInterval=%d" % alive, "ServerAliveCountMax=%d" % alive_count,
             "follow_symlinks", "ro"]) + extra
         self.proc = subprocess.Popen(
-            ["sshfs", "-f", "-o", opts, "%s@127.0.0.1:%s" % (server.user, remote), self.mnt],
+            # -F /dev/null: no ssh_config of this machine or user applies
+            ["sshfs", "-f", "-F", "/dev/null", "-o", opts,
+             "%s@127.0.0.1:%s" % (server.user, remote), self.mnt],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + 30
         while not os.path.ismount(self.mnt):

@@ -255,17 +255,20 @@ int tpfs_file_open_check(struct tpfs_fs *fs, uint32_t id)
 	int rc = 0;
 	switch (kind_of(fs, id)) {
 	case TPFS_NODE_TENSOR:
-	case TPFS_NODE_CARD:
 		for (int i = 0; i < 2 && t->part[i].st && rc == 0; i++)
 			rc = tpfs_source_check_access(t->part[i].src);
 		break;
 	case TPFS_NODE_FILE:
 		rc = tpfs_source_check_access(tree_of(fs)->nodes[id].payload);
 		break;
+	case TPFS_NODE_CARD: /* made from the source once: see its reads */
+		for (int i = 0; i < 2 && t->part[i].st && rc == 0; i++)
+			rc = tpfs_source_check_perms(t->part[i].src);
+		break;
 	case TPFS_NODE_MANIFEST:
 		for (size_t i = 0; i < m->nsources && rc == 0; i++)
 			if (m->sources[i]->st)
-				rc = tpfs_source_check_access(m->sources[i]);
+				rc = tpfs_source_check_perms(m->sources[i]);
 		break;
 	case TPFS_NODE_DIR:
 	case TPFS_NODE_STATS:
@@ -309,6 +312,31 @@ static void advise(const struct tpfs_source *s, uint64_t begin, uint64_t len,
 	uint64_t end = begin + len + pad;
 	end = end > s->size ? s->size : end;
 	madvise((void *)(s->map + a), (size_t)(end - a), advice);
+}
+
+/* Make a source range present in this process's page tables before a reply
+ * is written from the mapping. That reply (a writev to /dev/fuse) copies
+ * from the mapping inside the kernel with the reader's request locked: a
+ * fault there on a network filesystem that stopped answering held the
+ * request, and with it the unmount of this mount (fusermount3, unkillable,
+ * waits for locked requests), for as long as that filesystem did not answer.
+ * Faulted in here, the wait is this thread's only, and an unmount aborts the
+ * request. A page that cannot be read is an error here (EFAULT) instead of
+ * a SIGBUS. Kernels before 5.14 lack MADV_POPULATE_READ (EINVAL): the reply
+ * then faults as before. */
+static int populate(struct tpfs_source *s, uint64_t begin, uint64_t len)
+{
+	if (len == 0 || !s->map)
+		return 0;
+	uint64_t a = begin & ~((uint64_t)sysconf(_SC_PAGESIZE) - 1);
+	if (madvise((void *)(s->map + a), (size_t)(begin + len - a), MADV_POPULATE_READ) == 0 ||
+	    errno == EINVAL)
+		return 0;
+	if (errno == EFAULT || errno == EHWPOISON) {
+		tpfs_source_faulted(s);
+		return -EIO;
+	}
+	return -errno;
 }
 
 struct fill_ctx {
@@ -434,6 +462,11 @@ static ssize_t tensor_spans(struct tpfs_fs *fs, const struct tpfs_tensor *t,
 	uint64_t k = off + done - t->npy_header_len;
 	if (t->conv->kind == TPFS_CONV_STORED) {
 		const struct tpfs_part *p = &t->part[0];
+		int rc = populate(p->src, p->st->begin + k, len - done);
+		if (rc < 0) {
+			sp->partial = done > 0;
+			return done ? (ssize_t)done : rc;
+		}
 		add_span(sp, p->src->map + p->st->begin + k, len - done);
 		sp->mapped = p->src;
 		sp->mapped_off = p->st->begin + k;
@@ -472,6 +505,8 @@ ssize_t tpfs_file_spans(struct tpfs_fs *fs, uint32_t id, uint64_t off,
 	case TPFS_NODE_FILE: {
 		struct tpfs_source *s = tree_of(fs)->nodes[id].payload;
 		int rc = tpfs_source_check(s);
+		if (rc == 0)
+			rc = populate(s, off, len);
 		if (rc < 0)
 			return rc;
 		add_span(sp, s->map + off, len);

@@ -242,8 +242,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		tpfs_fs_count_read(fs, got);
 		int rc = fuse_reply_iov(req, iov, (int)sp.n);
 		if (rc == -EFAULT) {
-			/* A source page vanished under the kernel's copy: it failed the
-			 * reader's request with EIO. */
+			/* A source page vanished under the kernel's copy (after
+			 * tpfs_file_spans made it present): it failed the reader's
+			 * request with EIO. */
 			tpfs_fs_count_error(fs);
 			tpfs_file_faulted(fs, (uint32_t)idx);
 		} else if (rc < 0 && rc != -ENOENT) {

@@ -1053,9 +1053,14 @@ static int went_stale(struct tpfs_source *s, const char *fmt, ...)
 	return -EIO;
 }
 
+/* A fault says only that a mapped page could not be brought in: the file
+ * shrank, or the filesystem under it failed (a disk error, a network mount
+ * whose server or connection is gone). It is not examined here to tell
+ * which: on a failing filesystem that could wait as long as the read did,
+ * with the reader's reply still to send. */
 void tpfs_source_faulted(struct tpfs_source *s)
 {
-	went_stale(s, "shrank while being read");
+	went_stale(s, "could not be read (it shrank, or the filesystem it is on failed)");
 }
 
 int tpfs_source_check(struct tpfs_source *s)
@@ -1078,19 +1083,42 @@ int tpfs_source_check(struct tpfs_source *s)
 	return 0;
 }
 
+/* Whether s, or a folder above it, is seen to let fewer users through
+ * than when it was loaded: 0 no, 1 yes (another owner, group, mode or
+ * ACL), or a negative errno when it cannot be examined (gone, or on a
+ * failing filesystem). */
+static int perms_changed(struct tpfs_source *s)
+{
+	struct stat st;
+	if ((s->fd >= 0 ? fstat(s->fd, &st) : stat(s->path, &st)) < 0)
+		return -errno;
+	struct tpfs_perm now = tpfs_perm_from_stat(&st, s->fd, s->path);
+	if (now.uid != s->own.uid || now.gid != s->own.gid || now.mode != s->own.mode ||
+	    now.acl != s->own.acl)
+		return 1;
+	return tpfs_perm_chain_check(s->chain);
+}
+
 int tpfs_source_check_access(struct tpfs_source *s)
 {
 	int rc = tpfs_source_check(s);
 	if (rc < 0)
 		return rc;
-	struct stat st;
-	if ((s->fd >= 0 ? fstat(s->fd, &st) : stat(s->path, &st)) < 0)
-		return went_stale(s, "can no longer be examined (%s)", strerror(errno));
-	struct tpfs_perm now = tpfs_perm_from_stat(&st, s->fd, s->path);
-	if (now.acl != s->own.acl)
-		return went_stale(s, "changed its ACL while mounted");
-	if (!tpfs_perm_chain_unchanged(s->chain))
-		return went_stale(s, "or a folder above it changed owner, group, mode or "
-				  "ACL while mounted");
+	rc = perms_changed(s);
+	if (rc < 0)
+		return went_stale(s, "or a folder above it can no longer be examined (%s)",
+				  strerror(-rc));
+	if (rc > 0)
+		return went_stale(s, "or a folder above it changed owner, group, mode or ACL "
+				  "while mounted");
 	return 0;
+}
+
+int tpfs_source_check_perms(struct tpfs_source *s)
+{
+	if (perms_changed(s) <= 0)
+		return 0;
+	went_stale(s, "or a folder above it changed owner, group, mode or ACL while "
+		   "mounted");
+	return -EIO;
 }

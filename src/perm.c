@@ -283,22 +283,25 @@ void tpfs_perm_narrow_chain(struct tpfs_perm_ctx *c, struct tpfs_perm *e,
 		tpfs_perm_narrow(c, e, &ch->v[i], TPFS_PERM_SEARCH);
 }
 
-bool tpfs_perm_chain_unchanged(const struct tpfs_perm_chain *ch)
+int tpfs_perm_chain_check(const struct tpfs_perm_chain *ch)
 {
-	/* Check from the deepest folder up: the prefix of dir that ends at
-	 * folder i has i slashes past the root. */
+	/* From the deepest folder up: folder i's path is dir cut after its
+	 * i-th component. */
 	char *path = strdup(ch->dir);
 	if (!path)
-		return false;
-	bool same = true;
-	for (size_t i = ch->n; i-- > 0 && same;) {
+		return -ENOMEM;
+	int rc = 0;
+	for (size_t i = ch->n; i-- > 0 && rc == 0;) {
 		struct tpfs_perm now;
-		same = examine(i == 0 ? "/" : path, &now) == 0 &&
-		       tpfs_perm_same(&now, &ch->v[i]);
+		int err = examine(i == 0 ? "/" : path, &now);
+		if (err < 0)
+			rc = err;
+		else if (!tpfs_perm_same(&now, &ch->v[i]))
+			rc = 1;
 		char *slash = strrchr(path, '/');
 		if (slash)
 			*(slash == path ? slash + 1 : slash) = '\0';
 	}
 	free(path);
-	return same;
+	return rc;
 }

@@ -9,7 +9,7 @@
 # Safetensors files when it is not ../shared/realdata.
 set -eu
 cd "$(dirname "$0")/.."
-sh tools/deps.sh
+sh tools/deps.sh --test
 jobs=$(nproc)
 realdata=${TPFS_REALDATA:-$(pwd)/../shared/realdata}
 for variant in release asan; do

@@ -101,13 +101,21 @@ void tpfs_model_close(struct tpfs_model *m);
  * Thread-safe; cheap enough for every read. */
 int tpfs_source_check(struct tpfs_source *s);
 
-/* tpfs_source_check, and also whether the source's ACL and every folder
- * above it are as they were (a stat and an ACL probe each): for opens.
- * -EIO (logged once) once anything lets fewer users through. Thread-safe. */
+/* tpfs_source_check, and also whether the source and every folder above
+ * it have the owner, group, mode and ACL they had (a stat and an ACL probe
+ * each): for opens of what is read from it. -EIO (logged once) otherwise,
+ * also when one cannot be examined. Thread-safe. */
 int tpfs_source_check_access(struct tpfs_source *s);
 
+/* For opens of what was made from the source at mount time or since (its
+ * names in manifest.json, a finished info card): -EIO only once the source
+ * or a folder above it is seen to let fewer users through; one that changed
+ * in contents, or cannot be examined, still serves those. Thread-safe. */
+int tpfs_source_check_perms(struct tpfs_source *s);
+
 /* Mark a source whose mapping faulted (it shrank between the check and the
- * read) so that every later read fails too; logged once. Thread-safe. */
+ * read, or its filesystem failed: a network mount that died) so that every
+ * later read fails too; logged once. Thread-safe. */
 void tpfs_source_faulted(struct tpfs_source *s);
 
 

@@ -87,8 +87,10 @@ void tpfs_perm_narrow_chain(struct tpfs_perm_ctx *c, struct tpfs_perm *e,
 			    const struct tpfs_perm_chain *ch);
 
 /* Whether every folder of the chain still has the owner, group, mode and
- * ACL flag it had. Thread-safe (a stat and an ACL probe per folder). */
-bool tpfs_perm_chain_unchanged(const struct tpfs_perm_chain *ch);
+ * ACL flag it had: 0 when it does, 1 when one changed, or a negative errno
+ * when one cannot be examined (gone, or on a failing filesystem).
+ * Thread-safe (a stat and an ACL probe per folder). */
+int tpfs_perm_chain_check(const struct tpfs_perm_chain *ch);
 
 /* Whether a and b are the same in every field. */
 bool tpfs_perm_same(const struct tpfs_perm *a, const struct tpfs_perm *b);

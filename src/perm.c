@@ -214,14 +214,16 @@ static int chains_grow(struct tpfs_perm_ctx *c)
 	return 0;
 }
 
-static int examine(const char *dir, struct tpfs_perm *p)
+static int examine(const char *dir, struct tpfs_perm_folder *f)
 {
 	struct stat st;
 	if (stat(dir, &st) < 0)
 		return -errno;
 	if (!S_ISDIR(st.st_mode))
 		return -ENOTDIR;
-	*p = tpfs_perm_from_stat(&st, -1, dir);
+	f->perm = tpfs_perm_from_stat(&st, -1, dir);
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
 	return 0;
 }
 
@@ -280,7 +282,7 @@ void tpfs_perm_narrow_chain(struct tpfs_perm_ctx *c, struct tpfs_perm *e,
 			    const struct tpfs_perm_chain *ch)
 {
 	for (size_t i = 0; i < ch->n; i++)
-		tpfs_perm_narrow(c, e, &ch->v[i], TPFS_PERM_SEARCH);
+		tpfs_perm_narrow(c, e, &ch->v[i].perm, TPFS_PERM_SEARCH);
 }
 
 int tpfs_perm_chain_check(const struct tpfs_perm_chain *ch)
@@ -292,11 +294,13 @@ int tpfs_perm_chain_check(const struct tpfs_perm_chain *ch)
 		return -ENOMEM;
 	int rc = 0;
 	for (size_t i = ch->n; i-- > 0 && rc == 0;) {
-		struct tpfs_perm now;
+		struct tpfs_perm_folder now;
 		int err = examine(i == 0 ? "/" : path, &now);
 		if (err < 0)
 			rc = err;
-		else if (!tpfs_perm_same(&now, &ch->v[i]))
+		else if (now.dev != ch->v[i].dev || now.ino != ch->v[i].ino)
+			rc = -ESTALE; /* another folder there now */
+		else if (!tpfs_perm_same(&now.perm, &ch->v[i].perm))
 			rc = 1;
 		char *slash = strrchr(path, '/');
 		if (slash)

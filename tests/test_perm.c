@@ -201,13 +201,20 @@ static void a_chain_holds_every_folder_and_notices_changes(void)
 		for (const char *s = ab + 1; *s; s++)
 			depth += *s == '/';
 		CHECK(ch->n == depth + 1);
-		CHECK(ch->v[0].dir && ch->v[ch->n - 1].mode == 0755);
+		CHECK(ch->v[0].perm.dir && ch->v[ch->n - 1].perm.mode == 0755);
 		CHECK(tpfs_perm_chain_of(c, ab) == ch);
 		CHECK(tpfs_perm_chain_check(ch) == 0);
 		CHECK(chmod(a, 0750) == 0);
 		CHECK(tpfs_perm_chain_check(ch) == 1);
 		CHECK(chmod(a, 0755) == 0);
 		CHECK(tpfs_perm_chain_check(ch) == 0);
+		/* another folder in its place is not it */
+		char *moved = fx_path(d, "moved");
+		CHECK(rename(ab, moved) == 0 && mkdir(ab, 0755) == 0);
+		CHECK(tpfs_perm_chain_check(ch) == -ESTALE);
+		CHECK(rmdir(ab) == 0 && rename(moved, ab) == 0);
+		CHECK(tpfs_perm_chain_check(ch) == 0);
+		free(moved);
 		/* narrowing by it: a closed folder closes the entry to others */
 		CHECK(chmod(a, 0700) == 0);
 		const struct tpfs_perm_chain *closed = tpfs_perm_chain_of(c, a);

@@ -70,10 +70,15 @@ void tpfs_perm_narrow(struct tpfs_perm_ctx *c, struct tpfs_perm *e,
 /* The folders from "/" down to a source's folder as they were when the
  * model was loaded: to narrow by, and to notice when one of them is changed
  * to let fewer users through (chmod, chown, setfacl) while mounted. */
+struct tpfs_perm_folder {
+	struct tpfs_perm perm;
+	uint64_t dev, ino;     /* which folder it was */
+};
+
 struct tpfs_perm_chain {
-	char *dir;             /* absolute, no links */
+	char *dir;                   /* absolute, no links */
 	size_t n;
-	struct tpfs_perm *v;   /* "/", then each folder down to dir */
+	struct tpfs_perm_folder *v;  /* "/", then each folder down to dir */
 };
 
 /* The chain of dir (absolute, links resolved), recorded on first use and
@@ -88,7 +93,8 @@ void tpfs_perm_narrow_chain(struct tpfs_perm_ctx *c, struct tpfs_perm *e,
 
 /* Whether every folder of the chain still has the owner, group, mode and
  * ACL flag it had: 0 when it does, 1 when one changed, or a negative errno
- * when one cannot be examined (gone, or on a failing filesystem).
+ * when one cannot be examined (gone, on a failing filesystem, or the path
+ * now leads to another folder, as when a mount went away).
  * Thread-safe (a stat and an ACL probe per folder). */
 int tpfs_perm_chain_check(const struct tpfs_perm_chain *ch);
 

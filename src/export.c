@@ -42,7 +42,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "tpfs/util.h"
+#include "tpfs/buf.h"
+#include "tpfs/size.h"
+#include "tpfs/path.h"
 
 #define JOURNAL ".tpfs-convert"
 #define JOURNAL_HEAD "tpfs-convert 2"
@@ -544,7 +546,7 @@ static int check_plan(const struct convert *c)
 {
 	for (size_t i = 0; i < c->njobs; i++) {
 		const char *rel = c->jobs[i].rel;
-		if (strcmp(rel, JOURNAL) == 0 || tpfs_ends_with(rel, PARTIAL)) {
+		if (strcmp(rel, JOURNAL) == 0 || tpfs_path_has_suffix(rel, PARTIAL)) {
 			fprintf(stderr, "tpfs convert: cannot write %s: convert keeps the names "
 					"%s and *%s for itself; rename that file in the source\n",
 				rel, JOURNAL, PARTIAL);
@@ -600,7 +602,7 @@ static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 		XXH3_64bits_reset(h);
 	for (uint64_t at = 0; at < j->size && rc == 0;) {
 		ssize_t got = tpfs_file_read(c->fs, j->node, at, c->unit, buf);
-		rc = got <= 0 ? (got < 0 ? (int)got : -EIO) : tpfs_write_all(fd, buf, (size_t)got);
+		rc = got <= 0 ? (got < 0 ? (int)got : -EIO) : tpfs_path_write_all(fd, buf, (size_t)got);
 		if (rc == 0) {
 			XXH3_64bits_update(h, buf, (size_t)got);
 			at += (uint64_t)got;
@@ -647,7 +649,7 @@ static void *worker(void *arg)
 		if (!c->tty && j->state != FAILED) {
 			char sz[32];
 			printf("%s %s (%s)\n", j->state == SKIPPED ? "kept" : "wrote", j->rel,
-			       tpfs_format_size(j->size, sz, sizeof(sz)));
+			       tpfs_size_format(j->size, sz, sizeof(sz)));
 			fflush(stdout);
 		}
 	}
@@ -673,8 +675,8 @@ static void progress(struct convert *c, const struct timespec *t0)
 	int filled = c->total ? (int)(30.0 * (double)b / (double)c->total) : 30;
 	char x[32], y[32];
 	fprintf(stderr, "\r[%-30.*s] %s / %s  %.0f MB/s  ETA %d:%02d  files %zu/%zu ",
-		filled, "##############################", tpfs_format_size(b, x, sizeof(x)),
-		tpfs_format_size(c->total, y, sizeof(y)), rate / 1e6, (int)eta / 60,
+		filled, "##############################", tpfs_size_format(b, x, sizeof(x)),
+		tpfs_size_format(c->total, y, sizeof(y)), rate / 1e6, (int)eta / 60,
 		(int)eta % 60, atomic_load(&c->done), c->njobs);
 }
 
@@ -830,7 +832,7 @@ static int prepare_out(struct convert *c, bool resume)
 {
 	struct stat st;
 	bool made = stat(c->out, &st) < 0 && errno == ENOENT;
-	int err = -tpfs_mkdir_p(c->out);
+	int err = -tpfs_path_mkdir(c->out);
 	if (!err && (c->lock_fd = open(c->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		err = errno;
 	if (!err && made) /* a folder we made shows no more than the mount's root */
@@ -850,7 +852,7 @@ static int prepare_out(struct convert *c, bool resume)
 	free(jpath);
 	if (!j) {
 		/* new or empty (but for a journal a cut first run began) */
-		long n = tpfs_dir_entries(c->out, JOURNAL PARTIAL);
+		long n = tpfs_path_entries(c->out, JOURNAL PARTIAL);
 		if (resume) {
 			fprintf(stderr, "tpfs convert: --resume: %s holds no earlier tpfs convert "
 					"output (no %s file)\n",
@@ -1063,7 +1065,7 @@ static void summary(const struct convert *c, const struct tpfs_model *m, const c
 		printf("converted %s to %s: %zu files written, %zu kept from an earlier run, "
 		       "%" PRIu64 " parameters, %s in %.1f s (%.0f MB/s)\n",
 		       src, c->out, written, kept, params,
-		       tpfs_format_size(c->total, sz, sizeof(sz)), s,
+		       tpfs_size_format(c->total, sz, sizeof(sz)), s,
 		       s > 0 ? (double)atomic_load(&c->bytes) / s / 1e6 : 0.0);
 	else if (ran)
 		fprintf(stderr, "tpfs convert: %zu of %zu files done; run the same command "

@@ -17,6 +17,7 @@
 #include "tpfs/guard.h"
 #include "tpfs/log.h"
 #include "tpfs/npy.h"
+#include "tpfs/buf.h"
 
 static int card_block(void *ctx, size_t i, uint64_t block, void *buf, size_t n);
 

@@ -15,6 +15,7 @@
 #include "tpfs/convert.h"
 #include "tpfs/log.h"
 #include "tpfs/model.h"
+#include "tpfs/buf.h"
 
 #define NUM_W 24 /* widest number: "-2.2250738585072014e-308" */
 

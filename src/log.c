@@ -4,7 +4,7 @@
  */
 #include "tpfs/log.h"
 
-#include "tpfs/util.h"
+#include "tpfs/buf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,7 +61,7 @@ void tpfs_vlog(int prio, const char *fmt, va_list ap)
 	size_t n = strlen(raw);
 	while (n && raw[n - 1] == '\n')
 		raw[--n] = '\0';
-	tpfs_escape_controls(line, sizeof(line), raw);
+	tpfs_error_escape(line, sizeof(line), raw);
 	if (use_syslog) {
 		syslog(prio, "%s", line);
 		return;

@@ -23,6 +23,9 @@
 #include "tpfs/log.h"
 #include "tpfs/model.h"
 #include "tpfs/options.h"
+#include "tpfs/error.h"
+#include "tpfs/path.h"
+#include "tpfs/mountinfo.h"
 
 static void usage(FILE *out)
 {
@@ -181,13 +184,13 @@ static char *check_mountpoint(const char *mnt)
 		return NULL;
 	}
 	char *abs = realpath(mnt, NULL);
-	char type[64], source[256];
+	struct tpfs_mountinfo mi;
 	if (!abs) {
 		fprintf(stderr, "tpfs: %s: %s\n", mnt, strerror(errno));
-	} else if (tpfs_mount_info(abs, type, source)) {
+	} else if (tpfs_mountinfo_find(abs, &mi)) {
 		fprintf(stderr, "tpfs: %s is already a mount point (%s from %s); unmount it "
 				"first\n",
-			mnt, type, source);
+			mnt, mi.type, mi.source);
 		free(abs);
 		abs = NULL;
 	}
@@ -236,11 +239,11 @@ out:
  * daemon's loop, which has not started yet. */
 static void raise_readahead(const char *mnt)
 {
-	char dev[64];
-	if (!tpfs_mount_device(mnt, dev, sizeof(dev)))
+	struct tpfs_mountinfo mi;
+	if (!tpfs_mountinfo_find(mnt, &mi))
 		return;
 	char path[128];
-	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", mi.dev);
 	FILE *ra = fopen(path, "w");
 	bool ok = ra && fprintf(ra, "%d\n", TPFS_IO_SIZE >> 10) > 0;
 	if (ra && fclose(ra) != 0)
@@ -337,7 +340,7 @@ static int cmd_mount(int argc, char **argv)
 	if (fuse_set_signal_handlers(se) < 0)
 		goto out;
 	handlers = true;
-	if (tpfs_dir_entries(mnt, NULL) > 0)
+	if (tpfs_path_entries(mnt, NULL) > 0)
 		tpfs_log(LOG_WARNING, "%s is not empty: the mount hides its files until it "
 			 "is unmounted", a.mnt);
 	if (fuse_session_mount(se, mnt) < 0) {
@@ -376,7 +379,7 @@ static int cmd_umount(int argc, char **argv)
 {
 	if (argc == 1 && (strcmp(argv[0], "-h") == 0 || strcmp(argv[0], "--help") == 0)) {
 		printf("usage: tpfs umount MNT\n\nUnmounts a tpfs mount (with fusermount3 "
-		       "-u); the daemon then exits.\nOnly tpfs mounts (type " TPFS_MOUNT_TYPE
+		       "-u); the daemon then exits.\nOnly tpfs mounts (type " TPFS_MOUNTINFO_TYPE
 		       " in /proc/self/mountinfo), live or\ndead, are unmounted: anything "
 		       "else mounted on MNT is left alone.\n");
 		return 0;
@@ -392,8 +395,8 @@ static int cmd_umount(int argc, char **argv)
 		abs = tpfs_path_join(cwd, argv[0]);
 	else if (!abs)
 		abs = strdup(argv[0]);
-	char type[64], source[256];
-	if (!abs || !tpfs_mount_info(abs, type, source)) {
+	struct tpfs_mountinfo mi;
+	if (!abs || !tpfs_mountinfo_find(abs, &mi)) {
 		fprintf(stderr, "tpfs: %s is not mounted\n", argv[0]);
 		free(abs);
 		return 1;
@@ -401,10 +404,10 @@ static int cmd_umount(int argc, char **argv)
 	/* Run by root, fusermount3 -u unmounts whatever is there (a tmpfs, a
 	 * bind mount, another FUSE filesystem): only tpfs's own mounts are
 	 * ours to take down. A dead tpfs mount still says fuse.tpfs. */
-	if (strcmp(type, TPFS_MOUNT_TYPE) != 0) {
+	if (strcmp(mi.type, TPFS_MOUNTINFO_TYPE) != 0) {
 		fprintf(stderr, "tpfs: %s is a mount of type %s (source %s), not a tpfs "
 				"mount: not unmounting it\n",
-			argv[0], type, source);
+			argv[0], mi.type, mi.source);
 		free(abs);
 		return 1;
 	}
@@ -420,7 +423,7 @@ static int cmd_umount(int argc, char **argv)
 	if (pid < 0 || waitpid(pid, &status, 0) < 0)
 		status = 1;
 	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
-	if (rc != 0 && rc != 127 && tpfs_mount_info(abs, type, source))
+	if (rc != 0 && rc != 127 && tpfs_mountinfo_find(abs, &mi))
 		fprintf(stderr, "tpfs: %s is still mounted: close the files and programs "
 				"using it ('fuser -vm %s' lists them), or detach it now with "
 				"'fusermount3 -uz %s'\n",

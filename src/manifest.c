@@ -2,6 +2,8 @@
  * manifest.json, piece by piece (see manifest.h).
  */
 #include "tpfs/manifest.h"
+#include "tpfs/buf.h"
+#include "tpfs/path.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -185,7 +187,7 @@ int tpfs_manifest_write(const struct tpfs_model *m, const char *const *paths,
 	struct tpfs_buf b = {0};
 	int rc = 0;
 	for (size_t k = 0; k < m->ntensors + 2 && rc == 0; k++)
-		rc = render_piece(&b, m, k, paths, extra) ? tpfs_write_all(fd, b.data, b.len)
+		rc = render_piece(&b, m, k, paths, extra) ? tpfs_path_write_all(fd, b.data, b.len)
 							  : -ENOMEM;
 	tpfs_buf_free(&b);
 	return rc;

@@ -23,6 +23,10 @@
 #include "tpfs/guard.h"
 #include "tpfs/log.h"
 #include "tpfs/npy.h"
+#include "tpfs/error.h"
+#include "tpfs/arena.h"
+#include "tpfs/path.h"
+#include "tpfs/mountinfo.h"
 
 #define MANIFEST_NAME "manifest.json"
 #define HIDDEN_DIR ".tpfs"
@@ -107,7 +111,7 @@ static int narrow_linked(struct loader *L, uint32_t parent, struct tpfs_perm *p,
 	struct tpfs_perm pp = *tpfs_tree_perm(&L->m->tree, parent);
 	tpfs_perm_narrow_chain(L->m->perms, &pp, ch);
 	return tpfs_tree_set_perm(&L->m->tree, parent, &pp) < 0
-		       ? tpfs_fail(L->e, -ENOMEM, "out of memory") : 0;
+		       ? tpfs_error(L->e, -ENOMEM, "out of memory") : 0;
 }
 
 /* The chain above real, or a message naming display. */
@@ -115,7 +119,7 @@ static int chain_or_fail(struct loader *L, const char *real, const char *display
 			 const struct tpfs_perm_chain **ch)
 {
 	*ch = chain_above(L, real);
-	return *ch ? 0 : tpfs_fail(L->e, -errno, "%s: cannot examine the folders above "
+	return *ch ? 0 : tpfs_error(L->e, -errno, "%s: cannot examine the folders above "
 				  "%s: %s", display, real, strerror(errno));
 }
 
@@ -127,7 +131,7 @@ static int source_open(struct loader *L, const char *path, const char *rel,
 {
 	struct tpfs_source *s = calloc(1, sizeof(*s));
 	if (!s)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	s->fd = -1;
 	s->rel = strdup(rel);
 	s->display = strdup(display);
@@ -135,19 +139,19 @@ static int source_open(struct loader *L, const char *path, const char *rel,
 	int rc;
 	struct stat st;
 	if (!s->rel || !s->display || !s->path) {
-		rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+		rc = tpfs_error(L->e, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	/* O_NONBLOCK: a file swapped for a FIFO since the folder was read
 	 * must not hang the mount; it is refused below. */
 	s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (s->fd < 0 || fstat(s->fd, &st) < 0) {
-		rc = tpfs_fail(L->e, -errno, "%s: cannot open: %s", display,
+		rc = tpfs_error(L->e, -errno, "%s: cannot open: %s", display,
 			       strerror(errno));
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		rc = tpfs_fail(L->e, -EINVAL, "%s: no longer a regular file", display);
+		rc = tpfs_error(L->e, -EINVAL, "%s: no longer a regular file", display);
 		goto fail;
 	}
 	s->size = (uint64_t)st.st_size;
@@ -162,7 +166,7 @@ static int source_open(struct loader *L, const char *path, const char *rel,
 	if (s->size) {
 		void *p = mmap(NULL, s->size, PROT_READ, MAP_SHARED, s->fd, 0);
 		if (p == MAP_FAILED) {
-			rc = tpfs_fail(L->e, -errno, "%s: cannot map: %s", display,
+			rc = tpfs_error(L->e, -errno, "%s: cannot map: %s", display,
 				       strerror(errno));
 			goto fail;
 		}
@@ -177,7 +181,7 @@ static int source_open(struct loader *L, const char *path, const char *rel,
 		s->fd = -1;
 	}
 	if (!push_ptr(&L->m->sources, &L->m->nsources, s)) {
-		rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+		rc = tpfs_error(L->e, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	*out = s;
@@ -200,7 +204,7 @@ static int list_dir(const char *path, const char *display, char ***names,
 	*n = 0;
 	DIR *d = opendir(path);
 	if (!d)
-		return tpfs_fail(e, -errno, "%s: cannot open folder: %s", display,
+		return tpfs_error(e, -errno, "%s: cannot open folder: %s", display,
 				 strerror(errno));
 	struct dirent *de;
 	int rc = 0;
@@ -210,7 +214,7 @@ static int list_dir(const char *path, const char *display, char ***names,
 		char *copy = strdup(de->d_name);
 		if (!copy || !push_ptr(names, n, copy)) {
 			free(copy);
-			rc = tpfs_fail(e, -ENOMEM, "out of memory");
+			rc = tpfs_error(e, -ENOMEM, "out of memory");
 			break;
 		}
 	}
@@ -260,10 +264,10 @@ static bool inside(const char *root, const char *path)
  * (and its .tpfs/stats cannot be mapped). */
 static bool is_tpfs_mount(const char *path)
 {
-	char type[64], source[256];
+	struct tpfs_mountinfo mi;
 	char *real = realpath(path, NULL);
-	bool tpfs = real && tpfs_mount_info(real, type, source) &&
-		    strcmp(type, TPFS_MOUNT_TYPE) == 0;
+	bool tpfs = real && tpfs_mountinfo_find(real, &mi) &&
+		    strcmp(mi.type, TPFS_MOUNTINFO_TYPE) == 0;
 	free(real);
 	return tpfs;
 }
@@ -303,9 +307,9 @@ static int child_real(struct loader *L, struct child *c, const char *real,
 		*linked = lstat(c->path, &lst) == 0 && S_ISLNK(lst.st_mode);
 	c->real = *linked ? realpath(c->path, NULL) : tpfs_path_join(real, name);
 	if (!c->real && errno == ENOMEM)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	if (!c->real)
-		return tpfs_fail(L->e, -errno, "%s: cannot resolve: %s", c->display,
+		return tpfs_error(L->e, -errno, "%s: cannot resolve: %s", c->display,
 				 strerror(errno));
 	return 0;
 }
@@ -329,19 +333,19 @@ static int walk(struct loader *L, const char *path, const char *rel,
 	int rc = list_dir(path, display, &names, &n, L->e);
 	size_t fi = L->nfolders;
 	if (rc == 0 && !add_folder(L, dir, display, self->st_mtim))
-		rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+		rc = tpfs_error(L->e, -ENOMEM, "out of memory");
 	/* Subfolders are walked after this folder's files, in name order. */
 	struct sub *subs = calloc(n + 1, sizeof(*subs));
 	size_t nsubs = 0;
 	if (rc == 0 && !subs)
-		rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+		rc = tpfs_error(L->e, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const char *name = names[i];
 		struct child ch;
 		struct stat st;
 		bool link = linked;
 		if (!child_of(&ch, path, rel, display, name)) {
-			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+			rc = tpfs_error(L->e, -ENOMEM, "out of memory");
 		} else if (stat(ch.path, &st) < 0) {
 			tpfs_log(LOG_WARNING, "skipping %s: %s", ch.display, strerror(errno));
 		} else if (S_ISDIR(st.st_mode) && st.st_dev != self->st_dev &&
@@ -367,7 +371,7 @@ static int walk(struct loader *L, const char *path, const char *rel,
 			else
 				subs[nsubs++] = (struct sub){name, st, linked};
 		} else if (S_ISREG(st.st_mode)) {
-			bool is_st = tpfs_ends_with(name, ST_SUFFIX);
+			bool is_st = tpfs_path_has_suffix(name, ST_SUFFIX);
 			struct tpfs_source *s = NULL;
 			if (!is_st && tpfs_tree_lookup(&L->m->tree, dir, name) >= 0) {
 				tpfs_log(LOG_WARNING, "skipping %s: the mount shows its own %s "
@@ -389,16 +393,16 @@ static int walk(struct loader *L, const char *path, const char *rel,
 			}
 			struct folder *f = &L->folders[fi];
 			if (rc == 0 && s && is_st && !push_ptr(&f->st, &f->nst, s))
-				rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+				rc = tpfs_error(L->e, -ENOMEM, "out of memory");
 			if (rc == 0 && s && !is_st) {
 				long leaf = tpfs_tree_leaf(&L->m->tree, dir, name,
 							   TPFS_NODE_FILE, s);
 				if (leaf < 0 || tpfs_tree_set_perm(&L->m->tree, (uint32_t)leaf,
 								   &s->perm) < 0)
-					rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
-				else if (tpfs_ends_with(name, INDEX_SUFFIX) &&
+					rc = tpfs_error(L->e, -ENOMEM, "out of memory");
+				else if (tpfs_path_has_suffix(name, INDEX_SUFFIX) &&
 					 !push_ptr(&f->idx, &f->nidx, s))
-					rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+					rc = tpfs_error(L->e, -ENOMEM, "out of memory");
 			}
 		} else {
 			tpfs_log(LOG_DEBUG, "skipping %s: not a regular file or folder",
@@ -413,7 +417,7 @@ static int walk(struct loader *L, const char *path, const char *rel,
 		long node = child_of(&ch, path, rel, display, subs[i].name)
 				    ? tpfs_tree_dir(&L->m->tree, dir, subs[i].name, st->st_mtim)
 				    : -ENOMEM;
-		rc = node < 0 ? tpfs_fail(L->e, (int)node, "out of memory")
+		rc = node < 0 ? tpfs_error(L->e, (int)node, "out of memory")
 			      : child_real(L, &ch, real, subs[i].name, &link);
 		struct tpfs_perm p;
 		const struct tpfs_perm_chain *above;
@@ -425,7 +429,7 @@ static int walk(struct loader *L, const char *path, const char *rel,
 				rc = narrow_linked(L, dir, &p, above);
 		}
 		if (rc == 0 && tpfs_tree_set_perm(&L->m->tree, (uint32_t)node, &p) < 0)
-			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+			rc = tpfs_error(L->e, -ENOMEM, "out of memory");
 		if (rc == 0)
 			rc = walk(L, ch.path, ch.rel, ch.display, ch.real, link,
 				  (uint32_t)node, st, &here);
@@ -441,18 +445,18 @@ static int check_index(struct loader *L, const struct folder *f,
 		       const struct tpfs_source *x)
 {
 	if (x->size > TPFS_ST_MAX_HEADER)
-		return tpfs_fail(L->e, -EINVAL, "%s: index larger than %llu bytes",
+		return tpfs_error(L->e, -EINVAL, "%s: index larger than %llu bytes",
 				 x->display, TPFS_ST_MAX_HEADER);
 	char *text = malloc(x->size + 1);
 	if (!text)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	int copied = x->size ? tpfs_guard_copy(text, x->map, x->size) : 0;
 	/* the copy mapped the file's pages in: they are not ours to keep */
 	if (x->size)
 		madvise((void *)x->map, x->size, MADV_DONTNEED);
 	if (copied < 0) {
 		free(text);
-		return tpfs_fail(L->e, -EIO, "%s: cannot read (it shrank)", x->display);
+		return tpfs_error(L->e, -EIO, "%s: cannot read (it shrank)", x->display);
 	}
 	struct tpfs_st_index *ix;
 	int rc = tpfs_st_index_parse(x->display, text, x->size, &ix, L->e);
@@ -469,12 +473,12 @@ static int check_index(struct loader *L, const struct folder *f,
 				holder = f->st[k];
 		}
 		if (!shard)
-			rc = tpfs_fail(L->e, -EINVAL,
+			rc = tpfs_error(L->e, -EINVAL,
 				       "%s: weight_map puts tensor '%s' in '%s', which is not a "
 				       ".safetensors file of %s",
 				       x->display, tn, fn, f->display);
 		else if (!tpfs_st_find(shard->st, tn))
-			rc = tpfs_fail(L->e, -EINVAL,
+			rc = tpfs_error(L->e, -EINVAL,
 				       "%s: weight_map puts tensor '%s' in %s, which has no such "
 				       "tensor%s%s%s",
 				       x->display, tn, fn, holder ? " (it is in " : "",
@@ -491,12 +495,12 @@ static int check_index(struct loader *L, const struct folder *f,
 			const char *tn = s->st->tensors[t].name;
 			const char *fn = tpfs_st_index_find(ix, tn);
 			if (!fn)
-				rc = tpfs_fail(L->e, -EINVAL,
+				rc = tpfs_error(L->e, -EINVAL,
 					       "%s: tensor '%s' of %s is missing from the "
 					       "weight_map",
 					       x->display, tn, sb);
 			else if (strcmp(fn, sb) != 0)
-				rc = tpfs_fail(L->e, -EINVAL,
+				rc = tpfs_error(L->e, -EINVAL,
 					       "%s: weight_map puts tensor '%s' in %s, but it is "
 					       "in %s",
 					       x->display, tn, fn, sb);
@@ -602,7 +606,7 @@ static int add_tensor(struct loader *L, uint32_t ns, struct tpfs_tensor *t)
 	t->conv = t->part[1].st ? tpfs_conv_mxfp4(&m->opt) : tpfs_conv_for(st->dtype, &m->opt);
 	t->shape = served_shape(L, t);
 	if (!t->shape)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	if (t->ndim > 32)
 		tpfs_log(LOG_WARNING, "%s: tensor '%s' has %u dimensions; NumPy 1.x loads at "
 			 "most 32", s->display, t->name, t->ndim);
@@ -613,19 +617,19 @@ static int add_tensor(struct loader *L, uint32_t ns, struct tpfs_tensor *t)
 							  : t->nelem * t->conv->out_bytes;
 	long hl = tpfs_npy_header(tpfs_tensor_descr(t), t->shape, t->ndim, NULL, 0);
 	if (hl < 0)
-		return tpfs_fail(L->e, (int)hl, "%s: tensor '%s': cannot build the .npy "
+		return tpfs_error(L->e, (int)hl, "%s: tensor '%s': cannot build the .npy "
 				 "header", s->display, t->name);
 	t->npy_header_len = (uint32_t)hl;
 	bool renamed;
 	long node = tpfs_tree_add_tensor(&m->tree, ns, t->name, t, s->mtime, &renamed);
 	if (node < 0)
-		return tpfs_fail(L->e, (int)node, "out of memory");
+		return tpfs_error(L->e, (int)node, "out of memory");
 	if (renamed)
 		tpfs_log(LOG_WARNING, "%s: tensor '%s' is served as %s: its own name is "
 			 "taken", s->display, t->name, m->tree.nodes[node].name);
 	t->node = (uint32_t)node;
 	return serve_tensor(L, (uint32_t)node, ns, t) < 0
-		       ? tpfs_fail(L->e, -ENOMEM, "out of memory") : 0;
+		       ? tpfs_error(L->e, -ENOMEM, "out of memory") : 0;
 }
 
 /* "model.safetensors", or "the MXFP4 pair w_blocks/w_scales (model.safetensors)". */
@@ -644,7 +648,7 @@ static int name_clash(struct loader *L, const char *where, const char *name,
 	char da[512], db[512];
 	describe(a, da, sizeof(da));
 	describe(b, db, sizeof(db));
-	return tpfs_fail(L->e, -EINVAL,
+	return tpfs_error(L->e, -EINVAL,
 			 "%s: tensor '%s' is in both %s and %s (rule: the .safetensors "
 			 "files of one folder share one namespace); mount with -o by_file "
 			 "to show each file's tensors in a folder of its own",
@@ -682,7 +686,7 @@ static int pair_at(struct loader *L, const char *where, const struct entry *v, s
 		return 0;
 	char *scales_name = malloc(len + 1);
 	if (!scales_name)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	snprintf(scales_name, len + 1, "%.*s%cscales", (int)(len - 7), name, name[len - 7]);
 	const struct entry *sc = find_entry(v, n, scales_name);
 	free(scales_name);
@@ -696,7 +700,7 @@ static int pair_at(struct loader *L, const char *where, const struct entry *v, s
 		char bs[256], ss[256];
 		tpfs_shape_str(b->shape, b->ndim, bs, sizeof(bs));
 		tpfs_shape_str(s->shape, s->ndim, ss, sizeof(ss));
-		return tpfs_fail(L->e, -EINVAL,
+		return tpfs_error(L->e, -EINVAL,
 				 "%s: MXFP4 pair '%s' %s and '%s' %s do not agree (rule: "
 				 "blocks [..., G, 16] and scales [..., G] with the same leading "
 				 "dimensions)",
@@ -704,7 +708,7 @@ static int pair_at(struct loader *L, const char *where, const struct entry *v, s
 	}
 	const char *base = tpfs_arena_strndup(&L->m->arena, name, len - 7);
 	if (!base)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	struct tpfs_tensor *t = &L->m->tensors[L->m->ntensors++];
 	*t = (struct tpfs_tensor){.name = base,
 				  .part = {{b, v[i].src}, {s, sc->src}}};
@@ -727,7 +731,7 @@ static int add_namespace(struct loader *L, uint32_t ns, const char *where,
 					  (struct tpfs_part[]){{v[i].st, v[i].src}, {0}});
 	bool *hidden = calloc(n + 1, sizeof(*hidden));
 	if (!hidden)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	size_t first = m->ntensors;
 	int rc = 0;
 	if (tpfs_conv_mxfp4(&m->opt)) { /* mxfp4=raw: the pairs stay two U8 tensors */
@@ -803,7 +807,7 @@ static int add_folder_tensors(struct loader *L, const struct folder *f)
 						       by_file ? 1 : f->nst, &n)
 					  : NULL;
 		if (!v)
-			return tpfs_fail(L->e, -ENOMEM, "out of memory");
+			return tpfs_error(L->e, -ENOMEM, "out of memory");
 		rc = add_namespace(L, (uint32_t)ns, where ? where : f->display, v, n);
 		free(v);
 	}
@@ -885,16 +889,16 @@ static int build(struct loader *L, const char *path)
 	struct tpfs_model *m = L->m;
 	struct stat st;
 	if (stat(path, &st) < 0)
-		return tpfs_fail(L->e, -errno, "%s: %s", m->display_root, strerror(errno));
+		return tpfs_error(L->e, -errno, "%s: %s", m->display_root, strerror(errno));
 	/* A single file is named .safetensors by the user (its link target may
 	 * be a blob without the suffix). */
 	if (!S_ISDIR(st.st_mode) &&
-	    !(S_ISREG(st.st_mode) && tpfs_ends_with(m->display_root, ST_SUFFIX)))
-		return tpfs_fail(L->e, -EINVAL, "%s: not a folder or a .safetensors file",
+	    !(S_ISREG(st.st_mode) && tpfs_path_has_suffix(m->display_root, ST_SUFFIX)))
+		return tpfs_error(L->e, -EINVAL, "%s: not a folder or a .safetensors file",
 				 m->display_root);
 	int rc = tpfs_tree_init(&m->tree, st.st_mtim);
 	if (rc < 0)
-		return tpfs_fail(L->e, rc, "out of memory");
+		return tpfs_error(L->e, rc, "out of memory");
 	/* The root is served as the source folder (a single file's, with x
 	 * where it has r), narrowed by the folders above it; tpfs's own entries
 	 * follow the root. */
@@ -907,7 +911,7 @@ static int build(struct loader *L, const char *path)
 		tpfs_perm_narrow_chain(m->perms, &root, up);
 	}
 	if (tpfs_tree_set_perm(&m->tree, 0, &root) < 0)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	long hidden = tpfs_tree_dir(&m->tree, 0, HIDDEN_DIR, now);
@@ -920,7 +924,7 @@ static int build(struct loader *L, const char *path)
 						 TPFS_NODE_STATS, NULL)
 				: -1;
 	if (info < 0 || manifest < 0 || stats < 0)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
 
 	if (S_ISDIR(st.st_mode)) {
 		rc = walk(L, path, "", m->display_root, path, false, 0, &st, NULL);
@@ -929,9 +933,9 @@ static int build(struct loader *L, const char *path)
 		struct tpfs_source *s;
 		rc = f ? source_open(L, path, base_name(m->display_root), m->display_root,
 					 path, true, &s)
-		       : tpfs_fail(L->e, -ENOMEM, "out of memory");
+		       : tpfs_error(L->e, -ENOMEM, "out of memory");
 		if (rc == 0 && !push_ptr(&L->folders[0].st, &L->folders[0].nst, s))
-			rc = tpfs_fail(L->e, -ENOMEM, "out of memory");
+			rc = tpfs_error(L->e, -ENOMEM, "out of memory");
 	}
 	if (rc < 0)
 		return rc;
@@ -944,7 +948,7 @@ static int build(struct loader *L, const char *path)
 	 * used of a large allocation is never touched, and costs nothing. */
 	m->tensors = calloc(total + total / 2 + 1, sizeof(*m->tensors));
 	if (!m->tensors)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	/* Deepest folders first: a folder's own tensors take their names before
 	 * tensors of a folder above that reach into it ("sub/w"). */
 	for (size_t i = L->nfolders; i-- > 0 && rc == 0;)
@@ -958,7 +962,7 @@ static int build(struct loader *L, const char *path)
 	    tpfs_tree_set_perm(&m->tree, (uint32_t)info, rp) < 0 ||
 	    tpfs_tree_set_perm(&m->tree, (uint32_t)stats, rp) < 0 ||
 	    serve_manifest(L, (uint32_t)manifest) < 0 || tpfs_tree_finish(&m->tree) < 0)
-		return tpfs_fail(L->e, -ENOMEM, "out of memory");
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	m->info = (uint32_t)info;
 	warn_raw(m);
 	if (!m->ntensors)
@@ -979,13 +983,13 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 		return rc;
 	struct tpfs_model *m = calloc(1, sizeof(*m));
 	if (!m)
-		return tpfs_fail(e, -ENOMEM, "out of memory");
+		return tpfs_error(e, -ENOMEM, "out of memory");
 	m->opt = *opt;
 	m->display_root = strdup(path);
 	m->root = realpath(path, NULL);
 	if (!m->display_root) {
 		tpfs_model_close(m);
-		return tpfs_fail(e, -ENOMEM, "out of memory");
+		return tpfs_error(e, -ENOMEM, "out of memory");
 	}
 	/* Trailing slashes would double up in messages. */
 	for (size_t n = strlen(m->display_root); n > 1 && m->display_root[n - 1] == '/';)
@@ -993,12 +997,12 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 	if (!m->root) {
 		int err = errno;
 		tpfs_model_close(m);
-		return tpfs_fail(e, -err, "%s: %s", path, strerror(err));
+		return tpfs_error(e, -err, "%s: %s", path, strerror(err));
 	}
 	m->perms = tpfs_perm_ctx_create();
 	if (!m->perms) {
 		tpfs_model_close(m);
-		return tpfs_fail(e, -ENOMEM, "out of memory");
+		return tpfs_error(e, -ENOMEM, "out of memory");
 	}
 	struct loader L = {.m = m, .e = e};
 	tpfs_log_hold();

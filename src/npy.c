@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tpfs/util.h"
+#include "tpfs/buf.h"
 
 long tpfs_npy_header(const char *descr, const uint64_t *shape, uint32_t ndim,
 		     uint8_t *buf, size_t cap)

@@ -3,6 +3,9 @@
  * the mount passes to the kernel or ignores.
  */
 #include "tpfs/options.h"
+#include "tpfs/error.h"
+#include "tpfs/buf.h"
+#include "tpfs/size.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -64,7 +67,7 @@ static int pick(const char *key, const char *value, const char *const *valid,
 	for (const char *const *v = valid; *v; v++)
 		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
 			 v == valid ? "" : ", ", *v);
-	return tpfs_fail(e, -EINVAL, "option %s=%s: valid values are %s", key,
+	return tpfs_error(e, -EINVAL, "option %s=%s: valid values are %s", key,
 			 value ? value : "", list);
 }
 
@@ -77,17 +80,17 @@ int tpfs_options_apply(struct tpfs_options *o, const char *opt,
 	static const char *const dtype_valid[] = {"auto", "f32", "f16", NULL};
 	const char *v;
 	if (key_is(opt, "cache_size", &v)) {
-		if (!v || tpfs_parse_size(v, &o->cache_size) < 0)
-			return tpfs_fail(e, -EINVAL,
+		if (!v || tpfs_size_parse(v, &o->cache_size) < 0)
+			return tpfs_error(e, -EINVAL,
 					 "option cache_size=%s: expected a size such as 512M or 2G",
 					 v ? v : "");
 		return 0;
 	}
 	if (key_is(opt, "block_size", &v)) {
 		uint64_t bs;
-		if (!v || tpfs_parse_size(v, &bs) < 0 || bs < TPFS_MIN_BLOCK_SIZE ||
+		if (!v || tpfs_size_parse(v, &bs) < 0 || bs < TPFS_MIN_BLOCK_SIZE ||
 		    bs > TPFS_MAX_BLOCK_SIZE || (bs & (bs - 1)))
-			return tpfs_fail(e, -EINVAL,
+			return tpfs_error(e, -EINVAL,
 					 "option block_size=%s: expected a power of two from 64K "
 					 "to 64M",
 					 v ? v : "");
@@ -96,7 +99,7 @@ int tpfs_options_apply(struct tpfs_options *o, const char *opt,
 	}
 	if (key_is(opt, "by_file", &v)) {
 		if (v)
-			return tpfs_fail(e, -EINVAL, "option by_file takes no value");
+			return tpfs_error(e, -EINVAL, "option by_file takes no value");
 		o->by_file = true;
 		return 0;
 	}
@@ -123,7 +126,7 @@ int tpfs_options_parse(struct tpfs_options *o, const char *list,
 {
 	char *copy = strdup(list);
 	if (!copy)
-		return tpfs_fail(e, -ENOMEM, "out of memory");
+		return tpfs_error(e, -ENOMEM, "out of memory");
 	int rc = 0;
 	for (char *save = NULL, *opt = strtok_r(copy, ",", &save); opt && rc == 0;
 	     opt = strtok_r(NULL, ",", &save)) {
@@ -131,7 +134,7 @@ int tpfs_options_parse(struct tpfs_options *o, const char *list,
 		if (rc == 1)
 			rc = other && other(opt, ctx)
 				     ? 0
-				     : tpfs_fail(e, -EINVAL,
+				     : tpfs_error(e, -EINVAL,
 						 "unknown option '%s'; valid options: "
 						 "cache_size=SIZE, block_size=SIZE, by_file, "
 						 "bf16=f32|f16|raw, fp8=f16|f32|raw, "
@@ -159,7 +162,7 @@ int tpfs_options_check(const struct tpfs_options *o, struct tpfs_error *e)
 		/* mxfp4=both says which files to show, not their type */
 		if (per_type[i].set && per_type[i].value != o->dtype &&
 		    per_type[i].value != TPFS_OUT_BOTH)
-			return tpfs_fail(e, -EINVAL,
+			return tpfs_error(e, -EINVAL,
 					 "options dtype=%s and %s=%s conflict: dtype casts every "
 					 "floating tensor to %s; drop one of them",
 					 out_names[o->dtype], per_type[i].key,

@@ -17,6 +17,21 @@
 #include <unistd.h>
 
 #include "tpfs/json.h"
+#include "tpfs/error.h"
+#include "tpfs/buf.h"
+#include "tpfs/arena.h"
+#include "tpfs/size.h"
+
+/* A little-endian 64-bit number from possibly unaligned bytes. */
+static uint64_t load_le64(const void *p)
+{
+	unsigned char b[8];
+	memcpy(b, p, 8);
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | b[i];
+	return v;
+}
 
 const char *tpfs_shape_str(const uint64_t *shape, uint32_t ndim, char *buf,
 			   size_t len)
@@ -63,7 +78,7 @@ static int trailing(struct reader *r, bool spaces_only)
 	if (tpfs_json_end(&r->j, spaces_only))
 		return 0;
 	if (r->j.at < r->j.n && r->j.why && strncmp(r->j.why, "bytes other", 11) == 0)
-		return tpfs_fail(r->e, -EINVAL,
+		return tpfs_error(r->e, -EINVAL,
 				 "%s: %s has bytes other than %s after the JSON object (byte "
 				 "%zu of the %s)",
 				 r->file, r->what, spaces_only ? "spaces" : "whitespace", r->j.at,
@@ -75,9 +90,9 @@ static int trailing(struct reader *r, bool spaces_only)
 static int syntax(struct reader *r)
 {
 	if (r->j.why && strcmp(r->j.why, "out of memory") == 0)
-		return tpfs_fail(r->e, -ENOMEM, "%s: out of memory reading the %s", r->file,
+		return tpfs_error(r->e, -ENOMEM, "%s: out of memory reading the %s", r->file,
 				 r->what);
-	return tpfs_fail(r->e, -EINVAL, "%s: %s is not valid JSON (%s at byte %zu of the %s)",
+	return tpfs_error(r->e, -EINVAL, "%s: %s is not valid JSON (%s at byte %zu of the %s)",
 			 r->file, r->what, r->j.why ? r->j.why : "?", r->j.at, r->what);
 }
 
@@ -86,17 +101,17 @@ static int syntax(struct reader *r)
 static int start(struct reader *r, char *text, size_t n, bool header)
 {
 	size_t bad;
-	if (!tpfs_utf8_valid(text, n, &bad))
-		return tpfs_fail(r->e, -EINVAL, "%s: %s is not valid UTF-8 (byte %zu of the %s)",
+	if (!tpfs_json_utf8_valid(text, n, &bad))
+		return tpfs_error(r->e, -EINVAL, "%s: %s is not valid UTF-8 (byte %zu of the %s)",
 				 r->file, r->what, bad, r->what);
 	if (header && (n == 0 || text[0] != '{'))
-		return tpfs_fail(r->e, -EINVAL,
+		return tpfs_error(r->e, -EINVAL,
 				 "%s: %s does not start with '{' (rule: the header is a JSON "
 				 "object from its first byte)",
 				 r->file, r->what);
 	tpfs_json_init(&r->j, text, n);
 	if (!tpfs_json_object(&r->j))
-		return tpfs_fail(r->e, -EINVAL, "%s: %s JSON is not an object", r->file,
+		return tpfs_error(r->e, -EINVAL, "%s: %s JSON is not an object", r->file,
 				 r->what);
 	return 0;
 }
@@ -123,7 +138,7 @@ static int read_metadata(struct reader *r, struct tpfs_st_header *h)
 	while (rc == 0 && (more = tpfs_json_member(&r->j, &first, &key)) > 0) {
 		char **grown = realloc(keys, (n + 1) * sizeof(*keys));
 		if (!grown) {
-			rc = tpfs_fail(r->e, -ENOMEM, "%s: out of memory", r->file);
+			rc = tpfs_error(r->e, -ENOMEM, "%s: out of memory", r->file);
 			break;
 		}
 		keys = grown;
@@ -144,14 +159,14 @@ static int read_metadata(struct reader *r, struct tpfs_st_header *h)
 		rc = syntax(r);
 	const char *dup = rc == 0 ? tpfs_json_repeated(keys, n) : NULL;
 	if (dup)
-		rc = tpfs_fail(r->e, -EINVAL,
+		rc = tpfs_error(r->e, -EINVAL,
 			       "%s: duplicate key '%s' inside '__metadata__' in the header",
 			       r->file, dup);
 	free(keys);
 	h->metadata_json = rc == 0 ? tpfs_buf_take(&b, NULL) : NULL;
 	tpfs_buf_free(&b);
 	if (rc == 0 && !h->metadata_json)
-		rc = tpfs_fail(r->e, -ENOMEM, "%s: out of memory", r->file);
+		rc = tpfs_error(r->e, -ENOMEM, "%s: out of memory", r->file);
 	if (rc == 0)
 		h->meta = TPFS_ST_META_MAP;
 	return rc;
@@ -203,7 +218,7 @@ static int check_tensor(const char *file, const struct tpfs_st_header *h,
 	bool overflow = false;
 	t->nelem = 1;
 	for (uint32_t i = 0; i < t->ndim; i++)
-		overflow |= !tpfs_mul_u64(t->nelem, t->shape[i], &t->nelem);
+		overflow |= !tpfs_size_mul(t->nelem, t->shape[i], &t->nelem);
 	/* The shape for messages, made only for one. */
 	char sbuf[256];
 #define SHAPE tpfs_shape_str(t->shape, t->ndim, sbuf, sizeof(sbuf))
@@ -215,35 +230,35 @@ static int check_tensor(const char *file, const struct tpfs_st_header *h,
 		}
 	}
 	if (overflow)
-		return tpfs_fail(e, -EINVAL,
+		return tpfs_error(e, -EINVAL,
 				 "%s: tensor '%s': element count of shape %s overflows 64 bits",
 				 file, name, SHAPE);
 	uint64_t b = offs[0], en = offs[1];
 	if (b > en)
-		return tpfs_fail(e, -EINVAL,
+		return tpfs_error(e, -EINVAL,
 				 "%s: tensor '%s': data_offsets begin %" PRIu64
 				 " is after end %" PRIu64 " (rule: begin <= end)",
 				 file, name, b, en);
 	const struct tpfs_dtype_info *di = tpfs_dtype_info(t->dtype);
 	uint64_t bits;
-	if (!tpfs_mul_u64(t->nelem, di->bits, &bits))
-		return tpfs_fail(e, -EINVAL,
+	if (!tpfs_size_mul(t->nelem, di->bits, &bits))
+		return tpfs_error(e, -EINVAL,
 				 "%s: tensor '%s': byte size of shape %s of %s overflows 64 bits",
 				 file, name, SHAPE, di->name);
 	if (bits % 8)
-		return tpfs_fail(e, -EINVAL,
+		return tpfs_error(e, -EINVAL,
 				 "%s: tensor '%s': %" PRIu64 " elements of %s (%u bits each) "
 				 "do not fill a whole number of bytes",
 				 file, name, t->nelem, di->name, di->bits);
 	if (bits / 8 != en - b)
-		return tpfs_fail(e, -EINVAL,
+		return tpfs_error(e, -EINVAL,
 				 "%s: tensor '%s': shape %s of %s needs %" PRIu64
 				 " bytes but data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64
 				 " (rule: element count times item size equals the byte length)",
 				 file, name, SHAPE, di->name, bits / 8, b, en, en - b);
 	uint64_t data_len = h->file_size - h->data_start;
 	if (en > data_len)
-		return tpfs_fail(e, -EINVAL,
+		return tpfs_error(e, -EINVAL,
 				 "%s: tensor '%s': data_offsets end %" PRIu64
 				 " is past the end of the data buffer (%" PRIu64 " bytes)",
 				 file, name, en, data_len);
@@ -271,7 +286,7 @@ static int read_tensor(struct reader *r, struct tpfs_st_header *h, struct scratc
 			size_t c = sc->keycap ? sc->keycap * 2 : 8;
 			char **g = realloc(sc->keys, c * sizeof(*g));
 			if (!g)
-				return tpfs_fail(r->e, -ENOMEM, "%s: out of memory", file);
+				return tpfs_error(r->e, -ENOMEM, "%s: out of memory", file);
 			sc->keys = g;
 			sc->keycap = c;
 		}
@@ -286,7 +301,7 @@ static int read_tensor(struct reader *r, struct tpfs_st_header *h, struct scratc
 			else if (!tpfs_json_string(&r->j, &dt, &len))
 				rc = syntax(r);
 			else if (tpfs_dtype_parse(dt, &t->dtype) < 0)
-				rc = tpfs_fail(r->e, -EINVAL,
+				rc = tpfs_error(r->e, -EINVAL,
 					       "%s: tensor '%s': unknown dtype '%s' (known: %s)",
 					       file, name, dt, tpfs_dtype_names());
 		} else if (strcmp(key, "shape") == 0) {
@@ -299,19 +314,19 @@ static int read_tensor(struct reader *r, struct tpfs_st_header *h, struct scratc
 			}
 			int w = read_wholes(r, &sc->dims, &n, &sc->cap, &bad);
 			if (w == -1)
-				rc = tpfs_fail(r->e, -EINVAL,
+				rc = tpfs_error(r->e, -EINVAL,
 					       "%s: tensor '%s': shape entry %zu is not a whole "
 					       "number from 0 to 2^53 written in plain digits",
 					       file, name, bad);
 			else if (w == -ENOMEM)
-				rc = tpfs_fail(r->e, -ENOMEM, "%s: out of memory", file);
+				rc = tpfs_error(r->e, -ENOMEM, "%s: out of memory", file);
 			else if (w < 0 || n > UINT32_MAX)
 				rc = syntax(r);
 			t->ndim = (uint32_t)n;
 			uint64_t *shape = n && rc == 0 ? tpfs_arena_alloc(&h->arena, n * 8, 8)
 						       : NULL;
 			if (n && rc == 0 && !shape)
-				rc = tpfs_fail(r->e, -ENOMEM, "%s: out of memory", file);
+				rc = tpfs_error(r->e, -ENOMEM, "%s: out of memory", file);
 			if (shape)
 				memcpy(shape, sc->dims, n * sizeof(*shape));
 			t->shape = shape;
@@ -322,11 +337,11 @@ static int read_tensor(struct reader *r, struct tpfs_st_header *h, struct scratc
 					? read_wholes(r, &sc->dims, &n, &sc->cap, &bad)
 					: -1;
 			if (w == -ENOMEM)
-				rc = tpfs_fail(r->e, -ENOMEM, "%s: out of memory", file);
+				rc = tpfs_error(r->e, -ENOMEM, "%s: out of memory", file);
 			else if (w < -1 || r->j.why)
 				rc = syntax(r);
 			else if (w == -1 || n != 2)
-				rc = tpfs_fail(r->e, -EINVAL,
+				rc = tpfs_error(r->e, -EINVAL,
 					       "%s: tensor '%s': \"data_offsets\" must be two "
 					       "whole numbers [begin, end]",
 					       file, name);
@@ -342,14 +357,14 @@ static int read_tensor(struct reader *r, struct tpfs_st_header *h, struct scratc
 		return rc;
 	const char *dup = tpfs_json_repeated(sc->keys, sc->nkeys);
 	if (dup)
-		return tpfs_fail(r->e, -EINVAL, "%s: duplicate key '%s' inside '%s' in the header",
+		return tpfs_error(r->e, -EINVAL, "%s: duplicate key '%s' inside '%s' in the header",
 				 file, dup, name);
 	if (!has_dtype)
-		return tpfs_fail(r->e, -EINVAL, "%s: tensor '%s': no \"dtype\"", file, name);
+		return tpfs_error(r->e, -EINVAL, "%s: tensor '%s': no \"dtype\"", file, name);
 	if (!has_shape)
-		return tpfs_fail(r->e, -EINVAL, "%s: tensor '%s': no \"shape\"", file, name);
+		return tpfs_error(r->e, -EINVAL, "%s: tensor '%s': no \"shape\"", file, name);
 	if (!has_offs)
-		return tpfs_fail(r->e, -EINVAL, "%s: tensor '%s': no \"data_offsets\"", file,
+		return tpfs_error(r->e, -EINVAL, "%s: tensor '%s': no \"data_offsets\"", file,
 				 name);
 	return check_tensor(file, h, t, offs, r->e);
 }
@@ -381,7 +396,7 @@ static int check_tiling(const char *file, struct tpfs_st_header *h,
 	if (h->ntensors) {
 		by_off = malloc(h->ntensors * sizeof(*by_off));
 		if (!by_off)
-			return tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
+			return tpfs_error(e, -ENOMEM, "%s: out of memory", file);
 	}
 	for (size_t i = 0; i < h->ntensors; i++)
 		by_off[i] = &h->tensors[i];
@@ -392,12 +407,12 @@ static int check_tiling(const char *file, struct tpfs_st_header *h,
 	for (size_t i = 0; i < h->ntensors && rc == 0; i++) {
 		const struct tpfs_st_tensor *t = by_off[i];
 		if (t->begin < at)
-			rc = tpfs_fail(e, -EINVAL,
+			rc = tpfs_error(e, -EINVAL,
 				       "%s: tensors '%s' and '%s' overlap at data byte %" PRIu64
 				       " (rule: tensors neither overlap nor leave holes)",
 				       file, prev, t->name, t->begin - h->data_start);
 		else if (t->begin > at)
-			rc = tpfs_fail(e, -EINVAL,
+			rc = tpfs_error(e, -EINVAL,
 				       "%s: data bytes %" PRIu64 "..%" PRIu64
 				       " before tensor '%s' belong to no tensor "
 				       "(rule: tensors neither overlap nor leave holes)",
@@ -407,7 +422,7 @@ static int check_tiling(const char *file, struct tpfs_st_header *h,
 		prev = t->name;
 	}
 	if (rc == 0 && at != h->file_size)
-		rc = tpfs_fail(e, -EINVAL,
+		rc = tpfs_error(e, -EINVAL,
 			       "%s: %" PRIu64 " bytes follow the last tensor's data "
 			       "(rule: the last byte of data is the last byte of the file)",
 			       file, h->file_size - at);
@@ -429,7 +444,7 @@ static int read_header(const char *file, size_t n, struct tpfs_st_header *h,
 	int more = 0;
 	while (rc == 0 && (more = tpfs_json_member(&r.j, &first, &key)) > 0) {
 		if (strcmp(key, "__metadata__") == 0) {
-			rc = meta ? tpfs_fail(e, -EINVAL, "%s: duplicate key '__metadata__' in "
+			rc = meta ? tpfs_error(e, -EINVAL, "%s: duplicate key '__metadata__' in "
 						  "the header", file)
 				  : read_metadata(&r, h);
 			meta = true;
@@ -440,7 +455,7 @@ static int read_header(const char *file, size_t n, struct tpfs_st_header *h,
 			size_t c = cap ? cap * 2 : 64;
 			struct tpfs_st_tensor *g = realloc(h->tensors, c * sizeof(*g));
 			if (!g) {
-				rc = tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
+				rc = tpfs_error(e, -ENOMEM, "%s: out of memory", file);
 				break;
 			}
 			h->tensors = g;
@@ -459,7 +474,7 @@ static int read_header(const char *file, size_t n, struct tpfs_st_header *h,
 		qsort(h->tensors, h->ntensors, sizeof(*h->tensors), cmp_tensor_names);
 	for (size_t i = 1; rc == 0 && i < h->ntensors; i++)
 		if (strcmp(h->tensors[i - 1].name, h->tensors[i].name) == 0)
-			rc = tpfs_fail(e, -EINVAL, "%s: duplicate key '%s' in the header", file,
+			rc = tpfs_error(e, -EINVAL, "%s: duplicate key '%s' in the header", file,
 				       h->tensors[i].name);
 	if (rc == 0)
 		rc = check_tiling(file, h, e);
@@ -490,7 +505,7 @@ static int read_weight_map(struct reader *r, struct tpfs_st_index *ix)
 			size_t c = cap ? cap * 2 : 64;
 			struct tpfs_st_index_entry *g = realloc(ix->v, c * sizeof(*g));
 			if (!g)
-				return tpfs_fail(r->e, -ENOMEM, "%s: out of memory", r->file);
+				return tpfs_error(r->e, -ENOMEM, "%s: out of memory", r->file);
 			ix->v = g;
 			cap = c;
 		}
@@ -506,11 +521,11 @@ int tpfs_st_index_parse(const char *file, char *json, size_t len,
 	struct tpfs_st_index *ix = calloc(1, sizeof(*ix));
 	if (!ix) {
 		free(json);
-		return tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
+		return tpfs_error(e, -ENOMEM, "%s: out of memory", file);
 	}
 	ix->text = json;
 	struct reader r = {.file = file, .what = "index", .e = e};
-	int rc = len == 0 ? tpfs_fail(e, -EINVAL, "%s: the index is empty (rule: an index "
+	int rc = len == 0 ? tpfs_error(e, -EINVAL, "%s: the index is empty (rule: an index "
 					  "is a JSON object with a weight_map)", file)
 			  : start(&r, json, len, false);
 	bool first = true, found = false;
@@ -521,7 +536,7 @@ int tpfs_st_index_parse(const char *file, char *json, size_t len,
 			if (!tpfs_json_skip(&r.j))
 				rc = syntax(&r);
 		} else if (found) {
-			rc = tpfs_fail(e, -EINVAL, "%s: duplicate key 'weight_map' in the index",
+			rc = tpfs_error(e, -EINVAL, "%s: duplicate key 'weight_map' in the index",
 				       file);
 		} else {
 			found = true;
@@ -531,12 +546,12 @@ int tpfs_st_index_parse(const char *file, char *json, size_t len,
 	if (rc == 0)
 		rc = more < 0 ? syntax(&r) : trailing(&r, false);
 	if (rc == 0 && !found)
-		rc = tpfs_fail(e, -EINVAL, "%s: no \"weight_map\" object", file);
+		rc = tpfs_error(e, -EINVAL, "%s: no \"weight_map\" object", file);
 	if (rc == 0 && ix->n > 1)
 		qsort(ix->v, ix->n, sizeof(*ix->v), cmp_index_entries);
 	for (size_t i = 1; rc == 0 && i < ix->n; i++)
 		if (strcmp(ix->v[i - 1].tensor, ix->v[i].tensor) == 0)
-			rc = tpfs_fail(e, -EINVAL,
+			rc = tpfs_error(e, -EINVAL,
 				       "%s: duplicate key '%s' inside 'weight_map' in the index",
 				       file, ix->v[i].tensor);
 	if (rc < 0) {
@@ -572,7 +587,7 @@ static int parse_owned(const char *file, char *text, uint64_t n, uint64_t file_s
 	struct tpfs_st_header *h = calloc(1, sizeof(*h));
 	if (!h) {
 		free(text);
-		return tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
+		return tpfs_error(e, -ENOMEM, "%s: out of memory", file);
 	}
 	h->text = text;
 	h->file_size = file_size;
@@ -592,11 +607,11 @@ static int check_length(const char *file, uint64_t n, uint64_t file_size,
 			struct tpfs_error *e)
 {
 	if (n > TPFS_ST_MAX_HEADER)
-		return tpfs_fail(e, -EINVAL,
+		return tpfs_error(e, -EINVAL,
 				 "%s: header length %" PRIu64 " exceeds the limit of %llu bytes",
 				 file, n, TPFS_ST_MAX_HEADER);
 	if (n > file_size - 8)
-		return tpfs_fail(e, -EINVAL,
+		return tpfs_error(e, -EINVAL,
 				 "%s: header length %" PRIu64 " runs past the end of the file "
 				 "(%" PRIu64 " bytes)",
 				 file, n, file_size);
@@ -605,7 +620,7 @@ static int check_length(const char *file, uint64_t n, uint64_t file_size,
 
 static int too_short(const char *file, uint64_t file_size, struct tpfs_error *e)
 {
-	return tpfs_fail(e, -EINVAL,
+	return tpfs_error(e, -EINVAL,
 			 "%s: file is %" PRIu64 " bytes, too short for the 8-byte header length",
 			 file, file_size);
 }
@@ -617,15 +632,15 @@ int tpfs_st_parse(const char *file, const void *bytes, size_t len,
 	*out = NULL;
 	if (file_size < 8 || len < 8)
 		return too_short(file, file_size, e);
-	uint64_t n = tpfs_load_le64(bytes);
+	uint64_t n = load_le64(bytes);
 	int rc = check_length(file, n, file_size, e);
 	if (rc < 0)
 		return rc;
 	if (len < 8 + n)
-		return tpfs_fail(e, -EINVAL, "%s: header not fully read", file);
+		return tpfs_error(e, -EINVAL, "%s: header not fully read", file);
 	char *text = malloc((size_t)n + 1);
 	if (!text)
-		return tpfs_fail(e, -ENOMEM, "%s: out of memory", file);
+		return tpfs_error(e, -ENOMEM, "%s: out of memory", file);
 	memcpy(text, (const char *)bytes + 8, (size_t)n);
 	return parse_owned(file, text, n, file_size, out, e);
 }
@@ -639,15 +654,15 @@ int tpfs_st_read(int fd, const char *file, uint64_t file_size,
 		return too_short(file, file_size, e);
 	ssize_t got = pread(fd, lenbuf, 8, 0);
 	if (got != 8)
-		return tpfs_fail(e, -EIO, "%s: cannot read the header length: %s", file,
+		return tpfs_error(e, -EIO, "%s: cannot read the header length: %s", file,
 				 got < 0 ? strerror(errno) : "short read");
-	uint64_t n = tpfs_load_le64(lenbuf);
+	uint64_t n = load_le64(lenbuf);
 	int rc = check_length(file, n, file_size, e);
 	if (rc < 0)
 		return rc;
 	char *text = malloc((size_t)n + 1);
 	if (!text)
-		return tpfs_fail(e, -ENOMEM, "%s: out of memory for a %" PRIu64
+		return tpfs_error(e, -ENOMEM, "%s: out of memory for a %" PRIu64
 				 "-byte header", file, n);
 	size_t at = 0;
 	while (at < n) {
@@ -655,7 +670,7 @@ int tpfs_st_read(int fd, const char *file, uint64_t file_size,
 		if (got <= 0) {
 			int err = got < 0 ? errno : EIO;
 			free(text);
-			return tpfs_fail(e, -EIO, "%s: cannot read the header: %s", file,
+			return tpfs_error(e, -EIO, "%s: cannot read the header: %s", file,
 					 got < 0 ? strerror(err) : "file shrank while reading");
 		}
 		at += (size_t)got;

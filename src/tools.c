@@ -17,6 +17,9 @@
 #include "tpfs/log.h"
 #include "tpfs/manifest.h"
 #include "tpfs/model.h"
+#include "tpfs/error.h"
+#include "tpfs/size.h"
+#include "tpfs/path.h"
 
 int tpfs_tool_args(int argc, char **argv, const char *cmd, int max_pos, struct args *a)
 {
@@ -50,7 +53,7 @@ int tpfs_tool_args(int argc, char **argv, const char *cmd, int max_pos, struct a
 			}
 			i++;
 		} else if (strcmp(s, "--shard-size") == 0 && strcmp(cmd, "convert") == 0) {
-			if (!v || tpfs_parse_size(v, &a->shard_size) < 0 || !a->shard_size) {
+			if (!v || tpfs_size_parse(v, &a->shard_size) < 0 || !a->shard_size) {
 				fprintf(stderr, "tpfs convert: --shard-size needs a size such as "
 						"1.8G\n");
 				return 2;
@@ -311,7 +314,7 @@ int tpfs_cmd_cat(int argc, char **argv)
 	}
 	for (uint64_t off = 0; rc == 0 && off < tpfs_tensor_npy_size(t);) {
 		ssize_t got = tpfs_file_read(fs, t->node, off, unit, buf);
-		int err = got <= 0 ? (got < 0 ? (int)-got : EIO) : -tpfs_write_all(1, buf, (size_t)got);
+		int err = got <= 0 ? (got < 0 ? (int)-got : EIO) : -tpfs_path_write_all(1, buf, (size_t)got);
 		if (err) {
 			fprintf(stderr, "tpfs cat: %s: %s\n", t->name, strerror(err));
 			rc = 1;

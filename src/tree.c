@@ -10,7 +10,8 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "tpfs/util.h"
+#include "tpfs/buf.h"
+#include "tpfs/arena.h"
 
 #define NAME_MAX_BYTES 255
 #define NPY_SUFFIX ".npy"

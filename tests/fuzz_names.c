@@ -53,6 +53,9 @@
 #include "tpfs/model.h"
 #include "tpfs/safetensors.h"
 #include "tpfs/tree.h"
+#include "tpfs/error.h"
+#include "tpfs/buf.h"
+#include "tpfs/path.h"
 
 #define NAME_MAX_BYTES 255
 #define MAX_RECORDS 48
@@ -361,8 +364,8 @@ static void free_input(struct input *in)
  * as a Safetensors file or index (it would refuse an empty one). */
 static bool disk_path_ok(const char *p)
 {
-	if (!*p || tpfs_ends_with(p, ".safetensors") ||
-	    tpfs_ends_with(p, ".safetensors.index.json"))
+	if (!*p || tpfs_path_has_suffix(p, ".safetensors") ||
+	    tpfs_path_has_suffix(p, ".safetensors.index.json"))
 		return false;
 	int depth = 0;
 	for (;;) {
@@ -507,7 +510,7 @@ static uint8_t *shard_bytes(const struct input *in, int shard, size_t *len)
 		const struct tensor_rec *r = &in->tensors[i];
 		if (r->shard != shard)
 			continue;
-		bool blocks = r->pair_half && !r->wide && tpfs_ends_with(r->name, "blocks");
+		bool blocks = r->pair_half && !r->wide && tpfs_path_has_suffix(r->name, "blocks");
 		uint64_t n = blocks ? 16 : r->wide ? 2 : 1;
 		if (!first)
 			tpfs_buf_puts(&b, ",");
@@ -542,7 +545,7 @@ static bool write_file(const char *path, const void *data, size_t len)
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return false;
-	bool ok = tpfs_write_all(fd, data, len) == 0;
+	bool ok = tpfs_path_write_all(fd, data, len) == 0;
 	close(fd);
 	return ok;
 }
@@ -607,7 +610,7 @@ static void check_model(struct tpfs_model *m, const struct input *in)
 				   t->nodes[node].payload == x,
 			   "tensor '%s' is not at its node", x->name);
 		char *path = tpfs_tree_path(t, (uint32_t)node);
-		FUZZ_CHECK(path && node_at(t, path) == node && tpfs_ends_with(path, ".npy"),
+		FUZZ_CHECK(path && node_at(t, path) == node && tpfs_path_has_suffix(path, ".npy"),
 			   "tensor '%s': path '%s'", x->name, path);
 		/* Its folder: the source's folder, or with by_file the file's
 		 * folder inside it. */

@@ -23,6 +23,9 @@
 
 #include "fuzz.h"
 #include "tpfs/options.h"
+#include "tpfs/error.h"
+#include "tpfs/buf.h"
+#include "tpfs/size.h"
 
 static const char *const kernel_words[] = {
 	"allow_other", "allow_root", "auto_unmount", "nodev", "nosuid", "noexec",
@@ -110,10 +113,10 @@ static bool model_apply(struct expect *x, const char *opt, bool mount)
 		return v == NULL;
 	}
 	if (strcmp(key, "cache_size") == 0)
-		return v && tpfs_parse_size(v, &x->cache_size) == 0;
+		return v && tpfs_size_parse(v, &x->cache_size) == 0;
 	if (strcmp(key, "block_size") == 0) {
 		uint64_t bs;
-		if (!v || tpfs_parse_size(v, &bs) < 0)
+		if (!v || tpfs_size_parse(v, &bs) < 0)
 			return false;
 		for (int shift = 16; shift <= 26; shift++)
 			if (bs == 1ULL << shift) {

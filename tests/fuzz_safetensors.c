@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tpfs/safetensors.h"
+#include "tpfs/error.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -15,6 +15,7 @@
 
 #include "check.h"
 #include "tpfs/convert.h"
+#include "tpfs/error.h"
 
 /* ---- references ---------------------------------------------------------- */
 

@@ -11,6 +11,7 @@
 #include "fixture.h"
 #include "tpfs/file.h"
 #include "tpfs/guard.h"
+#include "tpfs/error.h"
 
 #define NB 150000 /* BF16 elements of the big tensor */
 

@@ -11,6 +11,7 @@
 #include "fixture.h"
 #include "tpfs/manifest.h"
 #include "tpfs/model.h"
+#include "tpfs/error.h"
 
 static struct tpfs_options defaults(void)
 {

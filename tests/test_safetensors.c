@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "tpfs/safetensors.h"
+#include "tpfs/error.h"
 
 #define FILE_NAME "case.safetensors"
 

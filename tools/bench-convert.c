@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "tpfs/convert.h"
+#include "tpfs/error.h"
 
 static double now(void)
 {

@@ -21,7 +21,9 @@
 #include <unistd.h>
 
 #include "tpfs/convert.h"
-#include "tpfs/util.h"
+#include "tpfs/buf.h"
+#include "tpfs/size.h"
+#include "tpfs/path.h"
 
 enum fill { NORMAL, ONES, ZEROS, FP4_BLOCKS, E8M0_SCALES };
 enum dt { BF16, F16, F32, U8 };
@@ -364,8 +366,8 @@ static void progress(const struct config *c, bool last)
 	clock_gettime(CLOCK_MONOTONIC, &t_last);
 	char a[32], b[32];
 	double s = since(&t_start);
-	fprintf(stderr, "\r  %s of %s, %.0f MB/s   %s", tpfs_format_size(written, a, sizeof(a)),
-		tpfs_format_size(total_bytes, b, sizeof(b)),
+	fprintf(stderr, "\r  %s of %s, %.0f MB/s   %s", tpfs_size_format(written, a, sizeof(a)),
+		tpfs_size_format(total_bytes, b, sizeof(b)),
 		s > 0 ? (double)written / s / 1e6 : 0.0, last ? "\n" : "");
 }
 
@@ -414,9 +416,9 @@ static int write_shard(const struct config *c, int k, const char *path)
 	unsigned char len8[8];
 	for (int i = 0; i < 8; i++)
 		len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-	int rc = tpfs_write_all(fd, len8, 8);
+	int rc = tpfs_path_write_all(fd, len8, 8);
 	if (rc == 0)
-		rc = tpfs_write_all(fd, header, hlen);
+		rc = tpfs_path_write_all(fd, header, hlen);
 	free(header);
 	if (rc == 0 && c->sparse) {
 		/* The full size as a hole: the structure costs no disk. */
@@ -438,7 +440,7 @@ static int write_shard(const struct config *c, int k, const char *path)
 		for (uint64_t at = 0; at < n && rc == 0;) {
 			uint64_t step = n - at < CHUNK / sz ? n - at : CHUNK / sz;
 			fill_values(t, &r, buf, step);
-			rc = tpfs_write_all(fd, buf, step * sz);
+			rc = tpfs_path_write_all(fd, buf, step * sz);
 			at += step;
 			written += step * sz;
 			progress(c, false);
@@ -693,7 +695,7 @@ int main(int argc, char **argv)
 		c.shards = ntensors;
 	}
 	assign_shards(&c, total_bytes);
-	int err = -tpfs_mkdir_p(c.out);
+	int err = -tpfs_path_mkdir(c.out);
 	if (err) {
 		fprintf(stderr, "tpfs-gen: %s: %s\n", c.out, strerror(err));
 		return 1;
@@ -718,7 +720,7 @@ int main(int argc, char **argv)
 		printf("wrote %s: %d tensor%s, %" PRIu64 " parameters, %" PRIu64
 		       " data bytes (%s) in %d file%s, %.1f s\n",
 		       c.out, ntensors, ntensors == 1 ? "" : "s", params, total_bytes,
-		       tpfs_format_size(total_bytes, sz, sizeof(sz)), c.shards,
+		       tpfs_size_format(total_bytes, sz, sizeof(sz)), c.shards,
 		       c.shards == 1 ? "" : "s", since(&t_start));
 	}
 	free(tensors);

@@ -72,6 +72,11 @@ bool tpfs_json_skip(struct tpfs_json *j);
  * with why set and at pointing at the first other byte. */
 bool tpfs_json_end(struct tpfs_json *j, bool spaces_only);
 
+/* True if s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * UTF-16 surrogates, nothing past U+10FFFF). On failure *bad is the offset
+ * of the first byte of the offending sequence. */
+bool tpfs_json_utf8_valid(const char *s, size_t n, size_t *bad);
+
 /* The first key that keys[0..n) hold twice, or NULL (keys are sorted in
  * place). */
 const char *tpfs_json_repeated(char **keys, size_t n);

@@ -21,7 +21,8 @@
 #include "tpfs/perm.h"
 #include "tpfs/safetensors.h"
 #include "tpfs/tree.h"
-#include "tpfs/util.h"
+#include "tpfs/error.h"
+#include "tpfs/arena.h"
 
 struct tpfs_source {
 	char *rel;                   /* path relative to the source root */

@@ -10,7 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "tpfs/util.h"
+#include "tpfs/error.h"
+#include "tpfs/buf.h"
 
 #define TPFS_DEFAULT_CACHE_SIZE (256ULL << 20)
 #define TPFS_DEFAULT_BLOCK_SIZE (1ULL << 20)

@@ -17,7 +17,8 @@
 #include <stdint.h>
 
 #include "tpfs/dtype.h"
-#include "tpfs/util.h"
+#include "tpfs/error.h"
+#include "tpfs/arena.h"
 
 #define TPFS_ST_MAX_HEADER 100000000ULL
 

@@ -32,7 +32,7 @@
 #include <time.h>
 
 #include "tpfs/perm.h"
-#include "tpfs/util.h"
+#include "tpfs/arena.h"
 
 enum tpfs_node_kind {
 	TPFS_NODE_DIR,

@@ -22,7 +22,6 @@
 
 #include "tpfs/guard.h"
 #include "tpfs/log.h"
-#include "tpfs/npy.h"
 #include "tpfs/error.h"
 #include "tpfs/arena.h"
 #include "tpfs/path.h"
@@ -74,31 +73,6 @@ static bool push_ptr(void *arr, size_t *n, void *p)
 	return true;
 }
 
-static void source_free(struct tpfs_source *s)
-{
-	if (!s)
-		return;
-	if (s->map)
-		munmap((void *)s->map, s->size);
-	if (s->fd >= 0)
-		close(s->fd);
-	tpfs_st_free(s->st);
-	free(s->rel);
-	free(s->display);
-	free(s->path);
-	free(s);
-}
-
-/* The chain of the folder holding real (a path with no links). */
-static const struct tpfs_perm_chain *chain_above(struct loader *L, const char *real)
-{
-	const char *slash = strrchr(real, '/');
-	char *dir = slash == real ? strdup("/") : strndup(real, (size_t)(slash - real));
-	const struct tpfs_perm_chain *ch = dir ? tpfs_perm_chain_of(L->m->perms, dir) : NULL;
-	free(dir);
-	return ch;
-}
-
 /* An entry that the mount does not reach the way the source's own path
  * does (through a link) loses what the folders on its real path may stop
  * (see perm.h), and so does the folder that shows it: looking it up there
@@ -118,76 +92,22 @@ static int narrow_linked(struct loader *L, uint32_t parent, struct tpfs_perm *p,
 static int chain_or_fail(struct loader *L, const char *real, const char *display,
 			 const struct tpfs_perm_chain **ch)
 {
-	*ch = chain_above(L, real);
+	*ch = tpfs_perm_chain_above(L->m->perms, real);
 	return *ch ? 0 : tpfs_error(L->e, -errno, "%s: cannot examine the folders above "
 				  "%s: %s", display, real, strerror(errno));
 }
 
-/* Open, map and (for .safetensors) validate one file; real is its path
- * with links resolved. */
-static int source_open(struct loader *L, const char *path, const char *rel,
-		       const char *display, const char *real, bool safetensors,
-		       struct tpfs_source **out)
+/* Open a source file of the model (tpfs_source_open) and keep it. */
+static int add_source(struct loader *L, const char *path, const char *rel,
+		      const char *display, const char *real, bool safetensors,
+		      struct tpfs_source **out)
 {
-	struct tpfs_source *s = calloc(1, sizeof(*s));
-	if (!s)
-		return tpfs_error(L->e, -ENOMEM, "out of memory");
-	s->fd = -1;
-	s->rel = strdup(rel);
-	s->display = strdup(display);
-	s->path = strdup(path);
-	int rc;
-	struct stat st;
-	if (!s->rel || !s->display || !s->path) {
+	int rc = tpfs_source_open(path, rel, display, real, safetensors, L->m->perms, out,
+				  L->e);
+	if (rc == 0 && !push_ptr(&L->m->sources, &L->m->nsources, *out)) {
+		tpfs_source_close(*out);
 		rc = tpfs_error(L->e, -ENOMEM, "out of memory");
-		goto fail;
 	}
-	/* O_NONBLOCK: a file swapped for a FIFO since the folder was read
-	 * must not hang the mount; it is refused below. */
-	s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (s->fd < 0 || fstat(s->fd, &st) < 0) {
-		rc = tpfs_error(L->e, -errno, "%s: cannot open: %s", display,
-			       strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = tpfs_error(L->e, -EINVAL, "%s: no longer a regular file", display);
-		goto fail;
-	}
-	s->size = (uint64_t)st.st_size;
-	s->own = tpfs_perm_from_stat(&st, s->fd, NULL);
-	s->perm = tpfs_perm_served(s->own, false);
-	rc = chain_or_fail(L, real, display, &s->chain);
-	if (rc < 0)
-		goto fail;
-	s->dev = st.st_dev;
-	s->ino = st.st_ino;
-	s->mtime = st.st_mtim;
-	if (s->size) {
-		void *p = mmap(NULL, s->size, PROT_READ, MAP_SHARED, s->fd, 0);
-		if (p == MAP_FAILED) {
-			rc = tpfs_error(L->e, -errno, "%s: cannot map: %s", display,
-				       strerror(errno));
-			goto fail;
-		}
-		s->map = p;
-	}
-	if (safetensors) {
-		rc = tpfs_st_read(s->fd, display, s->size, &s->st, L->e);
-		if (rc < 0)
-			goto fail;
-	} else {
-		close(s->fd);
-		s->fd = -1;
-	}
-	if (!push_ptr(&L->m->sources, &L->m->nsources, s)) {
-		rc = tpfs_error(L->e, -ENOMEM, "out of memory");
-		goto fail;
-	}
-	*out = s;
-	return 0;
-fail:
-	source_free(s);
 	return rc;
 }
 
@@ -379,8 +299,8 @@ static int walk(struct loader *L, const char *path, const char *rel,
 			} else {
 				rc = child_real(L, &ch, real, name, &link);
 				if (rc == 0)
-					rc = source_open(L, ch.path, ch.rel, ch.display, ch.real,
-							 is_st, &s);
+					rc = add_source(L, ch.path, ch.rel, ch.display, ch.real,
+							is_st, &s);
 				/* a model is refused whole rather than served in part,
 				 * but a file beside it that tpfs may not read is left out */
 				if (rc == -EACCES && !is_st) {
@@ -540,39 +460,6 @@ static int cmp_tensors(const void *a, const void *b)
 	return c ? c : strcmp(x->part[0].src->rel, y->part[0].src->rel);
 }
 
-const char *tpfs_tensor_descr(const struct tpfs_tensor *t)
-{
-	return t->conv->out_descr ? t->conv->out_descr
-				  : tpfs_dtype_info(t->part[0].st->dtype)->descr;
-}
-
-const char *tpfs_tensor_source_dtype(const struct tpfs_tensor *t)
-{
-	return t->part[1].st ? "MXFP4" : tpfs_dtype_info(t->part[0].st->dtype)->name;
-}
-
-/* The shape served: the stored one, but an MXFP4 pair [..., G, 16] gives
- * [..., G * 32], and bytes served raw because their packing is unknown
- * (F6) are one flat row. NULL when out of memory. */
-static const uint64_t *served_shape(struct loader *L, struct tpfs_tensor *t)
-{
-	const struct tpfs_st_tensor *st = t->part[0].st;
-	bool raw_bits = t->conv->kind == TPFS_CONV_STORED &&
-			tpfs_dtype_info(st->dtype)->bits % 8;
-	t->ndim = t->part[1].st ? st->ndim - 1 : raw_bits ? 1 : st->ndim;
-	static const uint64_t scalar[1];
-	if (!t->part[1].st && !raw_bits)
-		return st->ndim ? st->shape : scalar;
-	uint64_t *s = tpfs_arena_alloc(&L->m->arena, t->ndim * sizeof(*s), sizeof(*s));
-	if (s && t->part[1].st) {
-		memcpy(s, st->shape, t->ndim * sizeof(*s));
-		s[t->ndim - 1] = st->shape[t->ndim - 1] * 32;
-	} else if (s) {
-		s[0] = st->end - st->begin;
-	}
-	return s;
-}
-
 /* A tensor is readable by whoever may read every file it comes from; the
  * folders that show its name (from the namespace folder down to its own)
  * let through no more than that either, since its name and shape come from
@@ -601,25 +488,16 @@ static int serve_tensor(struct loader *L, uint32_t node, uint32_t ns,
 static int add_tensor(struct loader *L, uint32_t ns, struct tpfs_tensor *t)
 {
 	struct tpfs_model *m = L->m;
-	const struct tpfs_st_tensor *st = t->part[0].st;
 	struct tpfs_source *s = t->part[0].src;
-	t->conv = t->part[1].st ? tpfs_conv_mxfp4(&m->opt) : tpfs_conv_for(st->dtype, &m->opt);
-	t->shape = served_shape(L, t);
-	if (!t->shape)
+	int rc = tpfs_tensor_init(t, &m->opt, &m->arena);
+	if (rc == -ENOMEM)
 		return tpfs_error(L->e, -ENOMEM, "out of memory");
+	if (rc < 0)
+		return tpfs_error(L->e, rc, "%s: tensor '%s': cannot build the .npy header",
+				  s->display, t->name);
 	if (t->ndim > 32)
 		tpfs_log(LOG_WARNING, "%s: tensor '%s' has %u dimensions; NumPy 1.x loads at "
 			 "most 32", s->display, t->name, t->ndim);
-	t->nelem = 1;
-	for (uint32_t i = 0; i < t->ndim; i++)
-		t->nelem *= t->shape[i]; /* no overflow: bounded by the source's bytes */
-	t->data_bytes = t->conv->kind == TPFS_CONV_STORED ? st->end - st->begin
-							  : t->nelem * t->conv->out_bytes;
-	long hl = tpfs_npy_header(tpfs_tensor_descr(t), t->shape, t->ndim, NULL, 0);
-	if (hl < 0)
-		return tpfs_error(L->e, (int)hl, "%s: tensor '%s': cannot build the .npy "
-				 "header", s->display, t->name);
-	t->npy_header_len = (uint32_t)hl;
 	bool renamed;
 	long node = tpfs_tree_add_tensor(&m->tree, ns, t->name, t, s->mtime, &renamed);
 	if (node < 0)
@@ -931,8 +809,8 @@ static int build(struct loader *L, const char *path)
 	} else {
 		struct folder *f = add_folder(L, 0, m->display_root, st.st_mtim);
 		struct tpfs_source *s;
-		rc = f ? source_open(L, path, base_name(m->display_root), m->display_root,
-					 path, true, &s)
+		rc = f ? add_source(L, path, base_name(m->display_root), m->display_root,
+					path, true, &s)
 		       : tpfs_error(L->e, -ENOMEM, "out of memory");
 		if (rc == 0 && !push_ptr(&L->folders[0].st, &L->folders[0].nst, s))
 			rc = tpfs_error(L->e, -ENOMEM, "out of memory");
@@ -1028,7 +906,7 @@ void tpfs_model_close(struct tpfs_model *m)
 		return;
 	free(m->tensors);
 	for (size_t i = 0; i < m->nsources; i++)
-		source_free(m->sources[i]);
+		tpfs_source_close(m->sources[i]);
 	free(m->sources);
 	tpfs_tree_free(&m->tree);
 	tpfs_perm_ctx_destroy(m->perms);
@@ -1039,90 +917,3 @@ void tpfs_model_close(struct tpfs_model *m)
 }
 
 
-/* Mark s stale, logging why once. */
-static int went_stale(struct tpfs_source *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int went_stale(struct tpfs_source *s, const char *fmt, ...)
-{
-	if (!atomic_exchange(&s->stale, true)) {
-		char why[512];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, sizeof(why), fmt, ap);
-		va_end(ap);
-		tpfs_log(LOG_ERR, "%s %s; its files now fail with EIO (remount to serve it "
-			 "again)", s->display, why);
-	}
-	return -EIO;
-}
-
-/* A fault says only that a mapped page could not be brought in: the file
- * shrank, or the filesystem under it failed (a disk error, a network mount
- * whose server or connection is gone). It is not examined here to tell
- * which: on a failing filesystem that could wait as long as the read did,
- * with the reader's reply still to send. */
-void tpfs_source_faulted(struct tpfs_source *s)
-{
-	went_stale(s, "could not be read (it shrank, or the filesystem it is on failed)");
-}
-
-int tpfs_source_check(struct tpfs_source *s)
-{
-	if (atomic_load_explicit(&s->stale, memory_order_relaxed))
-		return -EIO;
-	struct stat st;
-	if ((s->fd >= 0 ? fstat(s->fd, &st) : stat(s->path, &st)) < 0)
-		return went_stale(s, "can no longer be examined (%s)", strerror(errno));
-	if (st.st_nlink == 0 || (uint64_t)st.st_ino != s->ino ||
-	    (uint64_t)st.st_dev != s->dev)
-		return went_stale(s, "was deleted or replaced while mounted");
-	if ((uint64_t)st.st_size != s->size || st.st_mtim.tv_sec != s->mtime.tv_sec ||
-	    st.st_mtim.tv_nsec != s->mtime.tv_nsec)
-		return went_stale(s, "changed while mounted (size %" PRIu64 " -> %lld)",
-				  s->size, (long long)st.st_size);
-	if ((uint32_t)st.st_uid != s->own.uid || (uint32_t)st.st_gid != s->own.gid ||
-	    (st.st_mode & 0777) != s->own.mode)
-		return went_stale(s, "changed owner, group or mode while mounted");
-	return 0;
-}
-
-/* Whether s, or a folder above it, is seen to let fewer users through
- * than when it was loaded: 0 no, 1 yes (another owner, group, mode or
- * ACL), or a negative errno when it cannot be examined (gone, or on a
- * failing filesystem). */
-static int perms_changed(struct tpfs_source *s)
-{
-	struct stat st;
-	if ((s->fd >= 0 ? fstat(s->fd, &st) : stat(s->path, &st)) < 0)
-		return -errno;
-	struct tpfs_perm now = tpfs_perm_from_stat(&st, s->fd, s->path);
-	if (now.uid != s->own.uid || now.gid != s->own.gid || now.mode != s->own.mode ||
-	    now.acl != s->own.acl)
-		return 1;
-	return tpfs_perm_chain_check(s->chain);
-}
-
-int tpfs_source_check_access(struct tpfs_source *s)
-{
-	int rc = tpfs_source_check(s);
-	if (rc < 0)
-		return rc;
-	rc = perms_changed(s);
-	if (rc < 0)
-		return went_stale(s, "or a folder above it can no longer be examined (%s)",
-				  strerror(-rc));
-	if (rc > 0)
-		return went_stale(s, "or a folder above it changed owner, group, mode or ACL "
-				  "while mounted");
-	return 0;
-}
-
-int tpfs_source_check_perms(struct tpfs_source *s)
-{
-	if (perms_changed(s) <= 0)
-		return 0;
-	went_stale(s, "or a folder above it changed owner, group, mode or ACL while "
-		   "mounted");
-	return -EIO;
-}

@@ -278,6 +278,18 @@ const struct tpfs_perm_chain *tpfs_perm_chain_of(struct tpfs_perm_ctx *c,
 	return ch;
 }
 
+const struct tpfs_perm_chain *tpfs_perm_chain_above(struct tpfs_perm_ctx *c,
+						    const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = !slash || slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+	const struct tpfs_perm_chain *ch = dir ? tpfs_perm_chain_of(c, dir) : NULL;
+	free(dir);
+	if (!dir)
+		errno = ENOMEM;
+	return ch;
+}
+
 void tpfs_perm_narrow_chain(struct tpfs_perm_ctx *c, struct tpfs_perm *e,
 			    const struct tpfs_perm_chain *ch)
 {

@@ -87,6 +87,11 @@ struct tpfs_perm_chain {
 const struct tpfs_perm_chain *tpfs_perm_chain_of(struct tpfs_perm_ctx *c,
 						 const char *dir);
 
+/* The chain of the folder holding path (absolute, links resolved), as
+ * tpfs_perm_chain_of. */
+const struct tpfs_perm_chain *tpfs_perm_chain_above(struct tpfs_perm_ctx *c,
+						    const char *path);
+
 /* Narrow e by every folder of the chain, each needing search. */
 void tpfs_perm_narrow_chain(struct tpfs_perm_ctx *c, struct tpfs_perm *e,
 			    const struct tpfs_perm_chain *ch);

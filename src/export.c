@@ -72,7 +72,7 @@ struct record {
 };
 
 struct convert {
-	struct tpfs_fs *fs;
+	struct tpfs_view *view;
 	const char *out;
 	const char *fp;               /* this run's fingerprint */
 	size_t unit;                  /* bytes read at once */
@@ -601,7 +601,7 @@ static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 	if (h)
 		XXH3_64bits_reset(h);
 	for (uint64_t at = 0; at < j->size && rc == 0;) {
-		ssize_t got = tpfs_file_read(c->fs, j->node, at, c->unit, buf);
+		ssize_t got = tpfs_file_read(c->view, j->node, at, c->unit, buf);
 		rc = got <= 0 ? (got < 0 ? (int)got : -EIO) : tpfs_path_write_all(fd, buf, (size_t)got);
 		if (rc == 0) {
 			XXH3_64bits_update(h, buf, (size_t)got);
@@ -1097,7 +1097,7 @@ int tpfs_cmd_convert(int argc, char **argv)
 	}
 	struct tpfs_model *m;
 	struct convert c = {.out = a.pos[1], .tty = isatty(STDERR_FILENO), .lock_fd = -1};
-	if (tpfs_tool_open("convert", &a, &m, &c.fs))
+	if (tpfs_tool_open("convert", &a, &m, &c.view))
 		return 1;
 	pthread_mutex_init(&c.journal_lock, NULL);
 	char fp[17];
@@ -1163,6 +1163,6 @@ int tpfs_cmd_convert(int argc, char **argv)
 	free(c.dir_modes);
 	free(paths);
 	pthread_mutex_destroy(&c.journal_lock);
-	tpfs_tool_close(m, c.fs);
+	tpfs_tool_close(m, c.view);
 	return rc == 0 ? 0 : 1;
 }

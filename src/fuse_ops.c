@@ -29,21 +29,21 @@ struct snapshot {
 	size_t len;
 };
 
-static struct tpfs_fs *fs_of(fuse_req_t req)
+static struct tpfs_view *view_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
 
 /* Inode -> entry id. For an inode this mount never handed out, or a
  * non-directory where want_dir, replies with the error and returns -1. */
-static long id_of(fuse_req_t req, struct tpfs_fs *fs, fuse_ino_t ino, bool want_dir)
+static long id_of(fuse_req_t req, struct tpfs_view *v, fuse_ino_t ino, bool want_dir)
 {
-	if (ino < 1 || !tpfs_fs_valid(fs, ino - 1)) {
+	if (ino < 1 || !tpfs_view_valid(v, ino - 1)) {
 		fuse_reply_err(req, ESTALE);
 		return -1;
 	}
-	struct tpfs_attr a;
-	if (want_dir && (tpfs_fs_attr(fs, (uint32_t)(ino - 1), &a) < 0 ||
+	struct tpfs_view_attr a;
+	if (want_dir && (tpfs_view_stat(v, (uint32_t)(ino - 1), &a) < 0 ||
 			 a.kind != TPFS_NODE_DIR)) {
 		fuse_reply_err(req, ENOTDIR);
 		return -1;
@@ -52,11 +52,11 @@ static long id_of(fuse_req_t req, struct tpfs_fs *fs, fuse_ino_t ino, bool want_
 }
 
 /* st for entry id; its kind in *kind. Returns 0 or a negative errno. */
-static int fill_attr(struct tpfs_fs *fs, uint32_t id, struct stat *st,
+static int fill_attr(struct tpfs_view *v, uint32_t id, struct stat *st,
 		     enum tpfs_node_kind *kind)
 {
-	struct tpfs_attr a;
-	int rc = tpfs_fs_attr(fs, id, &a);
+	struct tpfs_view_attr a;
+	int rc = tpfs_view_stat(v, id, &a);
 	memset(st, 0, sizeof(*st));
 	st->st_ino = (ino_t)id + 1;
 	st->st_uid = a.uid;
@@ -77,11 +77,11 @@ static double attr_timeout(enum tpfs_node_kind kind)
 	return kind == TPFS_NODE_STATS ? 0 : TIMEOUT;
 }
 
-static void entry_param(struct tpfs_fs *fs, uint32_t id, struct fuse_entry_param *e)
+static void entry_param(struct tpfs_view *v, uint32_t id, struct fuse_entry_param *e)
 {
 	enum tpfs_node_kind kind;
 	memset(e, 0, sizeof(*e));
-	fill_attr(fs, id, &e->attr, &kind);
+	fill_attr(v, id, &e->attr, &kind);
 	e->ino = (fuse_ino_t)id + 1;
 	e->generation = 1;
 	e->entry_timeout = TIMEOUT;
@@ -104,30 +104,30 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct tpfs_fs *fs = fs_of(req);
-	long p = id_of(req, fs, parent, true);
+	struct tpfs_view *v = view_of(req);
+	long p = id_of(req, v, parent, true);
 	if (p < 0)
 		return;
-	long id = tpfs_fs_lookup(fs, (uint32_t)p, name);
+	long id = tpfs_view_lookup(v, (uint32_t)p, name);
 	if (id < 0) {
 		fuse_reply_err(req, (int)-id);
 		return;
 	}
 	struct fuse_entry_param e;
-	entry_param(fs, (uint32_t)id, &e);
+	entry_param(v, (uint32_t)id, &e);
 	fuse_reply_entry(req, &e);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
-	struct tpfs_fs *fs = fs_of(req);
-	long id = id_of(req, fs, ino, false);
+	struct tpfs_view *v = view_of(req);
+	long id = id_of(req, v, ino, false);
 	if (id < 0)
 		return;
 	struct stat st;
 	enum tpfs_node_kind kind;
-	int rc = fill_attr(fs, (uint32_t)id, &st, &kind);
+	int rc = fill_attr(v, (uint32_t)id, &st, &kind);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -136,12 +136,12 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct tpfs_fs *fs = fs_of(req);
-	long id = id_of(req, fs, ino, false);
+	struct tpfs_view *v = view_of(req);
+	long id = id_of(req, v, ino, false);
 	if (id < 0)
 		return;
-	struct tpfs_attr a;
-	int rc = tpfs_fs_attr(fs, (uint32_t)id, &a);
+	struct tpfs_view_attr a;
+	int rc = tpfs_view_stat(v, (uint32_t)id, &a);
 	if (rc == 0 && a.kind == TPFS_NODE_DIR)
 		rc = -EISDIR;
 	else if (rc == 0 && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)))
@@ -149,7 +149,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* The kernel has checked the served bits; the sources must still be
 	 * as they were (the kernel's page cache would serve them otherwise). */
 	if (rc == 0)
-		rc = tpfs_file_open_check(fs, (uint32_t)id);
+		rc = tpfs_file_open_check(v, (uint32_t)id);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -157,7 +157,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (a.kind == TPFS_NODE_STATS) {
 		struct snapshot *s = calloc(1, sizeof(*s));
 		if (s)
-			s->data = tpfs_fs_stats_json(fs, &s->len);
+			s->data = tpfs_view_stats_json(v, &s->len);
 		if (!s || !s->data) {
 			free(s);
 			fuse_reply_err(req, ENOMEM);
@@ -184,25 +184,25 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 /* Counters move before each reply, so that a reader who looks at
  * .tpfs/stats after its read returned sees it counted. */
-static void reply_err(fuse_req_t req, struct tpfs_fs *fs, int err)
+static void reply_err(fuse_req_t req, struct tpfs_view *v, int err)
 {
-	tpfs_fs_count_read(fs, -err);
+	tpfs_view_count_read(v, -err);
 	fuse_reply_err(req, err);
 }
 
-static void reply_copy(fuse_req_t req, struct tpfs_fs *fs, uint32_t idx,
+static void reply_copy(fuse_req_t req, struct tpfs_view *v, uint32_t idx,
 		       size_t size, off_t off)
 {
 	char *buf = malloc(size ? size : 1);
 	if (!buf) {
-		reply_err(req, fs, ENOMEM);
+		reply_err(req, v, ENOMEM);
 		return;
 	}
-	ssize_t got = tpfs_file_read(fs, idx, (uint64_t)off, size, buf);
+	ssize_t got = tpfs_file_read(v, idx, (uint64_t)off, size, buf);
 	if (got < 0) {
-		reply_err(req, fs, (int)-got);
+		reply_err(req, v, (int)-got);
 	} else {
-		tpfs_fs_count_read(fs, got);
+		tpfs_view_count_read(v, got);
 		fuse_reply_buf(req, buf, (size_t)got);
 	}
 	free(buf);
@@ -211,8 +211,8 @@ static void reply_copy(fuse_req_t req, struct tpfs_fs *fs, uint32_t idx,
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct tpfs_fs *fs = fs_of(req);
-	long idx = id_of(req, fs, ino, false);
+	struct tpfs_view *v = view_of(req);
+	long idx = id_of(req, v, ino, false);
 	if (idx < 0)
 		return;
 	struct snapshot *snap = (struct snapshot *)(uintptr_t)fi->fh;
@@ -232,40 +232,40 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		free(copy);
 		return;
 	}
-	struct tpfs_spans sp;
-	ssize_t got = tpfs_file_spans(fs, (uint32_t)idx, (uint64_t)off, size, &sp);
+	struct tpfs_file_spans sp;
+	ssize_t got = tpfs_file_spans_get(v, (uint32_t)idx, (uint64_t)off, size, &sp);
 	if (got >= 0 && !sp.partial) {
 		/* Reply with the spans themselves: no copy here */
-		struct iovec iov[TPFS_MAX_SPANS];
+		struct iovec iov[TPFS_FILE_MAX_SPANS];
 		for (size_t i = 0; i < sp.n; i++)
 			iov[i] = (struct iovec){(void *)sp.v[i].ptr, sp.v[i].len};
-		tpfs_fs_count_read(fs, got);
+		tpfs_view_count_read(v, got);
 		int rc = fuse_reply_iov(req, iov, (int)sp.n);
 		if (rc == -EFAULT) {
 			/* A source page vanished under the kernel's copy (after
 			 * tpfs_file_spans made it present): it failed the reader's
 			 * request with EIO. */
-			tpfs_fs_count_error(fs);
-			tpfs_file_faulted(fs, (uint32_t)idx);
+			tpfs_view_count_error(v);
+			tpfs_file_faulted(v, (uint32_t)idx);
 		} else if (rc < 0 && rc != -ENOENT) {
-			tpfs_fs_count_error(fs);
+			tpfs_view_count_error(v);
 			tpfs_log(LOG_ERR, "read of inode %lu at %lld failed: %s",
 				 (unsigned long)ino, (long long)off, strerror(-rc));
 		}
-		tpfs_spans_release(fs, &sp);
+		tpfs_file_spans_put(v, &sp);
 		return;
 	}
-	tpfs_spans_release(fs, &sp);
+	tpfs_file_spans_put(v, &sp);
 	if (got < 0)
-		reply_err(req, fs, (int)-got);
+		reply_err(req, v, (int)-got);
 	else
-		reply_copy(req, fs, (uint32_t)idx, size, off); /* ran out of spans */
+		reply_copy(req, v, (uint32_t)idx, size, off); /* ran out of spans */
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct tpfs_fs *fs = fs_of(req);
-	if (id_of(req, fs, ino, true) < 0)
+	struct tpfs_view *v = view_of(req);
+	if (id_of(req, v, ino, true) < 0)
 		return;
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
@@ -276,8 +276,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       bool plus)
 {
-	struct tpfs_fs *fs = fs_of(req);
-	long id = id_of(req, fs, ino, true);
+	struct tpfs_view *v = view_of(req);
+	long id = id_of(req, v, ino, true);
 	if (id < 0)
 		return;
 	char *buf = malloc(size);
@@ -292,12 +292,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		char made[256];
 		if (k >= 2) {
 			uint64_t at = k - 2;
-			if (tpfs_fs_entry_at(fs, (uint32_t)id, &at, &child, &name, made) < 0)
+			if (tpfs_view_entry_at(v, (uint32_t)id, &at, &child, &name, made) < 0)
 				break;
 			k = at + 2;
 		}
 		struct fuse_entry_param e;
-		entry_param(fs, child, &e);
+		entry_param(v, child, &e);
 		size_t n;
 		if (plus) {
 			/* The kernel takes no reference on "." and ".." entries. */
@@ -334,19 +334,14 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	(void)ino;
-	struct tpfs_fs *fs = fs_of(req);
-	const struct tpfs_model *m = fs->model;
-	uint64_t bytes = 0;
-	for (size_t i = 0; i < m->ntensors; i++)
-		bytes += tpfs_tensor_npy_size(&m->tensors[i]);
-	for (size_t i = 0; i < m->nsources; i++)
-		bytes += m->sources[i]->st ? 0 : m->sources[i]->size;
+	uint64_t bytes, entries;
+	tpfs_view_totals(view_of(req), &bytes, &entries);
 	struct statvfs sv;
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
 	sv.f_blocks = (bytes + 4095) / 4096;
-	sv.f_files = m->tree.nnodes + m->ntensors;
+	sv.f_files = entries;
 	sv.f_namemax = 255;
 	fuse_reply_statfs(req, &sv);
 }

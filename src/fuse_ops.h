@@ -13,7 +13,7 @@
  * once), max_readahead, and the mount's readahead that main.c sets. */
 #define TPFS_IO_SIZE (1 << 20)
 
-/* The session's userdata must be a struct tpfs_fs *. */
+/* The session's userdata must be a struct tpfs_view *. */
 extern const struct fuse_lowlevel_ops tpfs_fuse_ops;
 
 #endif

@@ -308,7 +308,7 @@ static int cmd_mount(int argc, char **argv)
 
 	struct tpfs_error e;
 	struct tpfs_model *m = NULL;
-	struct tpfs_fs *fs = NULL;
+	struct tpfs_view *view = NULL;
 	struct fuse_session *se = NULL;
 	struct fuse_args fa = FUSE_ARGS_INIT(0, NULL);
 	bool mounted = false, handlers = false;
@@ -324,8 +324,8 @@ static int cmd_mount(int argc, char **argv)
 			a.mnt, a.src);
 		goto out;
 	}
-	fs = tpfs_fs_create(m);
-	if (!fs) {
+	view = tpfs_view_create(m);
+	if (!view) {
 		fprintf(stderr, "tpfs: out of memory\n");
 		goto out;
 	}
@@ -334,7 +334,7 @@ static int cmd_mount(int argc, char **argv)
 		goto out;
 	}
 	fuse_set_log_func(fuse_log_to_tpfs);
-	se = fuse_session_new(&fa, &tpfs_fuse_ops, sizeof(tpfs_fuse_ops), fs);
+	se = fuse_session_new(&fa, &tpfs_fuse_ops, sizeof(tpfs_fuse_ops), view);
 	if (!se)
 		goto out; /* libfuse said why */
 	if (fuse_set_signal_handlers(se) < 0)
@@ -369,7 +369,7 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	fuse_opt_free_args(&fa);
-	tpfs_fs_destroy(fs);
+	tpfs_view_destroy(view);
 	tpfs_model_close(m);
 	free(mnt);
 	return status;

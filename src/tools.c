@@ -74,16 +74,16 @@ int tpfs_tool_args(int argc, char **argv, const char *cmd, int max_pos, struct a
 }
 
 int tpfs_tool_open(const char *cmd, const struct args *a, struct tpfs_model **m,
-		   struct tpfs_fs **fs)
+		   struct tpfs_view **view)
 {
 	struct tpfs_error e;
-	*fs = NULL;
+	*view = NULL;
 	if (tpfs_guard_install() < 0 || tpfs_model_open(a->pos[0], &a->opt, m, &e) < 0) {
 		fprintf(stderr, "tpfs %s: %s\n", cmd, e.msg);
 		return 1;
 	}
-	*fs = tpfs_fs_create(*m);
-	if (!*fs) {
+	*view = tpfs_view_create(*m);
+	if (!*view) {
 		fprintf(stderr, "tpfs %s: out of memory\n", cmd);
 		tpfs_model_close(*m);
 		return 1;
@@ -91,9 +91,9 @@ int tpfs_tool_open(const char *cmd, const struct args *a, struct tpfs_model **m,
 	return 0;
 }
 
-void tpfs_tool_close(struct tpfs_model *m, struct tpfs_fs *fs)
+void tpfs_tool_close(struct tpfs_model *m, struct tpfs_view *view)
 {
-	tpfs_fs_destroy(fs);
+	tpfs_view_destroy(view);
 	tpfs_model_close(m);
 }
 
@@ -244,15 +244,15 @@ int tpfs_cmd_ls(int argc, char **argv)
 		return a.help ? 0 : 2;
 	}
 	struct tpfs_model *m;
-	struct tpfs_fs *fs;
-	if (tpfs_tool_open("ls", &a, &m, &fs))
+	struct tpfs_view *view;
+	if (tpfs_tool_open("ls", &a, &m, &view))
 		return 1;
 	int rc = 0;
 	if (a.npos == 2) {
 		const struct tpfs_tensor *t = find_tensor(m, a.pos[1]);
 		const char *text;
 		size_t len;
-		int err = t ? tpfs_cards_text(fs->cards, (size_t)(t - m->tensors), &text, &len)
+		int err = t ? tpfs_file_card(view, (size_t)(t - m->tensors), &text, &len)
 			    : 0;
 		if (!t) {
 			fprintf(stderr, "tpfs ls: %s: no tensor '%s' ('tpfs ls %s' lists them)\n",
@@ -274,7 +274,7 @@ int tpfs_cmd_ls(int argc, char **argv)
 	} else {
 		print_table(m);
 	}
-	tpfs_tool_close(m, fs);
+	tpfs_tool_close(m, view);
 	return rc;
 }
 
@@ -297,8 +297,8 @@ int tpfs_cmd_cat(int argc, char **argv)
 		return 2;
 	}
 	struct tpfs_model *m;
-	struct tpfs_fs *fs;
-	if (tpfs_tool_open("cat", &a, &m, &fs))
+	struct tpfs_view *view;
+	if (tpfs_tool_open("cat", &a, &m, &view))
 		return 1;
 	const struct tpfs_tensor *t = find_tensor(m, a.pos[1]);
 	size_t unit = tpfs_tool_read_unit(m);
@@ -313,7 +313,7 @@ int tpfs_cmd_cat(int argc, char **argv)
 		rc = 1;
 	}
 	for (uint64_t off = 0; rc == 0 && off < tpfs_tensor_npy_size(t);) {
-		ssize_t got = tpfs_file_read(fs, t->node, off, unit, buf);
+		ssize_t got = tpfs_file_read(view, t->node, off, unit, buf);
 		int err = got <= 0 ? (got < 0 ? (int)-got : EIO) : -tpfs_path_write_all(1, buf, (size_t)got);
 		if (err) {
 			fprintf(stderr, "tpfs cat: %s: %s\n", t->name, strerror(err));
@@ -322,6 +322,6 @@ int tpfs_cmd_cat(int argc, char **argv)
 		off += got > 0 ? (uint64_t)got : 0;
 	}
 	free(buf);
-	tpfs_tool_close(m, fs);
+	tpfs_tool_close(m, view);
 	return rc;
 }

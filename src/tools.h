@@ -40,8 +40,8 @@ int tpfs_tool_args(int argc, char **argv, const char *cmd, int max_pos, struct a
 
 /* Open a->pos[0] with a->opt; 1 after printing an error. */
 int tpfs_tool_open(const char *cmd, const struct args *a, struct tpfs_model **m,
-		   struct tpfs_fs **fs);
-void tpfs_tool_close(struct tpfs_model *m, struct tpfs_fs *fs);
+		   struct tpfs_view **view);
+void tpfs_tool_close(struct tpfs_model *m, struct tpfs_view *view);
 
 /* What a tool reads at once: at most one block, so that a read pins at most
  * the two blocks it straddles. */

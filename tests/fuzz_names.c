@@ -574,7 +574,7 @@ static const char *base_of(const char *path)
 }
 
 /* The entry at a path of the served view, or a negative errno. */
-static long view_at(const struct tpfs_fs *fs, const char *path)
+static long view_at(const struct tpfs_view *view, const char *path)
 {
 	char *copy = strdup(path);
 	long at = 0;
@@ -582,7 +582,7 @@ static long view_at(const struct tpfs_fs *fs, const char *path)
 		slash = strchr(p, '/');
 		if (slash)
 			*slash = '\0';
-		at = tpfs_fs_lookup(fs, (uint32_t)at, p);
+		at = tpfs_view_lookup(view, (uint32_t)at, p);
 	}
 	free(copy);
 	return at;
@@ -592,8 +592,8 @@ static long view_at(const struct tpfs_fs *fs, const char *path)
 static void check_model(struct tpfs_model *m, const struct input *in)
 {
 	const struct tpfs_tree *t = &m->tree;
-	struct tpfs_fs *fs = tpfs_fs_create(m);
-	FUZZ_CHECK(fs != NULL, "no view");
+	struct tpfs_view *view = tpfs_view_create(m);
+	FUZZ_CHECK(view != NULL, "no view");
 	check_tree(t, true);
 	long sub = tpfs_tree_lookup(t, 0, "sub");
 	size_t ntensor_nodes = 0;
@@ -654,10 +654,10 @@ static void check_model(struct tpfs_model *m, const struct input *in)
 		char card[4096];
 		snprintf(card, sizeof(card), ".tpfs/info/%.*s.txt",
 			 (int)(strlen(path) - strlen(".npy")), path);
-		long c = view_at(fs, card);
-		struct tpfs_attr a;
-		FUZZ_CHECK(c >= 0 && tpfs_fs_attr(fs, (uint32_t)c, &a) == 0 &&
-				   (tpfs_fs_tensor(fs, (uint32_t)c) == x ||
+		long c = view_at(view, card);
+		struct tpfs_view_attr a;
+		FUZZ_CHECK(c >= 0 && tpfs_view_stat(view, (uint32_t)c, &a) == 0 &&
+				   (tpfs_view_tensor(view, (uint32_t)c) == x ||
 				    a.kind == TPFS_NODE_DIR),
 			   "card of '%s' at '%s' is missing or something else", x->name, card);
 		free(path);
@@ -699,7 +699,7 @@ static void check_model(struct tpfs_model *m, const struct input *in)
 			   "manifest.json's entry for '%s'", m->tensors[i].name);
 	}
 	cJSON_Delete(j);
-	tpfs_fs_destroy(fs);
+	tpfs_view_destroy(view);
 }
 
 /* Whether a namespace holds one name in two files (the loader must refuse),

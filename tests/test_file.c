@@ -87,13 +87,13 @@ static uint32_t node(struct tpfs_model *m, const char *name)
 }
 
 /* Compare reads of [off, off+len) with the expectation, for many pairs. */
-static void reads_agree(struct tpfs_fs *fs, uint32_t n, const unsigned char *want,
+static void reads_agree(struct tpfs_view *view, uint32_t n, const unsigned char *want,
 			size_t size)
 {
-	struct tpfs_attr a;
-	CHECK(tpfs_fs_attr(fs, n, &a) == 0 && a.size == size);
+	struct tpfs_view_attr a;
+	CHECK(tpfs_view_stat(view, n, &a) == 0 && a.size == size);
 	unsigned char *buf = malloc(size + 70000);
-	ssize_t got = tpfs_file_read(fs, n, 0, size + 1000, buf);
+	ssize_t got = tpfs_file_read(view, n, 0, size + 1000, buf);
 	CHECKF(got == (ssize_t)size, "whole read gave %zd of %zu", got, size);
 	CHECK(got < 0 || memcmp(buf, want, size) == 0);
 	const size_t offs[] = {0, 1, 63, 64, 65, 127, 128, 129, 4095, 65535, 65536,
@@ -107,7 +107,7 @@ static void reads_agree(struct tpfs_fs *fs, uint32_t n, const unsigned char *wan
 			if (off > size + 5 || len > size + 65536)
 				continue;
 			size_t expect = off >= size ? 0 : (size - off < len ? size - off : len);
-			got = tpfs_file_read(fs, n, off, len, buf);
+			got = tpfs_file_read(view, n, off, len, buf);
 			if (got != (ssize_t)expect || memcmp(buf, want + (off < size ? off : 0),
 							     expect) != 0) {
 				if (bad++ < 5)
@@ -122,7 +122,7 @@ static void reads_agree(struct tpfs_fs *fs, uint32_t n, const unsigned char *wan
 		x = x * 1664525u + 1013904223u;
 		size_t len = x % 70000;
 		size_t expect = size - off < len ? size - off : len;
-		got = tpfs_file_read(fs, n, off, len, buf);
+		got = tpfs_file_read(view, n, off, len, buf);
 		if (got != (ssize_t)expect || memcmp(buf, want + off, expect) != 0)
 			bad++;
 	}
@@ -148,8 +148,8 @@ static void every_file_reads_the_same_at_any_offset(void)
 	write_model(d);
 	/* Two 64 KiB blocks of cache for a 600 KB converted tensor. */
 	struct tpfs_model *m = open_model(d, 2 * (65536 + 1024), 65536);
-	struct tpfs_fs *fs = m ? tpfs_fs_create(m) : NULL;
-	if (!fs) {
+	struct tpfs_view *view = m ? tpfs_view_create(m) : NULL;
+	if (!view) {
 		CHECK(0);
 		fx_rmtree(d);
 		return;
@@ -158,21 +158,21 @@ static void every_file_reads_the_same_at_any_offset(void)
 	unsigned char *w;
 
 	w = expected_npy("<f4", "(300, 500)", src + 7, NB, 2, true, &len);
-	reads_agree(fs, node(m, "big.npy"), w, len);
+	reads_agree(view, node(m, "big.npy"), w, len);
 	free(w);
 	w = expected_npy("<f4", "(1000,)", src + 7 + 2 * NB, 1000, 4, false, &len);
-	reads_agree(fs, node(m, "f32.npy"), w, len);
+	reads_agree(view, node(m, "f32.npy"), w, len);
 	free(w);
 	w = expected_npy("|u1", "(7,)", src, 7, 1, false, &len);
-	reads_agree(fs, node(m, "u8odd.npy"), w, len);
+	reads_agree(view, node(m, "u8odd.npy"), w, len);
 	free(w);
 	w = expected_npy("<f8", "()", src + 7 + 2 * NB + 4000, 1, 8, false, &len);
-	reads_agree(fs, node(m, "scalar.npy"), w, len);
+	reads_agree(view, node(m, "scalar.npy"), w, len);
 	free(w);
 	w = expected_npy("<f4", "(0, 5)", NULL, 0, 2, true, &len);
-	reads_agree(fs, node(m, "empty.npy"), w, len);
+	reads_agree(view, node(m, "empty.npy"), w, len);
 	free(w);
-	reads_agree(fs, node(m, "config.json"), (const unsigned char *)"{\"hidden\": 8}\n",
+	reads_agree(view, node(m, "config.json"), (const unsigned char *)"{\"hidden\": 8}\n",
 		    14);
 	/* the manifest read piece by piece at any offset, as written whole */
 	FILE *f = tmpfile();
@@ -183,13 +183,13 @@ static void every_file_reads_the_same_at_any_offset(void)
 		rewind(f);
 	CHECK(ml > 0 && whole && fread(whole, 1, (size_t)ml, f) == (size_t)ml);
 	CHECK(whole && strncmp((char *)whole, "{\n  \"tpfs_version\"", 18) == 0);
-	reads_agree(fs, node(m, "manifest.json"), whole, (size_t)ml);
+	reads_agree(view, node(m, "manifest.json"), whole, (size_t)ml);
 	free(whole);
 	if (f)
 		fclose(f);
 
 	size_t sl;
-	char *stats = tpfs_fs_stats_json(fs, &sl);
+	char *stats = tpfs_view_stats_json(view, &sl);
 	cJSON *j = cJSON_Parse(stats);
 	CHECK(j != NULL);
 	if (j) {
@@ -205,7 +205,7 @@ static void every_file_reads_the_same_at_any_offset(void)
 	}
 	cJSON_Delete(j);
 	free(stats);
-	tpfs_fs_destroy(fs);
+	tpfs_view_destroy(view);
 	tpfs_model_close(m);
 	fx_rmtree(d);
 }
@@ -215,23 +215,23 @@ static void spans_of_stored_data_point_into_the_source(void)
 	char *d = fx_tmpdir();
 	write_model(d);
 	struct tpfs_model *m = open_model(d, 1 << 20, 1 << 20);
-	struct tpfs_fs *fs = tpfs_fs_create(m);
-	struct tpfs_spans sp;
+	struct tpfs_view *view = tpfs_view_create(m);
+	struct tpfs_file_spans sp;
 	uint32_t f = node(m, "f32.npy");
 	const struct tpfs_tensor *t = m->tree.nodes[f].payload;
-	ssize_t got = tpfs_file_spans(fs, f, 100, 1000, &sp);
+	ssize_t got = tpfs_file_spans_get(view, f, 100, 1000, &sp);
 	CHECK(got == 1000 && sp.n == 2 && sp.npins == 0);
 	/* Header bytes first, then the source mapping itself: no copy. */
 	CHECK(sp.v[1].ptr == t->part[0].src->map + t->part[0].st->begin);
 	CHECK(sp.v[0].len == t->npy_header_len - 100);
-	tpfs_spans_release(fs, &sp);
-	tpfs_fs_destroy(fs);
+	tpfs_file_spans_put(view, &sp);
+	tpfs_view_destroy(view);
 	tpfs_model_close(m);
 	fx_rmtree(d);
 }
 
 /* A read over more blocks than a reply has spans for: the spans stop at
- * TPFS_MAX_SPANS and say so; a copy still gets every byte. */
+ * TPFS_FILE_MAX_SPANS and say so; a copy still gets every byte. */
 static void spans_that_run_out_say_so(void)
 {
 	char *d = fx_tmpdir();
@@ -246,21 +246,21 @@ static void spans_that_run_out_say_so(void)
 			  "\"data_offsets\":[0,1280000]}}",
 			  raw, 2 * N) == 0);
 	struct tpfs_model *m = open_model(d, 1 << 20, 65536);
-	struct tpfs_fs *fs = tpfs_fs_create(m);
+	struct tpfs_view *view = tpfs_view_create(m);
 	uint32_t w = node(m, "w.npy");
 	const struct tpfs_tensor *t = m->tree.nodes[w].payload;
-	struct tpfs_spans sp;
+	struct tpfs_file_spans sp;
 	size_t len = 4 * N;
-	ssize_t got = tpfs_file_spans(fs, w, 0, len, &sp);
+	ssize_t got = tpfs_file_spans_get(view, w, 0, len, &sp);
 	/* the header, then one span per block */
-	CHECK(sp.partial && sp.n == TPFS_MAX_SPANS);
-	CHECK(got == (ssize_t)(t->npy_header_len + (TPFS_MAX_SPANS - 1) * 65536));
-	tpfs_spans_release(fs, &sp);
-	got = tpfs_file_spans(fs, w, t->npy_header_len + 4 * (N - 10), len, &sp);
+	CHECK(sp.partial && sp.n == TPFS_FILE_MAX_SPANS);
+	CHECK(got == (ssize_t)(t->npy_header_len + (TPFS_FILE_MAX_SPANS - 1) * 65536));
+	tpfs_file_spans_put(view, &sp);
+	got = tpfs_file_spans_get(view, w, t->npy_header_len + 4 * (N - 10), len, &sp);
 	CHECK(got == 40 && !sp.partial); /* the end of the file is no shortfall */
-	tpfs_spans_release(fs, &sp);
+	tpfs_file_spans_put(view, &sp);
 	unsigned char *buf = malloc(len);
-	CHECK(tpfs_file_read(fs, w, t->npy_header_len, len, buf) == (ssize_t)len);
+	CHECK(tpfs_file_read(view, w, t->npy_header_len, len, buf) == (ssize_t)len);
 	int bad = 0;
 	for (size_t i = 0; i < N; i++) {
 		uint32_t v;
@@ -270,7 +270,7 @@ static void spans_that_run_out_say_so(void)
 	CHECK(bad == 0);
 	free(buf);
 	free(raw);
-	tpfs_fs_destroy(fs);
+	tpfs_view_destroy(view);
 	tpfs_model_close(m);
 	fx_rmtree(d);
 }
@@ -280,22 +280,22 @@ static void truncated_source_gives_eio_and_the_rest_still_reads(void)
 	char *d = fx_tmpdir();
 	write_model(d);
 	struct tpfs_model *m = open_model(d, 1 << 20, 65536);
-	struct tpfs_fs *fs = tpfs_fs_create(m);
+	struct tpfs_view *view = tpfs_view_create(m);
 	char *p = fx_path(d, "model.safetensors");
 	CHECK(truncate(p, 1000) == 0);
 	static unsigned char buf[1 << 20];
-	CHECK(tpfs_file_read(fs, node(m, "f32.npy"), 0, 4096, buf) == -EIO);
-	CHECK(tpfs_file_read(fs, node(m, "big.npy"), 0, 1 << 20, buf) == -EIO);
-	CHECK(tpfs_file_read(fs, node(m, "config.json"), 0, 100, buf) == 14);
-	CHECK(tpfs_file_read(fs, node(m, "manifest.json"), 0, 10, buf) == 10);
+	CHECK(tpfs_file_read(view, node(m, "f32.npy"), 0, 4096, buf) == -EIO);
+	CHECK(tpfs_file_read(view, node(m, "big.npy"), 0, 1 << 20, buf) == -EIO);
+	CHECK(tpfs_file_read(view, node(m, "config.json"), 0, 100, buf) == 14);
+	CHECK(tpfs_file_read(view, node(m, "manifest.json"), 0, 10, buf) == 10);
 	/* Only what the daemon answered counts: the copies above do not. */
-	CHECK(atomic_load(&fs->reads) == 0 && atomic_load(&fs->errors) == 0);
-	tpfs_fs_count_read(fs, -EIO);
-	tpfs_fs_count_read(fs, 14);
-	CHECK(atomic_load(&fs->reads) == 2 && atomic_load(&fs->errors) == 1 &&
-	      atomic_load(&fs->bytes_served) == 14);
+	CHECK(atomic_load(&view->reads) == 0 && atomic_load(&view->errors) == 0);
+	tpfs_view_count_read(view, -EIO);
+	tpfs_view_count_read(view, 14);
+	CHECK(atomic_load(&view->reads) == 2 && atomic_load(&view->errors) == 1 &&
+	      atomic_load(&view->bytes_served) == 14);
 	free(p);
-	tpfs_fs_destroy(fs);
+	tpfs_view_destroy(view);
 	tpfs_model_close(m);
 	fx_rmtree(d);
 }
@@ -305,7 +305,7 @@ static void mapping_past_a_truncation_faults_into_eio(void)
 	char *d = fx_tmpdir();
 	write_model(d);
 	struct tpfs_model *m = open_model(d, 1 << 20, 65536);
-	struct tpfs_fs *fs = tpfs_fs_create(m);
+	struct tpfs_view *view = tpfs_view_create(m);
 	uint32_t big = node(m, "big.npy");
 	const struct tpfs_tensor *t = m->tree.nodes[big].payload;
 	static unsigned char buf[1 << 20];
@@ -313,9 +313,9 @@ static void mapping_past_a_truncation_faults_into_eio(void)
 	char *p = fx_path(d, "model.safetensors");
 	CHECK(truncate(p, 100) == 0);
 	CHECK(tpfs_guard_copy(buf, t->part[0].src->map + 8192, 4096) == -EIO);
-	CHECK(tpfs_file_read(fs, big, 200, 4096, buf) == -EIO);
+	CHECK(tpfs_file_read(view, big, 200, 4096, buf) == -EIO);
 	free(p);
-	tpfs_fs_destroy(fs);
+	tpfs_view_destroy(view);
 	tpfs_model_close(m);
 	fx_rmtree(d);
 }
@@ -329,7 +329,7 @@ static void fault_past_the_freshness_check_gives_eio(void)
 	char *d = fx_tmpdir();
 	write_model(d);
 	struct tpfs_model *m = open_model(d, 1 << 20, 65536);
-	struct tpfs_fs *fs = tpfs_fs_create(m);
+	struct tpfs_view *view = tpfs_view_create(m);
 	char *p = fx_path(d, "model.safetensors");
 	CHECK(truncate(p, 4096) == 0);
 	struct stat st;
@@ -343,13 +343,13 @@ static void fault_past_the_freshness_check_gives_eio(void)
 	CHECK(tpfs_source_check(s) == 0);
 	static unsigned char buf[1 << 20];
 	/* converted: the kernel faults inside the fill */
-	CHECK(tpfs_file_read(fs, node(m, "big.npy"), 100000, 4096, buf) == -EIO);
+	CHECK(tpfs_file_read(view, node(m, "big.npy"), 100000, 4096, buf) == -EIO);
 	/* stored: the copy faults */
-	CHECK(tpfs_file_read(fs, node(m, "f32.npy"), 1000, 1000, buf) == -EIO);
+	CHECK(tpfs_file_read(view, node(m, "f32.npy"), 1000, 1000, buf) == -EIO);
 	/* and the source is marked as changed from then on */
 	CHECK(atomic_load(&s->stale));
 	free(p);
-	tpfs_fs_destroy(fs);
+	tpfs_view_destroy(view);
 	tpfs_model_close(m);
 	fx_rmtree(d);
 }
@@ -359,41 +359,41 @@ static void replaced_source_gives_eio(void)
 	char *d = fx_tmpdir();
 	write_model(d);
 	struct tpfs_model *m = open_model(d, 1 << 20, 65536);
-	struct tpfs_fs *fs = tpfs_fs_create(m);
+	struct tpfs_view *view = tpfs_view_create(m);
 	CHECK(fx_write_st(d, "new.safetensors", json, src, src_len) == 0);
 	char *from = fx_path(d, "new.safetensors"), *to = fx_path(d, "model.safetensors");
 	CHECK(rename(from, to) == 0);
 	static unsigned char buf[4096];
-	CHECK(tpfs_file_read(fs, node(m, "f32.npy"), 0, 4096, buf) == -EIO);
+	CHECK(tpfs_file_read(view, node(m, "f32.npy"), 0, 4096, buf) == -EIO);
 	free(from);
 	free(to);
-	tpfs_fs_destroy(fs);
+	tpfs_view_destroy(view);
 	tpfs_model_close(m);
 	fx_rmtree(d);
 }
 
 /* The id of a path through the served view, or -1. */
-static long entry(const struct tpfs_fs *fs, const char *path)
+static long entry(const struct tpfs_view *view, const char *path)
 {
 	char buf[1024];
 	snprintf(buf, sizeof(buf), "%s", path);
 	long at = 0;
 	for (char *save = NULL, *c = strtok_r(buf, "/", &save); c && at >= 0;
 	     c = strtok_r(NULL, "/", &save))
-		at = tpfs_fs_lookup(fs, (uint32_t)at, c);
+		at = tpfs_view_lookup(view, (uint32_t)at, c);
 	return at;
 }
 
 /* The names a folder of the view lists, joined with spaces. */
-static void listing(const struct tpfs_fs *fs, long dir, char *out, size_t len)
+static void listing(const struct tpfs_view *view, long dir, char *out, size_t len)
 {
 	out[0] = '\0';
 	uint32_t id;
 	const char *name;
 	char made[256];
-	for (uint64_t k = 0; dir >= 0 && tpfs_fs_entry_at(fs, (uint32_t)dir, &k, &id, &name,
+	for (uint64_t k = 0; dir >= 0 && tpfs_view_entry_at(view, (uint32_t)dir, &k, &id, &name,
 							    made) == 0; k++) {
-		CHECK(tpfs_fs_lookup(fs, (uint32_t)dir, name) == id);
+		CHECK(tpfs_view_lookup(view, (uint32_t)dir, name) == id);
 		snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? " " : "", name);
 	}
 }
@@ -411,38 +411,38 @@ static void info_mirrors_every_tensor_folder_with_a_card(void)
 			  "abcd", 4) == 0);
 	CHECK(fx_write(d, "notes/n.md", "n", 1) == 0);
 	struct tpfs_model *m = open_model(d, 1 << 20, 1 << 20);
-	struct tpfs_fs *fs = m ? tpfs_fs_create(m) : NULL;
+	struct tpfs_view *view = m ? tpfs_view_create(m) : NULL;
 	char got[512];
-	if (fs) {
-		listing(fs, entry(fs, ".tpfs/info"), got, sizeof(got));
+	if (view) {
+		listing(view, entry(view, ".tpfs/info"), got, sizeof(got));
 		CHECKF(strcmp(got, "a.txt sub x.txt") == 0, "'%s'", got);
-		listing(fs, entry(fs, ".tpfs/info/sub"), got, sizeof(got));
+		listing(view, entry(view, ".tpfs/info/sub"), got, sizeof(got));
 		CHECKF(strcmp(got, "b.txt") == 0, "'%s'", got);
-		listing(fs, entry(fs, ".tpfs/info/x.txt"), got, sizeof(got));
+		listing(view, entry(view, ".tpfs/info/x.txt"), got, sizeof(got));
 		CHECKF(strcmp(got, "y.txt") == 0, "'%s'", got);
-		CHECK(entry(fs, ".tpfs/info/notes") == -ENOENT);
-		CHECK(entry(fs, ".tpfs/info/a.npy") == -ENOENT);
-		CHECK(entry(fs, ".tpfs/info/sub/b.txt/z") == -ENOTDIR);
-		struct tpfs_attr card, npy, dir, mirror;
-		CHECK(tpfs_fs_attr(fs, (uint32_t)entry(fs, ".tpfs/info/sub/b.txt"), &card) == 0);
-		CHECK(tpfs_fs_attr(fs, (uint32_t)entry(fs, "sub/b.npy"), &npy) == 0);
+		CHECK(entry(view, ".tpfs/info/notes") == -ENOENT);
+		CHECK(entry(view, ".tpfs/info/a.npy") == -ENOENT);
+		CHECK(entry(view, ".tpfs/info/sub/b.txt/z") == -ENOTDIR);
+		struct tpfs_view_attr card, npy, dir, mirror;
+		CHECK(tpfs_view_stat(view, (uint32_t)entry(view, ".tpfs/info/sub/b.txt"), &card) == 0);
+		CHECK(tpfs_view_stat(view, (uint32_t)entry(view, "sub/b.npy"), &npy) == 0);
 		CHECK(card.kind == TPFS_NODE_CARD && card.size > 100);
 		CHECK(card.mode == npy.mode && card.uid == npy.uid && card.gid == npy.gid);
-		CHECK(tpfs_fs_attr(fs, (uint32_t)entry(fs, "sub"), &dir) == 0);
-		CHECK(tpfs_fs_attr(fs, (uint32_t)entry(fs, ".tpfs/info/sub"), &mirror) == 0);
+		CHECK(tpfs_view_stat(view, (uint32_t)entry(view, "sub"), &dir) == 0);
+		CHECK(tpfs_view_stat(view, (uint32_t)entry(view, ".tpfs/info/sub"), &mirror) == 0);
 		CHECK(mirror.kind == TPFS_NODE_DIR && mirror.mode == dir.mode);
 		/* nlink: 2 and the folders it lists (sub and x.txt, not notes) */
-		CHECK(tpfs_fs_attr(fs, (uint32_t)entry(fs, ".tpfs/info"), &mirror) == 0);
+		CHECK(tpfs_view_stat(view, (uint32_t)entry(view, ".tpfs/info"), &mirror) == 0);
 		CHECK(mirror.nlink == 4);
 		/* the card reads, names the tensor, and is as long as its size */
 		char *text = malloc(card.size + 10);
-		long b = entry(fs, ".tpfs/info/sub/b.txt");
-		CHECK(tpfs_file_read(fs, (uint32_t)b, 0, card.size + 10, text) ==
+		long b = entry(view, ".tpfs/info/sub/b.txt");
+		CHECK(tpfs_file_read(view, (uint32_t)b, 0, card.size + 10, text) ==
 		      (ssize_t)card.size);
 		CHECK(strncmp(text, "tensor      sub/b\n", 18) == 0);
 		free(text);
 	}
-	tpfs_fs_destroy(fs);
+	tpfs_view_destroy(view);
 	tpfs_model_close(m);
 	fx_rmtree(d);
 }

@@ -11,8 +11,8 @@
  * bytes to stream through them. A tpfs_stats belongs to one thread at a
  * time; tpfs_cards locks itself.
  */
-#ifndef TPFS_INFO_H
-#define TPFS_INFO_H
+#ifndef TPFS_CARD_H
+#define TPFS_CARD_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,9 +21,9 @@
 struct tpfs_model;
 struct tpfs_tensor;
 
-#define TPFS_INFO_EDGE 3 /* first and last values shown */
+#define TPFS_CARD_EDGE 3 /* first and last values shown */
 
-struct tpfs_stats {
+struct tpfs_card_stats {
 	char kind;             /* 'f' float, 'i' signed, 'u' unsigned, 'b' bool,
 				  'c' complex, 'h' bfloat16 bits */
 	unsigned size;         /* bytes per element */
@@ -34,49 +34,50 @@ struct tpfs_stats {
 	int64_t imin, imax;    /* signed integers, exactly */
 	uint64_t umin, umax;   /* unsigned integers, exactly */
 	double mean, m2;       /* Welford's running mean and squared deviations */
-	unsigned char first[TPFS_INFO_EDGE][16];
-	unsigned char last[TPFS_INFO_EDGE][16]; /* a ring: last[count % EDGE] */
+	unsigned char first[TPFS_CARD_EDGE][16];
+	unsigned char last[TPFS_CARD_EDGE][16]; /* a ring: last[count % EDGE] */
 };
 
 /* Start statistics for elements of the NumPy descr served. */
-void tpfs_stats_init(struct tpfs_stats *s, const char *descr);
+void tpfs_card_stats_init(struct tpfs_card_stats *s, const char *descr);
 
 /* Account for n whole elements. */
-void tpfs_stats_add(struct tpfs_stats *s, const void *data, size_t n);
+void tpfs_card_stats_add(struct tpfs_card_stats *s, const void *data, size_t n);
 
 /* The card of t, with the statistics s, or placeholders of the same widths
  * when s is NULL (to learn the size). malloc'd; NULL on allocation failure. */
-char *tpfs_info_render(const struct tpfs_model *m, const struct tpfs_tensor *t,
-		       const struct tpfs_stats *s, size_t *len);
+char *tpfs_card_render(const struct tpfs_model *m, const struct tpfs_tensor *t,
+		       const struct tpfs_card_stats *s, size_t *len);
 
 /* The cards of a model's tensors, each made when first asked for and kept:
  * its size (known without reading the tensor) and its text (made by
  * streaming the tensor's served values once, a block at a time). Thread-safe:
  * concurrent callers for one card wait for one computation. */
-struct tpfs_cards;
+struct tpfs_card_set;
 
 /* Produces the served data bytes [block * bs, + n) of tensor i into buf
  * (bs: the model's block_size). Returns 0 or a negative errno. */
-typedef int (*tpfs_cards_read_fn)(void *ctx, size_t i, uint64_t block, void *buf,
+typedef int (*tpfs_card_read_fn)(void *ctx, size_t i, uint64_t block, void *buf,
 				  size_t n);
 
 /* NULL on allocation failure. */
-struct tpfs_cards *tpfs_cards_create(const struct tpfs_model *m, tpfs_cards_read_fn read,
-				     void *ctx);
+struct tpfs_card_set *tpfs_card_set_create(const struct tpfs_model *m);
 
 /* Accepts NULL. */
-void tpfs_cards_destroy(struct tpfs_cards *c);
+void tpfs_card_set_destroy(struct tpfs_card_set *c);
 
 /* The size of tensor i's card in bytes; 0 when out of memory. */
-uint64_t tpfs_cards_size(struct tpfs_cards *c, size_t i);
+uint64_t tpfs_card_set_size(struct tpfs_card_set *c, size_t i);
 
-/* Tensor i's card, valid until tpfs_cards_destroy. Returns 0 or a negative
- * errno (the read's error, -ENOMEM, or -EIO for a card that outgrew its
- * size, which would be a bug). */
-int tpfs_cards_text(struct tpfs_cards *c, size_t i, const char **text, size_t *len);
+/* Tensor i's card, valid until tpfs_card_set_destroy; made on the first
+ * call by reading the tensor's served data with read(ctx, ...). Returns 0
+ * or a negative errno (the read's error, -ENOMEM, or -EIO for a card that
+ * outgrew its size, which would be a bug). */
+int tpfs_card_set_text(struct tpfs_card_set *c, size_t i, tpfs_card_read_fn read,
+		       void *ctx, const char **text, size_t *len);
 
 /* Format one element of the given descr the way NumPy prints a scalar. */
-void tpfs_format_value(const struct tpfs_stats *s, const void *elem, char *buf,
+void tpfs_card_format_value(const struct tpfs_card_stats *s, const void *elem, char *buf,
 		       size_t len);
 
 #endif

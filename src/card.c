@@ -1,7 +1,7 @@
 /*
  * Tensor info cards: statistics accumulation and fixed-width formatting.
  */
-#include "tpfs/info.h"
+#include "tpfs/card.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -19,7 +19,7 @@
 
 #define NUM_W 24 /* widest number: "-2.2250738585072014e-308" */
 
-void tpfs_stats_init(struct tpfs_stats *s, const char *descr)
+void tpfs_card_stats_init(struct tpfs_card_stats *s, const char *descr)
 {
 	memset(s, 0, sizeof(*s));
 	s->kind = descr[1];
@@ -40,7 +40,7 @@ static double f32_value(uint32_t bits)
 	return f;
 }
 
-static int64_t signed_element(const struct tpfs_stats *s, const unsigned char *p)
+static int64_t signed_element(const struct tpfs_card_stats *s, const unsigned char *p)
 {
 	switch (s->size) {
 	case 1: {
@@ -66,7 +66,7 @@ static int64_t signed_element(const struct tpfs_stats *s, const unsigned char *p
 	}
 }
 
-static uint64_t unsigned_element(const struct tpfs_stats *s, const unsigned char *p)
+static uint64_t unsigned_element(const struct tpfs_card_stats *s, const unsigned char *p)
 {
 	uint64_t v = 0;
 	memcpy(&v, p, s->size); /* little-endian */
@@ -74,7 +74,7 @@ static uint64_t unsigned_element(const struct tpfs_stats *s, const unsigned char
 }
 
 /* A float, bfloat16 or bool element as a double. */
-static double element(const struct tpfs_stats *s, const unsigned char *p)
+static double element(const struct tpfs_card_stats *s, const unsigned char *p)
 {
 	uint16_t h;
 	float f;
@@ -99,7 +99,7 @@ static double element(const struct tpfs_stats *s, const unsigned char *p)
 	}
 }
 
-static void account(struct tpfs_stats *s, double v)
+static void account(struct tpfs_card_stats *s, double v)
 {
 	if (v != v) {
 		s->nan++;
@@ -117,13 +117,13 @@ static void account(struct tpfs_stats *s, double v)
 	s->m2 += d * (v - s->mean);
 }
 
-void tpfs_stats_add(struct tpfs_stats *s, const void *data, size_t n)
+void tpfs_card_stats_add(struct tpfs_card_stats *s, const void *data, size_t n)
 {
 	const unsigned char *p = data;
 	for (size_t i = 0; i < n; i++, p += s->size) {
-		if (s->count < TPFS_INFO_EDGE)
+		if (s->count < TPFS_CARD_EDGE)
 			memcpy(s->first[s->count], p, s->size);
-		memcpy(s->last[s->count % TPFS_INFO_EDGE], p, s->size);
+		memcpy(s->last[s->count % TPFS_CARD_EDGE], p, s->size);
 		s->count++;
 		if (s->kind == 'c') {
 			/* As NumPy counts: an element is NaN (infinite) when a part
@@ -152,7 +152,7 @@ void tpfs_stats_add(struct tpfs_stats *s, const void *data, size_t n)
 }
 
 /* Does text read back as v at the element's precision? */
-static bool reads_back(const char *text, double v, const struct tpfs_stats *s)
+static bool reads_back(const char *text, double v, const struct tpfs_card_stats *s)
 {
 	double back = strtod(text, NULL);
 	if (s->size == 2) {
@@ -173,7 +173,7 @@ static bool reads_back(const char *text, double v, const struct tpfs_stats *s)
  * next value below is half the gap above (at powers of two), the correctly
  * rounded p-digit text can miss while a neighbouring p-digit text reads
  * back: the nearer such neighbour is taken. */
-static void shortest_digits(double a, const struct tpfs_stats *s, char digits[24], int *exp)
+static void shortest_digits(double a, const struct tpfs_card_stats *s, char digits[24], int *exp)
 {
 	char text[48];
 	for (int p = 1; p <= 17; p++) {
@@ -223,7 +223,7 @@ static void shortest_digits(double a, const struct tpfs_stats *s, char digits[24
  * out positionally from 1e-4 up to 1e16 and in scientific notation
  * outside; trim drops a bare ".0", as NumPy does for the parts of a complex
  * number. */
-static void numpy_float(double v, const struct tpfs_stats *s, bool trim, char *buf,
+static void numpy_float(double v, const struct tpfs_card_stats *s, bool trim, char *buf,
 			size_t len)
 {
 	if (v != v) {
@@ -267,7 +267,7 @@ static void numpy_float(double v, const struct tpfs_stats *s, bool trim, char *b
 	snprintf(buf, len, "%s", out);
 }
 
-void tpfs_format_value(const struct tpfs_stats *s, const void *elem, char *buf,
+void tpfs_card_format_value(const struct tpfs_card_stats *s, const void *elem, char *buf,
 		       size_t len)
 {
 	const unsigned char *p = elem;
@@ -288,7 +288,7 @@ void tpfs_format_value(const struct tpfs_stats *s, const void *elem, char *buf,
 		/* NumPy's complex repr: "2j" for a +0 real part, else "(1+2j)",
 		 * both parts without a bare ".0" */
 		char a[24], b[24]; /* float32 texts are at most 20 characters */
-		struct tpfs_stats one = *s;
+		struct tpfs_card_stats one = *s;
 		one.size = 4;
 		one.kind = 'f';
 		numpy_float(im, &one, true, b, sizeof(b));
@@ -312,12 +312,12 @@ static void field(struct tpfs_buf *b, const char *label, const char *value)
 }
 
 static void edge_values(struct tpfs_buf *b, const char *label,
-			const struct tpfs_stats *s, const struct tpfs_tensor *t,
+			const struct tpfs_card_stats *s, const struct tpfs_tensor *t,
 			bool last)
 {
 	uint64_t n = t->nelem;
-	uint64_t shown = n < TPFS_INFO_EDGE ? n : TPFS_INFO_EDGE;
-	uint64_t count = last ? (n - shown < TPFS_INFO_EDGE ? n - shown : TPFS_INFO_EDGE)
+	uint64_t shown = n < TPFS_CARD_EDGE ? n : TPFS_CARD_EDGE;
+	uint64_t count = last ? (n - shown < TPFS_CARD_EDGE ? n - shown : TPFS_CARD_EDGE)
 			      : shown;
 	int width = strcmp(tpfs_tensor_descr(t), "<c8") == 0 ? 2 * NUM_W : NUM_W;
 	tpfs_buf_printf(b, "%-11s", label);
@@ -325,17 +325,17 @@ static void edge_values(struct tpfs_buf *b, const char *label,
 		char v[2 * NUM_W + 8] = "";
 		if (s) {
 			uint64_t index = last ? n - count + i : i;
-			const unsigned char *p = last ? s->last[index % TPFS_INFO_EDGE]
+			const unsigned char *p = last ? s->last[index % TPFS_CARD_EDGE]
 						      : s->first[index];
-			tpfs_format_value(s, p, v, sizeof(v));
+			tpfs_card_format_value(s, p, v, sizeof(v));
 		}
 		tpfs_buf_printf(b, " %*s", width, v);
 	}
 	tpfs_buf_puts(b, "\n");
 }
 
-char *tpfs_info_render(const struct tpfs_model *m, const struct tpfs_tensor *t,
-		       const struct tpfs_stats *s, size_t *len)
+char *tpfs_card_render(const struct tpfs_model *m, const struct tpfs_tensor *t,
+		       const struct tpfs_card_stats *s, size_t *len)
 {
 	struct tpfs_buf b = {0};
 	char *path = tpfs_tree_path(&m->tree, t->node);
@@ -375,7 +375,7 @@ char *tpfs_info_render(const struct tpfs_model *m, const struct tpfs_tensor *t,
 			numpy_float(s->min, s, false, v[0], sizeof(v[0]));
 			numpy_float(s->max, s, false, v[1], sizeof(v[1]));
 		}
-		struct tpfs_stats wide = *s;
+		struct tpfs_card_stats wide = *s;
 		wide.kind = 'f';
 		wide.size = 8;
 		numpy_float(s->mean, &wide, false, v[2], sizeof(v[2]));
@@ -409,24 +409,19 @@ struct card {
 	char text[];
 };
 
-struct tpfs_cards {
+struct tpfs_card_set {
 	const struct tpfs_model *m;
-	tpfs_cards_read_fn read;
-	void *ctx;
 	_Atomic(struct card *) *done;  /* per tensor; set once, under its lock */
 	_Atomic uint32_t *size;        /* per tensor; 0 until measured */
 	pthread_mutex_t locks[CARD_LOCKS];
 };
 
-struct tpfs_cards *tpfs_cards_create(const struct tpfs_model *m, tpfs_cards_read_fn read,
-				     void *ctx)
+struct tpfs_card_set *tpfs_card_set_create(const struct tpfs_model *m)
 {
-	struct tpfs_cards *c = calloc(1, sizeof(*c));
+	struct tpfs_card_set *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->m = m;
-	c->read = read;
-	c->ctx = ctx;
 	c->done = calloc(m->ntensors + 1, sizeof(*c->done));
 	c->size = calloc(m->ntensors + 1, sizeof(*c->size));
 	if (!c->done || !c->size) {
@@ -440,7 +435,7 @@ struct tpfs_cards *tpfs_cards_create(const struct tpfs_model *m, tpfs_cards_read
 	return c;
 }
 
-void tpfs_cards_destroy(struct tpfs_cards *c)
+void tpfs_card_set_destroy(struct tpfs_card_set *c)
 {
 	if (!c)
 		return;
@@ -453,14 +448,14 @@ void tpfs_cards_destroy(struct tpfs_cards *c)
 	free(c);
 }
 
-uint64_t tpfs_cards_size(struct tpfs_cards *c, size_t i)
+uint64_t tpfs_card_set_size(struct tpfs_card_set *c, size_t i)
 {
 	uint32_t n = atomic_load_explicit(&c->size[i], memory_order_relaxed);
 	if (n)
 		return n;
 	/* Two threads may both measure: they find the same size. */
 	size_t len;
-	char *text = tpfs_info_render(c->m, &c->m->tensors[i], NULL, &len);
+	char *text = tpfs_card_render(c->m, &c->m->tensors[i], NULL, &len);
 	free(text);
 	if (!text || len > UINT32_MAX)
 		return 0;
@@ -470,11 +465,12 @@ uint64_t tpfs_cards_size(struct tpfs_cards *c, size_t i)
 
 /* Stream the tensor's served values through the statistics a block at a
  * time, then render its card. */
-static int compute(struct tpfs_cards *c, size_t i, struct card **out)
+static int compute(struct tpfs_card_set *c, size_t i, tpfs_card_read_fn read, void *ctx,
+		   struct card **out)
 {
 	const struct tpfs_tensor *t = &c->m->tensors[i];
-	struct tpfs_stats st;
-	tpfs_stats_init(&st, tpfs_tensor_descr(t));
+	struct tpfs_card_stats st;
+	tpfs_card_stats_init(&st, tpfs_tensor_descr(t));
 	/* a block is a power of two, so a multiple of every element size */
 	uint64_t bs = c->m->opt.block_size;
 	unsigned char *buf = malloc(t->data_bytes < bs ? (size_t)t->data_bytes + 1 : bs);
@@ -483,17 +479,17 @@ static int compute(struct tpfs_cards *c, size_t i, struct card **out)
 	for (uint64_t block = 0; block * bs < t->data_bytes; block++) {
 		uint64_t left = t->data_bytes - block * bs;
 		size_t n = left < bs ? (size_t)left : (size_t)bs;
-		int rc = c->read(c->ctx, i, block, buf, n);
+		int rc = read(ctx, i, block, buf, n);
 		if (rc < 0) {
 			free(buf);
 			return rc;
 		}
-		tpfs_stats_add(&st, buf, n / st.size);
+		tpfs_card_stats_add(&st, buf, n / st.size);
 	}
 	free(buf);
 	size_t len;
-	char *text = tpfs_info_render(c->m, t, &st, &len);
-	uint64_t want = tpfs_cards_size(c, i);
+	char *text = tpfs_card_render(c->m, t, &st, &len);
+	uint64_t want = tpfs_card_set_size(c, i);
 	struct card *card = text ? malloc(sizeof(*card) + len + 1) : NULL;
 	if (!card) {
 		free(text);
@@ -513,7 +509,8 @@ static int compute(struct tpfs_cards *c, size_t i, struct card **out)
 	return 0;
 }
 
-int tpfs_cards_text(struct tpfs_cards *c, size_t i, const char **text, size_t *len)
+int tpfs_card_set_text(struct tpfs_card_set *c, size_t i, tpfs_card_read_fn read,
+		       void *ctx, const char **text, size_t *len)
 {
 	struct card *card = atomic_load(&c->done[i]);
 	int rc = 0;
@@ -522,7 +519,7 @@ int tpfs_cards_text(struct tpfs_cards *c, size_t i, const char **text, size_t *l
 		pthread_mutex_lock(lock);
 		card = atomic_load(&c->done[i]);
 		if (!card) {
-			rc = compute(c, i, &card);
+			rc = compute(c, i, read, ctx, &card);
 			if (rc == 0)
 				atomic_store(&c->done[i], card);
 		}

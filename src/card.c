@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tpfs/convert.h"
+#include "tpfs/conv.h"
 #include "tpfs/log.h"
 #include "tpfs/model.h"
 #include "tpfs/buf.h"
@@ -88,7 +88,7 @@ static double element(const struct tpfs_card_stats *s, const unsigned char *p)
 	default:
 		if (s->size == 2) {
 			memcpy(&h, p, 2);
-			return f32_value(tpfs_f16_to_f32(h));
+			return f32_value(tpfs_conv_f16_to_f32(h));
 		}
 		if (s->size == 4) {
 			memcpy(&f, p, 4);
@@ -160,8 +160,8 @@ static bool reads_back(const char *text, double v, const struct tpfs_card_stats 
 		float b = (float)back;
 		uint32_t u;
 		memcpy(&u, &b, 4);
-		double r = s->kind == 'h' ? f32_value(tpfs_f32_to_bf16(u) << 16)
-					  : f32_value(tpfs_f16_to_f32(tpfs_f32_to_f16(u)));
+		double r = s->kind == 'h' ? f32_value(tpfs_conv_f32_to_bf16(u) << 16)
+					  : f32_value(tpfs_conv_f16_to_f32(tpfs_conv_f32_to_f16(u)));
 		return r == v;
 	}
 	return s->size == 4 ? (float)back == (float)v : back == v;

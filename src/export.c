@@ -74,7 +74,7 @@ struct record {
 struct convert {
 	struct tpfs_view *view;
 	const char *out;
-	const char *fp;               /* this run's fingerprint */
+	char fp[17];                  /* this run's fingerprint */
 	size_t unit;                  /* bytes read at once */
 	struct job *jobs;
 	size_t njobs;
@@ -95,6 +95,7 @@ struct convert {
 	FILE *journal;
 	pthread_mutex_t journal_lock;
 	int lock_fd;                  /* OUT, locked for this run */
+	struct timespec t0;           /* when writing began */
 	bool tty;
 };
 
@@ -1049,7 +1050,7 @@ static int run_jobs(struct convert *c, size_t n)
 }
 
 static void summary(const struct convert *c, const struct tpfs_model *m, const char *src,
-		    int rc, bool ran, const struct timespec *t0)
+		    int rc, bool ran)
 {
 	size_t written = 0, kept = 0;
 	uint64_t params = 0;
@@ -1059,7 +1060,7 @@ static void summary(const struct convert *c, const struct tpfs_model *m, const c
 	}
 	for (size_t i = 0; i < m->ntensors; i++)
 		params += m->tensors[i].nelem;
-	double s = seconds_since(t0);
+	double s = seconds_since(&c->t0);
 	char sz[32];
 	if (rc == 0)
 		printf("converted %s to %s: %zu files written, %zu kept from an earlier run, "
@@ -1073,77 +1074,60 @@ static void summary(const struct convert *c, const struct tpfs_model *m, const c
 			written + kept, c->njobs);
 }
 
-int tpfs_cmd_convert(int argc, char **argv)
+/* A run's steps, each stopping it with its error said; *ran once files
+ * are being written. */
+static int convert(struct convert *c, const struct tpfs_model *m,
+		   const struct tpfs_tool_args *a, char **paths, bool *ran)
 {
-	struct args a;
-	if (tpfs_tool_args(argc, argv, "convert", 2, &a))
-		return 2;
-	if (a.help || a.npos != 2) {
-		printf("usage: tpfs convert SRC OUT [-o OPT[,OPT...]] [--jobs N] "
-		       "[--shard-size SIZE] [--resume]\n\n"
-		       "Writes to OUT the tree a mount of SRC would show (manifest.json\n"
-		       "included, .tpfs left out), for hosts without FUSE. Files are written\n"
-		       "under a temporary name and renamed when complete, and recorded with\n"
-		       "their XXH3 checksum; running again over OUT keeps the files that\n"
-		       "are complete and verified, redoes the rest, and removes what an\n"
-		       "earlier run wrote that this one does not. manifest.json is written\n"
-		       "last: OUT is complete when it is there.\n"
-		       "  --resume            refuse to start over: OUT must be an earlier output\n"
-		       "  --jobs N            files converted at once (default: the cores)\n"
-		       "  --shard-size SIZE   put tensors in shard_000/, shard_001/... folders\n"
-		       "                      of at most SIZE each (e.g. 1.8G)\n"
-		       "  -o ...              the mount's conversion options\n");
-		return a.help ? 0 : 2;
+	int rc = fingerprint(m, c->fp) == 0 ? plan(c, m, a->shard_size, paths) : -ENOMEM;
+	if (rc < 0) {
+		fprintf(stderr, "tpfs convert: out of memory\n");
+		return rc;
 	}
+	qsort(c->jobs, c->njobs, sizeof(*c->jobs), cmp_jobs_by_path);
+	if ((rc = check_plan(c)) < 0)
+		return rc;
+	if (out_inside_src(a->pos[0], c->out)) {
+		fprintf(stderr, "tpfs convert: %s is inside the source folder %s, where it would "
+				"be read as part of the model; choose a folder outside it\n",
+			c->out, a->pos[0]);
+		return -1;
+	}
+	if ((rc = prepare_out(c, a->resume)) < 0 || (rc = make_dirs(c)) < 0)
+		return rc;
+	clock_gettime(CLOCK_MONOTONIC, &c->t0);
+	*ran = true;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	if ((rc = run_jobs(c, (size_t)(a->jobs ? a->jobs : cores > 0 ? cores : 1))) < 0)
+		return rc;
+	unsigned char *buf = malloc(c->unit);
+	if (!buf) {
+		fprintf(stderr, "tpfs convert: out of memory\n");
+		return -ENOMEM;
+	}
+	remove_stale(c, buf);
+	free(buf);
+	if ((rc = final_journal(c)) < 0)
+		return rc;
+	return write_manifest(c, m, paths);
+}
+
+static int run_convert(const struct tpfs_tool_args *a)
+{
 	struct tpfs_model *m;
-	struct convert c = {.out = a.pos[1], .tty = isatty(STDERR_FILENO), .lock_fd = -1};
-	if (tpfs_tool_open("convert", &a, &m, &c.view))
+	struct convert c = {.out = a->pos[1], .tty = isatty(STDERR_FILENO), .lock_fd = -1};
+	if (tpfs_tool_open("convert", a, &m, &c.view))
 		return 1;
 	pthread_mutex_init(&c.journal_lock, NULL);
-	char fp[17];
-	c.fp = fp;
 	c.unit = tpfs_tool_read_unit(m);
 	c.umask = umask(0);
 	umask(c.umask);
 	char **paths = calloc(m->ntensors + 1, sizeof(*paths));
-	int rc = paths && fingerprint(m, fp) == 0 ? plan(&c, m, a.shard_size, paths) : -ENOMEM;
-	if (rc < 0)
+	bool ran = false;
+	int rc = paths ? convert(&c, m, a, paths, &ran) : -ENOMEM;
+	if (!paths)
 		fprintf(stderr, "tpfs convert: out of memory\n");
-	if (rc == 0) {
-		qsort(c.jobs, c.njobs, sizeof(*c.jobs), cmp_jobs_by_path);
-		rc = check_plan(&c);
-	}
-	if (rc == 0 && out_inside_src(a.pos[0], c.out)) {
-		fprintf(stderr, "tpfs convert: %s is inside the source folder %s, where it would "
-				"be read as part of the model; choose a folder outside it\n",
-			c.out, a.pos[0]);
-		rc = -1;
-	}
-	if (rc == 0)
-		rc = prepare_out(&c, a.resume);
-	if (rc == 0)
-		rc = make_dirs(&c);
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	bool ran = rc == 0;
-	if (rc == 0) {
-		long cores = sysconf(_SC_NPROCESSORS_ONLN);
-		rc = run_jobs(&c, (size_t)(a.jobs ? a.jobs : cores > 0 ? cores : 1));
-	}
-	if (rc == 0) {
-		unsigned char *buf = malloc(c.unit);
-		rc = buf ? 0 : -ENOMEM;
-		if (rc == 0)
-			remove_stale(&c, buf);
-		else
-			fprintf(stderr, "tpfs convert: out of memory\n");
-		free(buf);
-	}
-	if (rc == 0)
-		rc = final_journal(&c);
-	if (rc == 0)
-		rc = write_manifest(&c, m, paths);
-	summary(&c, m, a.pos[0], rc, ran, &t0);
+	summary(&c, m, a->pos[0], rc, ran);
 	if (c.journal)
 		fclose(c.journal);
 	if (c.lock_fd >= 0)
@@ -1166,3 +1150,20 @@ int tpfs_cmd_convert(int argc, char **argv)
 	tpfs_tool_close(m, c.view);
 	return rc == 0 ? 0 : 1;
 }
+
+const struct tpfs_tool tpfs_export_convert = {
+	"convert", "SRC OUT [-o OPT[,OPT...]] [--jobs N] [--shard-size SIZE] [--resume]",
+	"Writes to OUT the tree a mount of SRC would show (manifest.json\n"
+	"included, .tpfs left out), for hosts without FUSE. Files are written\n"
+	"under a temporary name and renamed when complete, and recorded with\n"
+	"their XXH3 checksum; running again over OUT keeps the files that\n"
+	"are complete and verified, redoes the rest, and removes what an\n"
+	"earlier run wrote that this one does not. manifest.json is written\n"
+	"last: OUT is complete when it is there.\n"
+	"  --resume            refuse to start over: OUT must be an earlier output\n"
+	"  --jobs N            files converted at once (default: the cores)\n"
+	"  --shard-size SIZE   put tensors in shard_000/, shard_001/... folders\n"
+	"                      of at most SIZE each (e.g. 1.8G)\n"
+	"  -o ...              the mount's conversion options\n",
+	2, 2, TPFS_TOOL_CONVERT, run_convert,
+};

@@ -46,11 +46,11 @@ void tpfs_log(int prio, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	tpfs_vlog(prio, fmt, ap);
+	tpfs_log_va(prio, fmt, ap);
 	va_end(ap);
 }
 
-void tpfs_vlog(int prio, const char *fmt, va_list ap)
+void tpfs_log_va(int prio, const char *fmt, va_list ap)
 {
 	if (prio == LOG_DEBUG && !debug_on)
 		return;

@@ -27,24 +27,6 @@
 #include "tpfs/path.h"
 #include "tpfs/mountinfo.h"
 
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: tpfs mount SRC MNT [-o OPT[,OPT...]] [-f] [-d] [-s]\n"
-		"       tpfs umount MNT\n"
-		"       tpfs ls SRC [TENSOR] [--json] [-o ...]\n"
-		"       tpfs cat SRC TENSOR [-o ...] > TENSOR.npy\n"
-		"       tpfs convert SRC OUT [-o ...] [--jobs N] [--shard-size SIZE] "
-		"[--resume]\n"
-		"       tpfs SRC MNT [-o OPT[,OPT...]]     (mount helper form, for "
-		"fstab)\n"
-		"       tpfs --version | --help\n"
-		"\n"
-		"Mounts a Safetensors model (a folder or one .safetensors file) as a\n"
-		"read-only tree of NumPy .npy files; ls, cat and convert give the same\n"
-		"files without FUSE. 'tpfs COMMAND --help' says more.\n");
-}
-
 static void mount_help(void)
 {
 	printf("usage: tpfs mount SRC MNT [-o OPT[,OPT...]] [-f] [-d] [-s]\n"
@@ -432,6 +414,41 @@ static int cmd_umount(int argc, char **argv)
 	return rc ? 1 : 0;
 }
 
+/* The commands: mount and umount here, the tools in tools.c and export.c
+ * (which parse their own arguments, as tpfs_tool_main says). */
+struct command {
+	const char *name;
+	const char *args;                  /* for the usage line */
+	int (*run)(int argc, char **argv);
+	const struct tpfs_tool *tool;
+};
+
+static const struct command commands[] = {
+	{"mount", "SRC MNT [-o OPT[,OPT...]] [-f] [-d] [-s]", cmd_mount, NULL},
+	{"umount", "MNT", cmd_umount, NULL},
+	{"ls", NULL, NULL, &tpfs_tool_ls},
+	{"cat", NULL, NULL, &tpfs_tool_cat},
+	{"convert", NULL, NULL, &tpfs_export_convert},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *out)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		const struct command *c = &commands[i];
+		fprintf(out, "%s tpfs %s %s\n", i ? "      " : "usage:", c->name,
+			c->tool ? c->tool->args : c->args);
+	}
+	fprintf(out, "       tpfs SRC MNT [-o OPT[,OPT...]]     (mount helper form, for "
+		     "fstab)\n"
+		     "       tpfs --version | --help\n"
+		     "\n"
+		     "Mounts a Safetensors model (a folder or one .safetensors file) as a\n"
+		     "read-only tree of NumPy .npy files; ls, cat and convert give the same\n"
+		     "files without FUSE. 'tpfs COMMAND --help' says more.\n");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -449,16 +466,14 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (strcmp(cmd, "mount") == 0)
-		return cmd_mount(argc - 2, argv + 2);
-	if (strcmp(cmd, "umount") == 0 || strcmp(cmd, "unmount") == 0)
-		return cmd_umount(argc - 2, argv + 2);
-	if (strcmp(cmd, "ls") == 0)
-		return tpfs_cmd_ls(argc - 2, argv + 2);
-	if (strcmp(cmd, "cat") == 0)
-		return tpfs_cmd_cat(argc - 2, argv + 2);
-	if (strcmp(cmd, "convert") == 0)
-		return tpfs_cmd_convert(argc - 2, argv + 2);
+	if (strcmp(cmd, "unmount") == 0)
+		cmd = "umount";
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		const struct command *c = &commands[i];
+		if (strcmp(cmd, c->name) == 0)
+			return c->tool ? tpfs_tool_main(c->tool, argc - 2, argv + 2)
+				       : c->run(argc - 2, argv + 2);
+	}
 	if (cmd[0] != '-' && argc >= 3)
 		return cmd_mount(argc - 1, argv + 1); /* tpfs SRC MNT -o ... */
 	fprintf(stderr, "tpfs: unknown command '%s'\n", cmd);

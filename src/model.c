@@ -576,8 +576,8 @@ static int pair_at(struct loader *L, const char *where, const struct entry *v, s
 		agree = s->shape[k] == b->shape[k];
 	if (!agree) {
 		char bs[256], ss[256];
-		tpfs_shape_str(b->shape, b->ndim, bs, sizeof(bs));
-		tpfs_shape_str(s->shape, s->ndim, ss, sizeof(ss));
+		tpfs_st_shape_str(b->shape, b->ndim, bs, sizeof(bs));
+		tpfs_st_shape_str(s->shape, s->ndim, ss, sizeof(ss));
 		return tpfs_error(L->e, -EINVAL,
 				 "%s: MXFP4 pair '%s' %s and '%s' %s do not agree (rule: "
 				 "blocks [..., G, 16] and scales [..., G] with the same leading "

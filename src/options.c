@@ -18,7 +18,7 @@ static const char *const out_names[] = {
 	[TPFS_OUT_BF16] = "bf16", [TPFS_OUT_RAW] = "raw", [TPFS_OUT_BOTH] = "both",
 };
 
-const char *tpfs_out_name(enum tpfs_out v)
+const char *tpfs_options_out_name(enum tpfs_out v)
 {
 	return out_names[v];
 }

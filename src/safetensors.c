@@ -33,7 +33,7 @@ static uint64_t load_le64(const void *p)
 	return v;
 }
 
-const char *tpfs_shape_str(const uint64_t *shape, uint32_t ndim, char *buf,
+const char *tpfs_st_shape_str(const uint64_t *shape, uint32_t ndim, char *buf,
 			   size_t len)
 {
 	struct tpfs_buf b = {0};
@@ -221,7 +221,7 @@ static int check_tensor(const char *file, const struct tpfs_st_header *h,
 		overflow |= !tpfs_size_mul(t->nelem, t->shape[i], &t->nelem);
 	/* The shape for messages, made only for one. */
 	char sbuf[256];
-#define SHAPE tpfs_shape_str(t->shape, t->ndim, sbuf, sizeof(sbuf))
+#define SHAPE tpfs_st_shape_str(t->shape, t->ndim, sbuf, sizeof(sbuf))
 	/* A zero dimension makes the product 0 whatever overflowed before it. */
 	for (uint32_t i = 0; i < t->ndim; i++) {
 		if (t->shape[i] == 0) {

@@ -21,8 +21,11 @@
 #include "tpfs/size.h"
 #include "tpfs/path.h"
 
-int tpfs_tool_args(int argc, char **argv, const char *cmd, int max_pos, struct args *a)
+/* Parse [-o LIST] and the flags t takes, and up to t->max_pos positionals.
+ * Returns 0, or 2 after printing the mistake. */
+static int parse(const struct tpfs_tool *t, int argc, char **argv, struct tpfs_tool_args *a)
 {
+	const char *cmd = t->name;
 	memset(a, 0, sizeof(*a));
 	tpfs_options_defaults(&a->opt);
 	for (int i = 0; i < argc; i++) {
@@ -40,22 +43,22 @@ int tpfs_tool_args(int argc, char **argv, const char *cmd, int max_pos, struct a
 					list ? e.msg : "-o needs a list of options");
 				return 2;
 			}
-		} else if (strcmp(s, "--json") == 0 && strcmp(cmd, "ls") == 0) {
+		} else if (strcmp(s, "--json") == 0 && (t->flags & TPFS_TOOL_JSON)) {
 			a->json = true;
-		} else if (strcmp(s, "--resume") == 0 && strcmp(cmd, "convert") == 0) {
+		} else if (strcmp(s, "--resume") == 0 && (t->flags & TPFS_TOOL_CONVERT)) {
 			a->resume = true;
-		} else if (strcmp(s, "--jobs") == 0 && strcmp(cmd, "convert") == 0) {
+		} else if (strcmp(s, "--jobs") == 0 && (t->flags & TPFS_TOOL_CONVERT)) {
 			char *end;
 			a->jobs = v ? strtol(v, &end, 10) : 0;
 			if (!v || *end || a->jobs < 1 || a->jobs > 256) {
-				fprintf(stderr, "tpfs convert: --jobs needs a number from 1 to 256\n");
+				fprintf(stderr, "tpfs %s: --jobs needs a number from 1 to 256\n", cmd);
 				return 2;
 			}
 			i++;
-		} else if (strcmp(s, "--shard-size") == 0 && strcmp(cmd, "convert") == 0) {
+		} else if (strcmp(s, "--shard-size") == 0 && (t->flags & TPFS_TOOL_CONVERT)) {
 			if (!v || tpfs_size_parse(v, &a->shard_size) < 0 || !a->shard_size) {
-				fprintf(stderr, "tpfs convert: --shard-size needs a size such as "
-						"1.8G\n");
+				fprintf(stderr, "tpfs %s: --shard-size needs a size such as 1.8G\n",
+					cmd);
 				return 2;
 			}
 			i++;
@@ -63,7 +66,7 @@ int tpfs_tool_args(int argc, char **argv, const char *cmd, int max_pos, struct a
 			fprintf(stderr, "tpfs %s: unknown flag '%s' (see 'tpfs %s --help')\n", cmd,
 				s, cmd);
 			return 2;
-		} else if (a->npos < max_pos) {
+		} else if (a->npos < t->max_pos) {
 			a->pos[a->npos++] = s;
 		} else {
 			fprintf(stderr, "tpfs %s: unexpected argument '%s'\n", cmd, s);
@@ -73,7 +76,27 @@ int tpfs_tool_args(int argc, char **argv, const char *cmd, int max_pos, struct a
 	return 0;
 }
 
-int tpfs_tool_open(const char *cmd, const struct args *a, struct tpfs_model **m,
+int tpfs_tool_main(const struct tpfs_tool *t, int argc, char **argv)
+{
+	struct tpfs_tool_args a;
+	int rc = parse(t, argc, argv, &a);
+	if (rc == 0 && a.help) {
+		printf("usage: tpfs %s %s\n\n%s", t->name, t->args, t->about);
+		return 0;
+	}
+	if (rc == 0 && a.npos < t->min_pos) {
+		fprintf(stderr, "tpfs %s: %s\n", t->name,
+			a.npos ? "too few arguments" : "arguments missing");
+		rc = 2;
+	}
+	if (rc) {
+		fprintf(stderr, "usage: tpfs %s %s\n", t->name, t->args);
+		return rc;
+	}
+	return t->run(&a);
+}
+
+int tpfs_tool_open(const char *cmd, const struct tpfs_tool_args *a, struct tpfs_model **m,
 		   struct tpfs_view **view)
 {
 	struct tpfs_error e;
@@ -162,7 +185,7 @@ struct row {
 
 static void row_of(const struct tpfs_tensor *t, struct row *r)
 {
-	tpfs_shape_str(t->shape, t->ndim, r->shape, sizeof(r->shape));
+	tpfs_st_shape_str(t->shape, t->ndim, r->shape, sizeof(r->shape));
 	r->bytes = 0;
 	for (int k = 0; k < 2 && t->part[k].st; k++)
 		r->bytes += t->part[k].st->end - t->part[k].st->begin;
@@ -228,35 +251,22 @@ static void print_table(const struct tpfs_model *m)
 	printf("\n");
 }
 
-int tpfs_cmd_ls(int argc, char **argv)
+static int run_ls(const struct tpfs_tool_args *a)
 {
-	struct args a;
-	if (tpfs_tool_args(argc, argv, "ls", 2, &a))
-		return 2;
-	if (a.help || a.npos < 1) {
-		printf("usage: tpfs ls SRC [TENSOR] [--json] [-o OPT[,OPT...]]\n\n"
-		       "Lists the tensors tpfs would serve for SRC without mounting it:\n"
-		       "name, source dtype, shape, parameters, stored bytes, the dtype and\n"
-		       ".npy size served, and the file; totals at the end. --json prints\n"
-		       "manifest.json instead. With TENSOR (a name or a path), prints that\n"
-		       "tensor's info card, statistics included (reads the tensor once).\n"
-		       "The -o options are the mount's conversion options.\n");
-		return a.help ? 0 : 2;
-	}
 	struct tpfs_model *m;
 	struct tpfs_view *view;
-	if (tpfs_tool_open("ls", &a, &m, &view))
+	if (tpfs_tool_open("ls", a, &m, &view))
 		return 1;
 	int rc = 0;
-	if (a.npos == 2) {
-		const struct tpfs_tensor *t = find_tensor(m, a.pos[1]);
+	if (a->npos == 2) {
+		const struct tpfs_tensor *t = find_tensor(m, a->pos[1]);
 		const char *text;
 		size_t len;
 		int err = t ? tpfs_file_card(view, (size_t)(t - m->tensors), &text, &len)
 			    : 0;
 		if (!t) {
 			fprintf(stderr, "tpfs ls: %s: no tensor '%s' ('tpfs ls %s' lists them)\n",
-				a.pos[0], a.pos[1], a.pos[0]);
+				a->pos[0], a->pos[1], a->pos[0]);
 			rc = 1;
 		} else if (err < 0) {
 			fprintf(stderr, "tpfs ls: %s: %s\n", t->name, strerror(-err));
@@ -264,7 +274,7 @@ int tpfs_cmd_ls(int argc, char **argv)
 		} else {
 			fwrite(text, 1, len, stdout);
 		}
-	} else if (a.json) {
+	} else if (a->json) {
 		fflush(stdout);
 		int err = tpfs_manifest_write(m, NULL, NULL, STDOUT_FILENO);
 		if (err < 0) {
@@ -280,17 +290,8 @@ int tpfs_cmd_ls(int argc, char **argv)
 
 /* ---- cat ---------------------------------------------------------------- */
 
-int tpfs_cmd_cat(int argc, char **argv)
+static int run_cat(const struct tpfs_tool_args *a)
 {
-	struct args a;
-	if (tpfs_tool_args(argc, argv, "cat", 2, &a))
-		return 2;
-	if (a.help || a.npos != 2) {
-		printf("usage: tpfs cat SRC TENSOR [-o OPT[,OPT...]] > TENSOR.npy\n\n"
-		       "Writes one tensor's .npy (TENSOR is a name or a path) to standard\n"
-		       "output: the bytes a mount with the same options serves.\n");
-		return a.help ? 0 : 2;
-	}
 	if (isatty(STDOUT_FILENO)) {
 		fprintf(stderr, "tpfs cat: standard output is a terminal; redirect it to a "
 				"file or a pipe\n");
@@ -298,15 +299,15 @@ int tpfs_cmd_cat(int argc, char **argv)
 	}
 	struct tpfs_model *m;
 	struct tpfs_view *view;
-	if (tpfs_tool_open("cat", &a, &m, &view))
+	if (tpfs_tool_open("cat", a, &m, &view))
 		return 1;
-	const struct tpfs_tensor *t = find_tensor(m, a.pos[1]);
+	const struct tpfs_tensor *t = find_tensor(m, a->pos[1]);
 	size_t unit = tpfs_tool_read_unit(m);
 	unsigned char *buf = t ? malloc(unit) : NULL;
 	int rc = 0;
 	if (!t) {
 		fprintf(stderr, "tpfs cat: %s: no tensor '%s' ('tpfs ls %s' lists them)\n",
-			a.pos[0], a.pos[1], a.pos[0]);
+			a->pos[0], a->pos[1], a->pos[0]);
 		rc = 1;
 	} else if (!buf) {
 		fprintf(stderr, "tpfs cat: out of memory\n");
@@ -325,3 +326,21 @@ int tpfs_cmd_cat(int argc, char **argv)
 	tpfs_tool_close(m, view);
 	return rc;
 }
+
+const struct tpfs_tool tpfs_tool_ls = {
+	"ls", "SRC [TENSOR] [--json] [-o OPT[,OPT...]]",
+	"Lists the tensors tpfs would serve for SRC without mounting it:\n"
+	"name, source dtype, shape, parameters, stored bytes, the dtype and\n"
+	".npy size served, and the file; totals at the end. --json prints\n"
+	"manifest.json instead. With TENSOR (a name or a path), prints that\n"
+	"tensor's info card, statistics included (reads the tensor once).\n"
+	"The -o options are the mount's conversion options.\n",
+	1, 2, TPFS_TOOL_JSON, run_ls,
+};
+
+const struct tpfs_tool tpfs_tool_cat = {
+	"cat", "SRC TENSOR [-o OPT[,OPT...]] > TENSOR.npy",
+	"Writes one tensor's .npy (TENSOR is a name or a path) to standard\n"
+	"output: the bytes a mount with the same options serves.\n",
+	2, 2, 0, run_cat,
+};

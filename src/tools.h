@@ -16,15 +16,13 @@
 #include "tpfs/model.h"
 #include "tpfs/options.h"
 
-int tpfs_cmd_ls(int argc, char **argv);
-int tpfs_cmd_cat(int argc, char **argv);
-int tpfs_cmd_convert(int argc, char **argv);
-
-/* ---- shared by the subcommands ---- */
+/* The flags a tool takes besides -o and --help. */
+#define TPFS_TOOL_JSON 1        /* --json */
+#define TPFS_TOOL_CONVERT 2     /* --jobs N, --shard-size SIZE, --resume */
 
 #define TPFS_TOOL_CHUNK ((size_t)8 << 20) /* the most a tool reads at once */
 
-struct args {
+struct tpfs_tool_args {
 	const char *pos[3];
 	int npos;
 	struct tpfs_options opt;
@@ -33,13 +31,26 @@ struct args {
 	uint64_t shard_size;
 };
 
-/* Parse [-o LIST] [--json] [--jobs N] [--shard-size SIZE] [--resume] (the
- * flags cmd takes) and up to max_pos positionals. Returns 0, or 2 after
- * printing an error. */
-int tpfs_tool_args(int argc, char **argv, const char *cmd, int max_pos, struct args *a);
+/* A subcommand that reads a model without FUSE. */
+struct tpfs_tool {
+	const char *name;
+	const char *args;       /* its arguments, as the usage line shows them */
+	const char *about;      /* what --help says after the usage line */
+	int min_pos, max_pos;   /* positional arguments */
+	unsigned flags;         /* TPFS_TOOL_* */
+	int (*run)(const struct tpfs_tool_args *a);
+};
+
+extern const struct tpfs_tool tpfs_tool_ls, tpfs_tool_cat; /* tools.c */
+extern const struct tpfs_tool tpfs_export_convert;        /* export.c */
+
+/* Run tool t on the arguments after its name: --help prints its usage to
+ * standard output; a usage mistake prints one line and the usage line to
+ * standard error, with exit status 2. Returns the exit status. */
+int tpfs_tool_main(const struct tpfs_tool *t, int argc, char **argv);
 
 /* Open a->pos[0] with a->opt; 1 after printing an error. */
-int tpfs_tool_open(const char *cmd, const struct args *a, struct tpfs_model **m,
+int tpfs_tool_open(const char *cmd, const struct tpfs_tool_args *a, struct tpfs_model **m,
 		   struct tpfs_view **view);
 void tpfs_tool_close(struct tpfs_model *m, struct tpfs_view *view);
 

@@ -233,8 +233,8 @@ static void check_outcome(const struct expect *x, int rc, const struct tpfs_opti
 	for (int k = 0; k < NTYPED; k++) {
 		enum tpfs_out v = typed_value(o, k);
 		FUZZ_CHECK(v >= TPFS_OUT_AUTO && v <= TPFS_OUT_BOTH &&
-				   in(typed_valid[k], tpfs_out_name(v)) &&
-				   strcmp(tpfs_out_name(v), x->typed[k]) == 0,
+				   in(typed_valid[k], tpfs_options_out_name(v)) &&
+				   strcmp(tpfs_options_out_name(v), x->typed[k]) == 0,
 			   "'%s': %s=%d, expected %s", list, typed_key[k], (int)v, x->typed[k]);
 	}
 	FUZZ_CHECK(o->bf16_set == x->typed_given[BF16] && o->fp8_set == x->typed_given[FP8] &&

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "tpfs/convert.h"
+#include "tpfs/conv.h"
 #include "tpfs/error.h"
 
 /* ---- references ---------------------------------------------------------- */

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "tpfs/convert.h"
+#include "tpfs/conv.h"
 #include "tpfs/error.h"
 
 static double now(void)
@@ -95,8 +95,8 @@ int main(int argc, char **argv)
 		f32[i] = (float)f64[i];
 		uint32_t b;
 		memcpy(&b, &f32[i], 4);
-		f16[i] = tpfs_f32_to_f16(b);
-		bf16[i] = tpfs_f32_to_bf16(b);
+		f16[i] = tpfs_conv_f32_to_f16(b);
+		bf16[i] = tpfs_conv_f32_to_bf16(b);
 	}
 	for (size_t i = 0; i < elems / 32 + 1; i++)
 		scales[i] = (unsigned char)(118 + i % 7);

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tpfs/convert.h"
+#include "tpfs/conv.h"
 #include "tpfs/buf.h"
 #include "tpfs/size.h"
 #include "tpfs/path.h"
@@ -198,12 +198,12 @@ static void fill_values(const struct tensor *t, struct rng *r, unsigned char *ou
 		}
 		switch (t->dt) {
 		case BF16: {
-			uint16_t h = tpfs_f32_to_bf16(bits_of(v));
+			uint16_t h = tpfs_conv_f32_to_bf16(bits_of(v));
 			memcpy(out + 2 * i, &h, 2);
 			break;
 		}
 		case F16: {
-			uint16_t h = tpfs_f32_to_f16(bits_of(v));
+			uint16_t h = tpfs_conv_f32_to_f16(bits_of(v));
 			memcpy(out + 2 * i, &h, 2);
 			break;
 		}

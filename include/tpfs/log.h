@@ -21,6 +21,6 @@ void tpfs_log_set_debug(bool on);
 
 /* prio is a syslog priority: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
 void tpfs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void tpfs_vlog(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+void tpfs_log_va(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 #endif

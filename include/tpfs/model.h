@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "tpfs/convert.h"
+#include "tpfs/conv.h"
 #include "tpfs/options.h"
 #include "tpfs/perm.h"
 #include "tpfs/safetensors.h"

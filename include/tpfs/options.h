@@ -85,6 +85,6 @@ bool tpfs_options_mount(const char *opt, void *ctx);
 const char *tpfs_options_help(void);
 
 /* The spelling of a value ("f32", "raw"...). */
-const char *tpfs_out_name(enum tpfs_out v);
+const char *tpfs_options_out_name(enum tpfs_out v);
 
 #endif

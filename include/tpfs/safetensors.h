@@ -99,7 +99,7 @@ const char *tpfs_st_index_find(const struct tpfs_st_index *ix, const char *name)
 void tpfs_st_index_free(struct tpfs_st_index *ix);
 
 /* Format a shape as "[2, 3]" into buf. Returns buf. */
-const char *tpfs_shape_str(const uint64_t *shape, uint32_t ndim, char *buf,
+const char *tpfs_st_shape_str(const uint64_t *shape, uint32_t ndim, char *buf,
 			   size_t len);
 
 #endif

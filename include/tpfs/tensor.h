@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "tpfs/arena.h"
-#include "tpfs/convert.h"
+#include "tpfs/conv.h"
 #include "tpfs/options.h"
 #include "tpfs/safetensors.h"
 #include "tpfs/source.h"

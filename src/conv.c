@@ -18,7 +18,7 @@
  *                first) and one E8M0 _scales byte per 32 values:
  *                value = e2m1 * 2^(scale - 127)
  */
-#include "tpfs/convert.h"
+#include "tpfs/conv.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -99,17 +99,17 @@ static inline uint16_t f32_to_bf16(uint32_t u)
 	return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
 }
 
-uint16_t tpfs_f32_to_f16(uint32_t x)
+uint16_t tpfs_conv_f32_to_f16(uint32_t x)
 {
 	return f32_to_f16(x);
 }
 
-uint16_t tpfs_f32_to_bf16(uint32_t x)
+uint16_t tpfs_conv_f32_to_bf16(uint32_t x)
 {
 	return f32_to_bf16(x);
 }
 
-uint32_t tpfs_f16_to_f32(uint16_t h)
+uint32_t tpfs_conv_f16_to_f32(uint16_t h)
 {
 	return f16_to_f32(h);
 }

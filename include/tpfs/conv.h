@@ -11,8 +11,8 @@
  *
  * Immutable tables, built once on first use; thread-safe.
  */
-#ifndef TPFS_CONVERT_H
-#define TPFS_CONVERT_H
+#ifndef TPFS_CONV_H
+#define TPFS_CONV_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -74,8 +74,8 @@ void tpfs_conv_inputs(const struct tpfs_conv *cv, enum tpfs_dtype dt, uint64_t e
 		      uint64_t n, struct tpfs_conv_input in[2]);
 
 /* Scalar conversions, exposed for the tools and the tests. */
-uint16_t tpfs_f32_to_f16(uint32_t f32_bits);  /* round to nearest even */
-uint16_t tpfs_f32_to_bf16(uint32_t f32_bits); /* round to nearest even */
-uint32_t tpfs_f16_to_f32(uint16_t f16_bits);  /* exact */
+uint16_t tpfs_conv_f32_to_f16(uint32_t f32_bits);  /* round to nearest even */
+uint16_t tpfs_conv_f32_to_bf16(uint32_t f32_bits); /* round to nearest even */
+uint32_t tpfs_conv_f16_to_f32(uint16_t f16_bits);  /* exact */
 
 #endif

@@ -71,6 +71,63 @@ static inline int fx_write_st(const char *dir, const char *rel, const char *json
 	return rc;
 }
 
+/* A Safetensors file built tensor by tensor: fx_st_add appends a tensor's
+ * bytes to the data and its entry (dtype, shape as JSON, data_offsets) to
+ * the header, in the order added. */
+#define FX_ST_MAX 16
+
+struct fx_st {
+	char json[4096];
+	size_t jlen;
+	unsigned char *data;
+	size_t len;
+	int n;
+	char name[FX_ST_MAX][64];
+	size_t off[FX_ST_MAX];
+};
+
+static inline void fx_st_add(struct fx_st *f, const char *name, const char *dtype,
+			     const char *shape, const void *bytes, size_t len)
+{
+	if (f->n == FX_ST_MAX)
+		abort();
+	f->jlen += (size_t)snprintf(f->json + f->jlen, sizeof(f->json) - f->jlen,
+				    "%s\"%s\":{\"dtype\":\"%s\",\"shape\":%s,"
+				    "\"data_offsets\":[%zu,%zu]}",
+				    f->n ? "," : "{", name, dtype, shape, f->len, f->len + len);
+	unsigned char *d = realloc(f->data, f->len + len + 1);
+	if (!d)
+		abort();
+	if (len)
+		memcpy(d + f->len, bytes, len);
+	f->data = d;
+	snprintf(f->name[f->n], sizeof(f->name[0]), "%s", name);
+	f->off[f->n++] = f->len;
+	f->len += len;
+}
+
+/* The data bytes of the tensor called name (NULL if none). */
+static inline const unsigned char *fx_st_data(const struct fx_st *f, const char *name)
+{
+	for (int i = 0; i < f->n; i++)
+		if (strcmp(f->name[i], name) == 0)
+			return f->data + f->off[i];
+	return NULL;
+}
+
+static inline int fx_st_write(struct fx_st *f, const char *dir, const char *rel)
+{
+	char json[sizeof(f->json) + 2];
+	snprintf(json, sizeof(json), "%s}", f->n ? f->json : "{");
+	return fx_write_st(dir, rel, json, f->data, f->len);
+}
+
+static inline void fx_st_free(struct fx_st *f)
+{
+	free(f->data);
+	memset(f, 0, sizeof(*f));
+}
+
 static inline int fx_symlink(const char *dir, const char *rel, const char *target)
 {
 	fx_parents(dir, rel);

@@ -15,34 +15,37 @@
 
 #define NB 150000 /* BF16 elements of the big tensor */
 
-static unsigned char src[7 + 2 * NB + 4000 + 8];
-static size_t src_len;
-
-static void make_source(void)
+/* Random bytes for the tensors. */
+static void fill(unsigned char *b, size_t n, uint32_t seed)
 {
-	uint32_t x = 12345;
-	for (size_t i = 0; i < sizeof(src); i++) {
-		x = x * 1103515245u + 12345u;
-		src[i] = (unsigned char)(x >> 16);
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		b[i] = (unsigned char)(seed >> 16);
 	}
-	src_len = sizeof(src);
 }
 
-static char json[1024];
+/* The model the tests read: u8odd (7 bytes, so that big's source is
+ * misaligned), big (BF16, converted over many blocks), f32, scalar (a 0-d
+ * F64) and empty (BF16 with no element), in one file. */
+static struct fx_st model;
 
-/* u8odd [0,7), big BF16 [7, 300007) (so its source is misaligned), f32,
- * a 0-d F64, an empty BF16. */
+static void make_model(void)
+{
+	static unsigned char u8odd[7], big[2 * NB], f32[4000], scalar[8];
+	fill(u8odd, sizeof(u8odd), 1);
+	fill(big, sizeof(big), 2);
+	fill(f32, sizeof(f32), 3);
+	fill(scalar, sizeof(scalar), 4);
+	fx_st_add(&model, "u8odd", "U8", "[7]", u8odd, sizeof(u8odd));
+	fx_st_add(&model, "big", "BF16", "[300,500]", big, sizeof(big));
+	fx_st_add(&model, "f32", "F32", "[1000]", f32, sizeof(f32));
+	fx_st_add(&model, "scalar", "F64", "[]", scalar, sizeof(scalar));
+	fx_st_add(&model, "empty", "BF16", "[0,5]", NULL, 0);
+}
+
 static void write_model(const char *d)
 {
-	snprintf(json, sizeof(json),
-		 "{\"u8odd\":{\"dtype\":\"U8\",\"shape\":[7],\"data_offsets\":[0,7]},"
-		 "\"big\":{\"dtype\":\"BF16\",\"shape\":[300,500],\"data_offsets\":[7,%d]},"
-		 "\"f32\":{\"dtype\":\"F32\",\"shape\":[1000],\"data_offsets\":[%d,%d]},"
-		 "\"scalar\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[%d,%d]},"
-		 "\"empty\":{\"dtype\":\"BF16\",\"shape\":[0,5],\"data_offsets\":[%d,%d]}}",
-		 7 + 2 * NB, 7 + 2 * NB, 7 + 2 * NB + 4000, 7 + 2 * NB + 4000,
-		 7 + 2 * NB + 4008, 7 + 2 * NB + 4008, 7 + 2 * NB + 4008);
-	CHECK(fx_write_st(d, "model.safetensors", json, src, src_len) == 0);
+	CHECK(fx_st_write(&model, d, "model.safetensors") == 0);
 	CHECK(fx_write(d, "config.json", "{\"hidden\": 8}\n", 14) == 0);
 }
 
@@ -157,16 +160,16 @@ static void every_file_reads_the_same_at_any_offset(void)
 	size_t len;
 	unsigned char *w;
 
-	w = expected_npy("<f4", "(300, 500)", src + 7, NB, 2, true, &len);
+	w = expected_npy("<f4", "(300, 500)", fx_st_data(&model, "big"), NB, 2, true, &len);
 	reads_agree(view, node(m, "big.npy"), w, len);
 	free(w);
-	w = expected_npy("<f4", "(1000,)", src + 7 + 2 * NB, 1000, 4, false, &len);
+	w = expected_npy("<f4", "(1000,)", fx_st_data(&model, "f32"), 1000, 4, false, &len);
 	reads_agree(view, node(m, "f32.npy"), w, len);
 	free(w);
-	w = expected_npy("|u1", "(7,)", src, 7, 1, false, &len);
+	w = expected_npy("|u1", "(7,)", fx_st_data(&model, "u8odd"), 7, 1, false, &len);
 	reads_agree(view, node(m, "u8odd.npy"), w, len);
 	free(w);
-	w = expected_npy("<f8", "()", src + 7 + 2 * NB + 4000, 1, 8, false, &len);
+	w = expected_npy("<f8", "()", fx_st_data(&model, "scalar"), 1, 8, false, &len);
 	reads_agree(view, node(m, "scalar.npy"), w, len);
 	free(w);
 	w = expected_npy("<f4", "(0, 5)", NULL, 0, 2, true, &len);
@@ -360,7 +363,7 @@ static void replaced_source_gives_eio(void)
 	write_model(d);
 	struct tpfs_model *m = open_model(d, 1 << 20, 65536);
 	struct tpfs_view *view = tpfs_view_create(m);
-	CHECK(fx_write_st(d, "new.safetensors", json, src, src_len) == 0);
+	CHECK(fx_st_write(&model, d, "new.safetensors") == 0);
 	char *from = fx_path(d, "new.safetensors"), *to = fx_path(d, "model.safetensors");
 	CHECK(rename(from, to) == 0);
 	static unsigned char buf[4096];
@@ -449,7 +452,7 @@ static void info_mirrors_every_tensor_folder_with_a_card(void)
 
 int main(void)
 {
-	make_source();
+	make_model();
 	CHECK(tpfs_guard_install() == 0);
 	RUN(every_file_reads_the_same_at_any_offset);
 	RUN(spans_of_stored_data_point_into_the_source);
@@ -459,5 +462,6 @@ int main(void)
 	RUN(fault_past_the_freshness_check_gives_eio);
 	RUN(replaced_source_gives_eio);
 	RUN(info_mirrors_every_tensor_folder_with_a_card);
+	fx_st_free(&model);
 	return check_done();
 }

@@ -177,11 +177,11 @@ def source_entries(layout):
     return sorted(out)
 
 
-class SharedMount(unittest.TestCase):
+class SharedMount(T.FuseCase):
     """Compare, entry by entry and user by user, the mount with the source."""
 
     def setUp(self):
-        T.require_fuse(self)
+        super().setUp()
         if os.geteuid() != 0:
             if os.environ.get("TPFS_REQUIRE_FUSE") == "1":
                 self.fail("these tests make files of other users: run them as root")

@@ -366,9 +366,8 @@ class UmountOnlyTpfs(Workspace):
         self.assertEqual(r.stderr, "tpfs: %s is not mounted\n" % self.src)
 
 
-class BadModels(unittest.TestCase):
+class BadModels(T.FuseCase):
     def test_bad_models_are_refused_before_mounting(self):
-        T.require_fuse(self)
         for what, files, want in bad_models():
             with self.subTest(what), tempfile.TemporaryDirectory() as tmp:
                 src = os.path.join(tmp, "src")

@@ -6,9 +6,7 @@ definitions."""
 import json
 import os
 import subprocess
-import struct
 import tempfile
-import unittest
 
 import numpy as np
 
@@ -85,9 +83,7 @@ def build_mixed(root):
     return src
 
 
-class GptOss(unittest.TestCase):
-    def setUp(self):
-        T.require_fuse(self)
+class GptOss(T.FuseCase):
 
     def test_mxfp4_pairs_dequantize_across_shards(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -156,18 +152,10 @@ OPTION_SETS = ["", "bf16=f16", "bf16=raw", "fp8=f32", "fp8=raw", "mxfp4=f16",
                "dtype=f16,bf16=f16,fp8=f16,mxfp4=f16", "dtype=f16,mxfp4=both"]
 
 
-class Options(unittest.TestCase):
+class Options(T.FuseCase):
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.src = build_mixed(cls.tmp.name)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
-
-    def setUp(self):
-        T.require_fuse(self)
+    def prepare(cls, tmp):
+        cls.src = build_mixed(tmp)
 
     def test_each_option_serves_what_it_says(self):
         for opt in OPTION_SETS:
@@ -218,10 +206,9 @@ class Options(unittest.TestCase):
                 self.assertIn(want, r.stderr)
 
 
-class RealFp8(unittest.TestCase):
+class RealFp8(T.FuseCase):
     def test_fluxml_fp8_and_bf16_tensors(self):
         """The FP8 and BF16 tensors PyTorch wrote, as each option serves them."""
-        T.require_fuse(self)
         src = os.path.join(os.environ.get("TPFS_REALDATA", ""), "fluxml-nonsharded")
         if not os.path.isdir(src):
             self.skipTest("no real data")

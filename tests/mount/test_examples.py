@@ -8,7 +8,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import unittest
 
 import numpy as np
 
@@ -28,20 +27,12 @@ def load_module():
     return mod
 
 
-class Examples(unittest.TestCase):
+class Examples(T.FuseCase):
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.model = os.path.join(cls.tmp.name, "model")
+    def prepare(cls, tmp):
+        cls.model = os.path.join(tmp, "model")
         subprocess.run([GEN, cls.model, "--preset", "demo", "--quiet", "--layers", "2"],
                        check=True)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
-
-    def setUp(self):
-        T.require_fuse(self)
 
     def env(self):
         return dict(os.environ, TPFS=T.TPFS, TPFS_GEN=GEN, PYTHON=sys.executable)

@@ -6,13 +6,11 @@ import errno
 import json
 import os
 import random
-import shutil
 import stat
 import subprocess
 import tempfile
 import threading
 import time
-import unittest
 
 import numpy as np
 
@@ -102,14 +100,13 @@ def all_files(top):
     return out
 
 
-class MountedModel(unittest.TestCase):
+class MountedModel(T.FuseCase):
     @classmethod
-    def setUpClass(cls):
+    def prepare(cls, tmp):
+        cls.mount = None
         if not T.fuse_available():
-            cls.mount = None
             return
-        cls.tmp = tempfile.mkdtemp(prefix="tpfs-test-")
-        cls.src = build_source(cls.tmp)
+        cls.src = build_source(tmp)
         cls.mount = T.Mount(cls.src).__enter__()
         with open(cls.mount.path("manifest.json")) as f:
             cls.manifest = json.load(f)
@@ -118,10 +115,7 @@ class MountedModel(unittest.TestCase):
     def tearDownClass(cls):
         if cls.mount is not None:
             cls.mount.__exit__(None, None, None)
-            shutil.rmtree(cls.tmp)
-
-    def setUp(self):
-        T.require_fuse(self)
+        super().tearDownClass()
 
     def test_every_tensor_equals_its_source(self):
         n = T.check_source_tree(self, self.src, self.mount, self.manifest)
@@ -318,12 +312,11 @@ class MountedModel(unittest.TestCase):
             self.assertGreater(os.path.getsize(m.path("layers/0/bf16_big.npy")), 1 << 20)
 
 
-class SmallCacheMount(unittest.TestCase):
+class SmallCacheMount(T.FuseCase):
     """A cache far smaller than the tensor and small blocks: every read
     converts, evicts and still returns the right bytes."""
 
     def test_tiny_cache_serves_large_tensor(self):
-        T.require_fuse(self)
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "src")
             raw = rand_bytes(600000 * 2)
@@ -367,9 +360,8 @@ NAMES = {
 LONG = "x" * 300  # over 255 bytes: cut to 234, then ~ and its XXH3-64 in hex
 
 
-class Names(unittest.TestCase):
+class Names(T.FuseCase):
     def test_names_map_to_the_documented_paths(self):
-        T.require_fuse(self)
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "src")
             names = sorted(list(NAMES) + [LONG])
@@ -397,12 +389,11 @@ class Names(unittest.TestCase):
                 check_paths_are_safe(self, manifest)
 
 
-class Permissions(unittest.TestCase):
+class Permissions(T.FuseCase):
     def test_narrowed_modes_reach_the_mount(self):
         """A source others may not read stays so through the mount: a
         0640 file's tensors are 0440, an MXFP4 pair whose scales are in a
         0600 file is 0400, and cards follow their tensors."""
-        T.require_fuse(self)
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "src")
             T.write_safetensors(os.path.join(src, "a.safetensors"),
@@ -421,14 +412,13 @@ class Permissions(unittest.TestCase):
                 self.assertEqual(mode(".tpfs/info/x.txt"), 0o400)
 
 
-class DaemonMemory(unittest.TestCase):
+class DaemonMemory(T.FuseCase):
     def test_reading_the_source_leaves_no_pages_mapped_in_the_daemon(self):
         """Served source pages are dropped from the daemon's page tables
         after each read (they stay in the page cache), with what faults on
         neighbouring ranges mapped around them: its file-backed resident
         memory does not grow with what was read (here 2.6 GB, from a sparse
         model that costs no disk)."""
-        T.require_fuse(self)
         def rss_file_kib(pid):
             with open("/proc/%d/status" % pid) as f:
                 return int(next(l for l in f if l.startswith("RssFile:")).split()[1])
@@ -453,7 +443,6 @@ class DaemonMemory(unittest.TestCase):
         the read's source pages, so their number bounds the daemon's memory:
         twice the CPUs it may run on, from 4 to 10, however many readers
         come at once; and every reader gets its data."""
-        T.require_fuse(self)
         cpus = len(os.sched_getaffinity(0))
         workers = 0 if T.MODE == "single" else min(10, max(4, 2 * cpus))
         readers = 32
@@ -490,7 +479,6 @@ class DaemonMemory(unittest.TestCase):
         read, with the page cache's folios (up to 2 MiB) that it overlaps on
         either side, which recent kernels map whole. Here 32 readers of the
         largest F32 tensors of a sparse gpt-oss-20b (2 GiB in all)."""
-        T.require_fuse(self)
         cpus = len(os.sched_getaffinity(0))
         workers = 1 if T.MODE == "single" else min(10, max(4, 2 * cpus))
         gen = os.path.join(os.path.dirname(os.path.abspath(T.TPFS)), "tpfs-gen")
@@ -531,9 +519,8 @@ class DaemonMemory(unittest.TestCase):
                                      "RssFile grew by %d KiB at most" % grown)
 
 
-class SourceChanges(unittest.TestCase):
+class SourceChanges(T.FuseCase):
     def test_truncated_source_fails_with_eio_and_the_mount_survives(self):
-        T.require_fuse(self)
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "src")
             a = rand_bytes(4 << 20)
@@ -573,7 +560,6 @@ class SourceChanges(unittest.TestCase):
         """With fstat made to miss the truncation (an LD_PRELOAD library),
         reading the lost pages faults inside the daemon: the SIGBUS guard
         must turn that into EIO for the reader, and the mount stays up."""
-        T.require_fuse(self)
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "src")
             path = os.path.join(src, "a.safetensors")
@@ -596,7 +582,6 @@ class SourceChanges(unittest.TestCase):
                 self.assertIn("a.safetensors could not be read", m.stderr())
 
     def test_replaced_source_fails_with_eio(self):
-        T.require_fuse(self)
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "src")
             raw = rand_bytes(1 << 16)
@@ -614,11 +599,10 @@ class SourceChanges(unittest.TestCase):
                 self.assertIn("deleted or replaced while mounted", m.stderr())
 
 
-class HeadersOnly(unittest.TestCase):
+class HeadersOnly(T.FuseCase):
     def test_mounting_reads_no_tensor_data(self):
         """After dropping the source's pages from memory, mounting and
         listing bring back only the header's pages (mincore says which)."""
-        T.require_fuse(self)
         import ctypes
         import mmap
         libc = ctypes.CDLL(None, use_errno=True)

@@ -6,7 +6,6 @@ snapshot would present it; the sharded folder is mounted whole."""
 import json
 import os
 import tempfile
-import unittest
 
 import tpfstest as T
 
@@ -23,9 +22,9 @@ def real_files():
     return out
 
 
-class RealData(unittest.TestCase):
+class RealData(T.FuseCase):
     def setUp(self):
-        T.require_fuse(self)
+        super().setUp()
         if not os.path.isdir(ROOT):
             self.skipTest("no real data at %r" % ROOT)
 

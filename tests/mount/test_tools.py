@@ -5,7 +5,6 @@ checkpoint's figures."""
 import json
 import os
 import re
-import shutil
 import signal
 import struct
 import subprocess
@@ -90,18 +89,10 @@ def tree_files(top, skip=()):
     return out
 
 
-class ToolsAgreeWithTheMount(unittest.TestCase):
+class ToolsAgreeWithTheMount(T.FuseCase):
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.sources = fixtures(cls.tmp.name)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
-
-    def setUp(self):
-        T.require_fuse(self)
+    def prepare(cls, tmp):
+        cls.sources = fixtures(tmp)
 
     def test_ls_json_cat_and_info_agree_with_the_mount(self):
         for src in self.sources:
@@ -567,13 +558,12 @@ def layout_of(src):
     return got
 
 
-class Generator(unittest.TestCase):
+class Generator(T.FuseCase):
     def test_gpt_oss_20b_structure(self):
         """Every name, dtype and shape of the real checkpoint, from its
         public config; with them, its published figures (459 tensors,
         13,761,264,768 data bytes), the index and the config; mounted,
         the pairs are merged."""
-        T.require_fuse(self)
         want = gpt_oss_layout(layers=24, hidden=2880, experts=32, vocab=201088, heads=64,
                               kv_heads=8, head_dim=64, intermediate=2880, tied=False)
         size = {"BF16": 2, "U8": 1}

@@ -57,6 +57,33 @@ def require_fuse(test):
     test.skipTest("no /dev/fuse or fusermount3 here")
 
 
+class FuseCase(unittest.TestCase):
+    """The base of the suites that mount: every test needs FUSE (it skips
+    without it, or fails under TPFS_REQUIRE_FUSE=1), and the class has a
+    temporary folder, cls.tmp, for what its tests share: prepare(tmp) fills
+    it once, and it goes at the end."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="tpfs-test-")
+        try:
+            cls.prepare(cls.tmp)
+        except BaseException:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def prepare(cls, tmp):
+        """Make what the class's tests share in tmp."""
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        require_fuse(self)
+
+
 def write_safetensors(path, tensors, metadata=None, pad=True, data_order=None,
                       metadata_null=False):
     """Write a Safetensors file.

@@ -25,7 +25,7 @@
  *      journal with this run's files and folders only; and writes
  *      manifest.json, last.
  */
-#include "tools.h"
+#include "tool.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "fuse_ops.h"
-#include "tools.h"
+#include "tool.h"
 
 #include "tpfs/file.h"
 #include "tpfs/guard.h"
@@ -414,7 +414,7 @@ static int cmd_umount(int argc, char **argv)
 	return rc ? 1 : 0;
 }
 
-/* The commands: mount and umount here, the tools in tools.c and export.c
+/* The commands: mount and umount here, the tools in tool.c and export.c
  * (which parse their own arguments, as tpfs_tool_main says). */
 struct command {
 	const char *name;

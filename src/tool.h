@@ -1,12 +1,12 @@
 /*
- * The subcommands that need no FUSE: ls and cat (tools.c) and convert
+ * The subcommands that need no FUSE: ls and cat (tool.c) and convert
  * (export.c). Each takes the arguments after its name and returns the
  * process exit status. They open the model with the mount's options and
  * read through the mount's primitive (tpfs_file_read), so what they print
  * and write is byte for byte what a mount serves.
  */
-#ifndef TPFS_TOOLS_H
-#define TPFS_TOOLS_H
+#ifndef TPFS_TOOL_H
+#define TPFS_TOOL_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,7 +41,7 @@ struct tpfs_tool {
 	int (*run)(const struct tpfs_tool_args *a);
 };
 
-extern const struct tpfs_tool tpfs_tool_ls, tpfs_tool_cat; /* tools.c */
+extern const struct tpfs_tool tpfs_tool_ls, tpfs_tool_cat; /* tool.c */
 extern const struct tpfs_tool tpfs_export_convert;        /* export.c */
 
 /* Run tool t on the arguments after its name: --help prints its usage to

@@ -1,7 +1,7 @@
 /*
- * ls and cat, and what the subcommands share (see tools.h).
+ * ls and cat, and what the subcommands share (see tool.h).
  */
-#include "tools.h"
+#include "tool.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,0 +1,224 @@
+#!/usr/bin/python3
+"""Read speed through a tpfs mount, as ratios to anchors measured in the
+same run: np.load through the mount next to np.load of the same .npy on
+disk, dd through the mount next to dd of the source, and four readers at
+once next to one.
+
+    tools/bench-read.py [--build build] [--work /tmp/tpfs-bench] [--runs 5]
+                        [--warm-gib 4] [--only NAME,...]
+
+Writes once (in WORK) a model with an F32 tensor of 1 GiB, a BF16 tensor of
+1 GiB (2 GiB served as float32), an MXFP4 pair shaped like one GPT-OSS
+gate_up_proj (282 MB stored, 2.1 GB served) and four BF16 tensors of 256
+MiB, plus the .npy files a mount serves for the first three, written to
+disk by `tpfs cat` (the anchors). Every step reads with the source in the
+page cache (what tpfs itself costs), and the mount's own page cache emptied
+first (POSIX_FADV_DONTNEED on the mounted file), except "second read".
+
+Before each timed step it touches WARM GiB of memory, since on some virtual
+machines the first touch of memory is very slow and every read here fills
+fresh memory (see the README). Prints the median (and the range) of RUNS
+runs of each step, then each goal's ratio; the daemon's peak memory
+(VmHWM) at the end. Asserts nothing.
+"""
+
+import argparse
+import mmap
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+GB = 1e9
+
+
+def warm(gib):
+    """Touch gib GiB once, a page at a time."""
+    if gib <= 0:
+        return
+    m = mmap.mmap(-1, int(gib * (1 << 30)))
+    for off in range(0, len(m), 1 << 12):
+        m[off] = 1
+    m.close()
+
+
+def drop_cache(path):
+    """Empty the page cache of one file (the mounted one, for tpfs: its
+    next read comes from the daemon)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cache(path):
+    """Bring a file into the page cache."""
+    with open(path, "rb") as f:
+        while f.read(8 << 20):
+            pass
+
+
+def dd(path):
+    """GB/s of reading path with 1 MiB reads into one buffer."""
+    size = os.path.getsize(path)
+    buf = bytearray(1 << 20)
+    t = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(buf):
+            pass
+    return size / (time.perf_counter() - t) / GB
+
+
+def npload(path):
+    """GB/s of np.load(path) (the array's bytes)."""
+    t = time.perf_counter()
+    a = np.load(path)
+    dt = time.perf_counter() - t
+    return a.nbytes / dt / GB
+
+
+def npload_many(paths):
+    """Aggregate GB/s of len(paths) processes each np.load-ing one path at
+    once (timed from the start of the first to the end of the last)."""
+    code = ("import numpy as np, sys; a = np.load(sys.argv[1]); "
+            "sys.stdout.write(str(a.nbytes))")
+    t = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", code, p], stdout=subprocess.PIPE)
+             for p in paths]
+    total = sum(int(p.communicate()[0]) for p in procs)
+    return total / (time.perf_counter() - t) / GB
+
+
+class Mount:
+    def __init__(self, tpfs, src, mnt):
+        self.mnt = mnt
+        os.makedirs(mnt, exist_ok=True)
+        self.proc = subprocess.Popen([tpfs, "mount", src, mnt, "-f"],
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while not os.path.ismount(mnt):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise SystemExit("tpfs did not mount %s" % src)
+            time.sleep(0.01)
+
+    def path(self, name):
+        return os.path.join(self.mnt, name)
+
+    def hwm(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def close(self):
+        subprocess.run(["fusermount3", "-u", self.mnt], check=True)
+        self.proc.wait()
+
+
+def make_model(build, work):
+    model = os.path.join(work, "model")
+    src = os.path.join(model, "model.safetensors")
+    if not os.path.exists(src):
+        args = [os.path.join(build, "tpfs-gen"), model, "--quiet",
+                "--tensor", "f32=f32:16384x16384", "--tensor", "bf16=bf16:16384x32768",
+                "--tensor", "mxfp4=mxfp4:32x5760x2880"]
+        for i in range(4):
+            args += ["--tensor", "p%d=bf16:8192x16384" % i]
+        subprocess.run(args, check=True)
+    disk = os.path.join(work, "disk")
+    os.makedirs(disk, exist_ok=True)
+    for name in ("f32", "bf16", "mxfp4"):
+        out = os.path.join(disk, name + ".npy")
+        if not os.path.exists(out):
+            with open(out, "wb") as f:
+                subprocess.run([os.path.join(build, "tpfs"), "cat", model, name], stdout=f,
+                               check=True)
+    return model, src, disk
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--work", default="/tmp/tpfs-bench")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--warm-gib", type=float, default=4)
+    ap.add_argument("--only", default="")
+    a = ap.parse_args()
+    tpfs = os.path.abspath(os.path.join(a.build, "tpfs"))
+    model, src, disk = make_model(os.path.abspath(a.build), a.work)
+    mnt = os.path.join(a.work, "mnt")
+    cache(src)
+    for name in ("f32", "bf16", "mxfp4"):
+        cache(os.path.join(disk, name + ".npy"))
+    m = Mount(tpfs, model, mnt)
+
+    def fresh(name):  # the mount's page cache of name emptied
+        drop_cache(m.path(name))
+        return m.path(name)
+
+    def second(name):  # read once, so the next read is from the page cache
+        cache(m.path(name))
+        return m.path(name)
+
+    steps = [
+        ("dd source", lambda: dd(src)),
+        ("dd f32 through the mount", lambda: dd(fresh("f32.npy"))),
+        ("dd f32 second read", lambda: dd(second("f32.npy"))),
+        ("dd bf16->f32 through the mount", lambda: dd(fresh("bf16.npy"))),
+        ("dd mxfp4->f32 through the mount", lambda: dd(fresh("mxfp4.npy"))),
+        ("np.load f32 .npy on disk", lambda: npload(os.path.join(disk, "f32.npy"))),
+        ("np.load f32 through the mount", lambda: npload(fresh("f32.npy"))),
+        ("np.load bf16 .npy on disk", lambda: npload(os.path.join(disk, "bf16.npy"))),
+        ("np.load bf16->f32 through the mount", lambda: npload(fresh("bf16.npy"))),
+        ("np.load mxfp4 .npy on disk", lambda: npload(os.path.join(disk, "mxfp4.npy"))),
+        ("np.load mxfp4->f32 through the mount", lambda: npload(fresh("mxfp4.npy"))),
+        ("np.load 1 process (p0)", lambda: npload_many([fresh("p0.npy")])),
+        ("np.load 4 processes (p0..p3)",
+         lambda: npload_many([fresh("p%d.npy" % i) for i in range(4)])),
+    ]
+    only = [s for s in a.only.split(",") if s]
+    results = {}
+    print("%-40s %8s  %s" % ("step", "GB/s", "runs (GB/s)"))
+    for name, fn in steps:
+        if only and not any(o in name for o in only):
+            continue
+        rates = []
+        for _ in range(a.runs):
+            warm(a.warm_gib)
+            rates.append(fn())
+        results[name] = statistics.median(rates)
+        print("%-40s %8.2f  %s" % (name, results[name],
+                                   " ".join("%.2f" % r for r in rates)))
+        sys.stdout.flush()
+    hwm = m.hwm()
+    m.close()
+
+    def ratio(what, num, den, goal):
+        if num in results and den in results:
+            r = results[num] / results[den]
+            print("%-58s %5.2f  (goal >= %.2f)" % (what, r, goal))
+
+    print()
+    ratio("np.load f32: mount / disk", "np.load f32 through the mount",
+          "np.load f32 .npy on disk", 0.8)
+    ratio("np.load bf16->f32: mount / disk", "np.load bf16->f32 through the mount",
+          "np.load bf16 .npy on disk", 0.75)
+    ratio("np.load mxfp4->f32: mount / disk", "np.load mxfp4->f32 through the mount",
+          "np.load mxfp4 .npy on disk", 0.75)
+    ratio("dd bf16->f32 / dd f32, through the mount", "dd bf16->f32 through the mount",
+          "dd f32 through the mount", 0.9)
+    ratio("dd f32 through the mount / dd source", "dd f32 through the mount",
+          "dd source", 0.4)
+    ratio("dd f32 second read / dd source", "dd f32 second read", "dd source", 0.8)
+    ratio("np.load, 4 processes at once / 1 process", "np.load 4 processes (p0..p3)",
+          "np.load 1 process (p0)", 1.5)
+    print("\ndaemon's peak memory (VmHWM): %.0f MiB (cache_size 256 MiB)" % (hwm / 2**20))
+
+
+if __name__ == "__main__":
+    main()

@@ -360,6 +360,24 @@ static int walk(struct loader *L, const char *path, const char *rel,
 	return rc;
 }
 
+/* The index of the shard of f whose file is called name, or -1 (f's
+ * shards are in name order). */
+static long shard_named(const struct folder *f, const char *name)
+{
+	size_t lo = 0, hi = f->nst;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(base_name(f->st[mid]->rel), name);
+		if (c == 0)
+			return (long)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
 /* An index's weight_map and the shard headers must say the same thing. */
 static int check_index(struct loader *L, const struct folder *f,
 		       const struct tpfs_source *x)
@@ -382,50 +400,53 @@ static int check_index(struct loader *L, const struct folder *f,
 	int rc = tpfs_st_index_parse(x->display, text, x->size, &ix, L->e);
 	if (rc < 0)
 		return rc;
-	/* Every entry names a shard of this folder that holds the tensor. */
+	/* Every entry names a shard of this folder that holds the tensor. The
+	 * shards come in name order (the walk sorts a folder's entries). */
+	bool *named = calloc(f->nst + 1, sizeof(*named));
+	if (!named)
+		rc = tpfs_error(L->e, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < ix->n && rc == 0; i++) {
 		const char *tn = ix->v[i].tensor, *fn = ix->v[i].file;
-		const struct tpfs_source *shard = NULL, *holder = NULL;
-		for (size_t k = 0; k < f->nst; k++) {
-			if (strcmp(base_name(f->st[k]->rel), fn) == 0)
-				shard = f->st[k];
-			if (!holder && tpfs_st_find(f->st[k]->st, tn))
-				holder = f->st[k];
+		long k = shard_named(f, fn);
+		if (k < 0) {
+			rc = tpfs_error(L->e, -EINVAL,
+					"%s: weight_map puts tensor '%s' in '%s', which is not a "
+					".safetensors file of %s",
+					x->display, tn, fn, f->display);
+		} else if (!tpfs_st_find(f->st[k]->st, tn)) {
+			const struct tpfs_source *holder = NULL;
+			for (size_t h = 0; h < f->nst && !holder; h++)
+				if (tpfs_st_find(f->st[h]->st, tn))
+					holder = f->st[h];
+			rc = tpfs_error(L->e, -EINVAL,
+					"%s: weight_map puts tensor '%s' in %s, which has no such "
+					"tensor%s%s%s",
+					x->display, tn, fn, holder ? " (it is in " : "",
+					holder ? base_name(holder->rel) : "", holder ? ")" : "");
+		} else {
+			named[k] = true;
 		}
-		if (!shard)
-			rc = tpfs_error(L->e, -EINVAL,
-				       "%s: weight_map puts tensor '%s' in '%s', which is not a "
-				       ".safetensors file of %s",
-				       x->display, tn, fn, f->display);
-		else if (!tpfs_st_find(shard->st, tn))
-			rc = tpfs_error(L->e, -EINVAL,
-				       "%s: weight_map puts tensor '%s' in %s, which has no such "
-				       "tensor%s%s%s",
-				       x->display, tn, fn, holder ? " (it is in " : "",
-				       holder ? base_name(holder->rel) : "", holder ? ")" : "");
 	}
 	/* Every tensor of a shard the index names is in the weight_map. */
 	for (size_t k = 0; k < f->nst && rc == 0; k++) {
 		const struct tpfs_source *s = f->st[k];
 		const char *sb = base_name(s->rel);
-		bool named = false;
-		for (size_t i = 0; i < ix->n && !named; i++)
-			named = strcmp(ix->v[i].file, sb) == 0;
-		for (size_t t = 0; named && t < s->st->ntensors && rc == 0; t++) {
+		for (size_t t = 0; named[k] && t < s->st->ntensors && rc == 0; t++) {
 			const char *tn = s->st->tensors[t].name;
 			const char *fn = tpfs_st_index_find(ix, tn);
 			if (!fn)
 				rc = tpfs_error(L->e, -EINVAL,
-					       "%s: tensor '%s' of %s is missing from the "
-					       "weight_map",
-					       x->display, tn, sb);
+						"%s: tensor '%s' of %s is missing from the "
+						"weight_map",
+						x->display, tn, sb);
 			else if (strcmp(fn, sb) != 0)
 				rc = tpfs_error(L->e, -EINVAL,
-					       "%s: weight_map puts tensor '%s' in %s, but it is "
-					       "in %s",
-					       x->display, tn, fn, sb);
+						"%s: weight_map puts tensor '%s' in %s, but it is "
+						"in %s",
+						x->display, tn, fn, sb);
 		}
 	}
+	free(named);
 	tpfs_st_index_free(ix);
 	return rc;
 }

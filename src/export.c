@@ -831,13 +831,9 @@ static bool out_inside_src(const char *src, const char *out)
  * manifest and starts the journal afresh. */
 static int prepare_out(struct convert *c, bool resume)
 {
-	struct stat st;
-	bool made = stat(c->out, &st) < 0 && errno == ENOENT;
 	int err = -tpfs_path_mkdir(c->out);
 	if (!err && (c->lock_fd = open(c->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		err = errno;
-	if (!err && made) /* a folder we made shows no more than the mount's root */
-		err = -set_mode(c->lock_fd, NULL, c->out_mode);
 	if (err) {
 		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(err));
 		return -1;
@@ -895,6 +891,17 @@ static int prepare_out(struct convert *c, bool resume)
 		return -1;
 	}
 	free(mpath);
+	/* OUT (new, empty, or an earlier output) shows the names of what it
+	 * holds: no more open than the mount's root, never more open than it
+	 * was. */
+	struct stat st;
+	int rc = fstat(c->lock_fd, &st) < 0 ? -errno
+					   : set_mode(c->lock_fd, NULL,
+						      (mode_t)(st.st_mode & 07777) & c->out_mode);
+	if (rc < 0) {
+		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(-rc));
+		return -1;
+	}
 	return rewrite_journal(c, c->records, c->nrecords) < 0 ? -1 : 0;
 }
 

@@ -50,8 +50,8 @@ static void mount_help(void)
 	       "comment=*\n"
 	       "                      accepted and ignored (fstab); the mount is "
 	       "always read-only,\n"
-	       "                      and checks permissions itself "
-	       "(default_permissions)\n",
+	       "                      and has the kernel check every user's "
+	       "permissions (default_permissions)\n",
 	       tpfs_options_help());
 }
 
@@ -118,6 +118,7 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a)
 		fprintf(stderr, "tpfs: too many kernel mount options\n");
 		return -1;
 	}
+	a->opt.shared = strstr(a->kopts.kernel, ",allow_other") != NULL;
 	if (!a->src || !a->mnt) {
 		fprintf(stderr, "tpfs: mount needs SRC and MNT (see 'tpfs mount --help')\n");
 		return -1;
@@ -379,7 +380,11 @@ static int cmd_umount(int argc, char **argv)
 		abs = strdup(argv[0]);
 	struct tpfs_mountinfo mi;
 	if (!abs || !tpfs_mountinfo_find(abs, &mi)) {
-		fprintf(stderr, "tpfs: %s is not mounted\n", argv[0]);
+		struct stat st;
+		if (stat(argv[0], &st) < 0 && errno == ENOENT)
+			fprintf(stderr, "tpfs: %s does not exist\n", argv[0]);
+		else
+			fprintf(stderr, "tpfs: %s is not mounted\n", argv[0]);
 		free(abs);
 		return 1;
 	}

@@ -54,6 +54,9 @@ struct loader {
 	struct tpfs_error *e;
 	struct folder *folders;
 	size_t nfolders;
+	const struct tpfs_source **warned; /* files that closed a folder, said once */
+	size_t nwarned;
+	size_t skipped_st;                 /* .safetensors names that could not be opened */
 };
 
 static const char *base_name(const char *path)
@@ -78,14 +81,34 @@ static bool push_ptr(void *arr, size_t *n, void *p)
  * (see perm.h), and so does the folder that shows it: looking it up there
  * tells its size, times and owner, which directly needs search on those
  * folders. */
+/* Set folder dir's perm to p, saying why (what, naming display) when that
+ * closes it to users who may list the source's folder: a user who gets
+ * "Permission denied" then finds the reason in the log. */
+static int narrow_folder(struct loader *L, uint32_t dir, const struct tpfs_perm *p,
+			 const char *display, const char *what)
+{
+	struct tpfs_tree *tree = &L->m->tree;
+	if (p->mode != tpfs_tree_perm(tree, dir)->mode && what && L->m->opt.shared) {
+		char *path = tpfs_tree_path(tree, dir);
+		tpfs_log(LOG_WARNING, "%s %s: %s%s is served only to them (see \"Who may "
+			 "read what\" in the README)", display, what,
+			 path && *path ? "the folder " : "the mount's root",
+			 path && *path ? path : "");
+		free(path);
+	}
+	return tpfs_tree_set_perm(tree, dir, p) < 0 ? tpfs_error(L->e, -ENOMEM, "out of memory")
+						    : 0;
+}
+
 static int narrow_linked(struct loader *L, uint32_t parent, struct tpfs_perm *p,
-			 const struct tpfs_perm_chain *ch)
+			 const struct tpfs_perm_chain *ch, const char *display)
 {
 	tpfs_perm_narrow_chain(L->m->perms, p, ch);
 	struct tpfs_perm pp = *tpfs_tree_perm(&L->m->tree, parent);
 	tpfs_perm_narrow_chain(L->m->perms, &pp, ch);
-	return tpfs_tree_set_perm(&L->m->tree, parent, &pp) < 0
-		       ? tpfs_error(L->e, -ENOMEM, "out of memory") : 0;
+	return narrow_folder(L, parent, &pp, display,
+			     "leads into a folder that fewer users may enter than the one "
+			     "that shows it");
 }
 
 /* The chain above real, or a message naming display. */
@@ -268,6 +291,7 @@ static int walk(struct loader *L, const char *path, const char *rel,
 			rc = tpfs_error(L->e, -ENOMEM, "out of memory");
 		} else if (stat(ch.path, &st) < 0) {
 			tpfs_log(LOG_WARNING, "skipping %s: %s", ch.display, strerror(errno));
+			L->skipped_st += tpfs_path_has_suffix(name, ST_SUFFIX);
 		} else if (S_ISDIR(st.st_mode) && st.st_dev != self->st_dev &&
 			   is_tpfs_mount(ch.path)) {
 			tpfs_log(LOG_WARNING, "skipping %s: a tpfs mount", ch.display);
@@ -309,7 +333,7 @@ static int walk(struct loader *L, const char *path, const char *rel,
 					rc = 0;
 				}
 				if (rc == 0 && s && link)
-					rc = narrow_linked(L, dir, &s->perm, s->chain);
+					rc = narrow_linked(L, dir, &s->perm, s->chain, ch.display);
 			}
 			struct folder *f = &L->folders[fi];
 			if (rc == 0 && s && is_st && !push_ptr(&f->st, &f->nst, s))
@@ -346,7 +370,7 @@ static int walk(struct loader *L, const char *path, const char *rel,
 			if (link)
 				rc = chain_or_fail(L, ch.real, ch.display, &above);
 			if (rc == 0 && link)
-				rc = narrow_linked(L, dir, &p, above);
+				rc = narrow_linked(L, dir, &p, above, ch.display);
 		}
 		if (rc == 0 && tpfs_tree_set_perm(&L->m->tree, (uint32_t)node, &p) < 0)
 			rc = tpfs_error(L->e, -ENOMEM, "out of memory");
@@ -499,7 +523,20 @@ static int serve_tensor(struct loader *L, uint32_t node, uint32_t ns,
 		for (int i = 0; i < 2 && t->part[i].st; i++)
 			tpfs_perm_narrow(L->m->perms, &dp, &t->part[i].src->perm,
 					 TPFS_PERM_READ);
-		rc = tpfs_tree_set_perm(tree, d, &dp);
+		/* said once a file; -o by_file gives its tensors their own folder */
+		const struct tpfs_source *s = t->part[0].src;
+		bool said = false;
+		for (size_t k = 0; k < L->nwarned; k++)
+			said |= L->warned[k] == s;
+		bool closes = dp.mode != tpfs_tree_perm(tree, d)->mode;
+		if (closes && !said && !push_ptr(&L->warned, &L->nwarned, (void *)s))
+			return tpfs_error(L->e, -ENOMEM, "out of memory");
+		rc = narrow_folder(L, d, &dp, s->display,
+				   closes && !said ? "is readable by fewer users than may "
+						     "list the folder that shows its tensors "
+						     "(-o by_file gives them a folder of "
+						     "their own)"
+						   : NULL);
 	}
 	return rc;
 }
@@ -723,6 +760,7 @@ static int serve_manifest(struct loader *L, uint32_t manifest)
 	struct tpfs_model *m = L->m;
 	struct tpfs_tree *tree = &m->tree;
 	struct tpfs_perm p = *tpfs_tree_perm(tree, 0);
+	p.mode &= 0444; /* a file: read bits only */
 	bool *seen = calloc(tree->nperms + 1, sizeof(*seen));
 	if (!seen)
 		return -ENOMEM;
@@ -757,7 +795,7 @@ static void warn_raw(const struct tpfs_model *m)
 
 /* A model with no tensor: a wrong path (no .safetensors file at all) and
  * files that hold none are different mistakes. */
-static void warn_empty(const struct tpfs_model *m, bool folder)
+static void warn_empty(const struct tpfs_model *m, bool folder, size_t skipped)
 {
 	size_t files = 0;
 	for (size_t i = 0; i < m->nsources; i++)
@@ -765,6 +803,9 @@ static void warn_empty(const struct tpfs_model *m, bool folder)
 	if (!folder)
 		tpfs_log(LOG_WARNING, "%s holds no tensor: the mount shows only manifest.json",
 			 m->display_root);
+	else if (!files && skipped)
+		tpfs_log(LOG_WARNING, "%s holds no .safetensors file that tpfs could open (%zu "
+			 "skipped: see above)", m->display_root, skipped);
 	else if (!files)
 		tpfs_log(LOG_WARNING, "%s holds no .safetensors file: the mount shows only "
 			 "its other files", m->display_root);
@@ -807,7 +848,12 @@ static int build(struct loader *L, const char *path)
 		rc = chain_or_fail(L, path, m->display_root, &up);
 		if (rc < 0)
 			return rc;
+		struct tpfs_perm own = root;
 		tpfs_perm_narrow_chain(m->perms, &root, up);
+		if (root.mode != own.mode && m->opt.shared)
+			tpfs_log(LOG_WARNING, "a folder above %s lets fewer users through than "
+				 "it does: the mount is served only to them (see \"Who may read "
+				 "what\" in the README)", m->display_root);
 	}
 	if (tpfs_tree_set_perm(&m->tree, 0, &root) < 0)
 		return tpfs_error(L->e, -ENOMEM, "out of memory");
@@ -857,15 +903,17 @@ static int build(struct loader *L, const char *path)
 	/* tpfs's own folders and stats are served as the root, as it is now
 	 * that every tensor has narrowed it. */
 	const struct tpfs_perm *rp = tpfs_tree_perm(&m->tree, 0);
+	struct tpfs_perm as_file = *rp;
+	as_file.mode &= 0444; /* a file: read bits only */
 	if (tpfs_tree_set_perm(&m->tree, (uint32_t)hidden, rp) < 0 ||
 	    tpfs_tree_set_perm(&m->tree, (uint32_t)info, rp) < 0 ||
-	    tpfs_tree_set_perm(&m->tree, (uint32_t)stats, rp) < 0 ||
+	    tpfs_tree_set_perm(&m->tree, (uint32_t)stats, &as_file) < 0 ||
 	    serve_manifest(L, (uint32_t)manifest) < 0 || tpfs_tree_finish(&m->tree) < 0)
 		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	m->info = (uint32_t)info;
 	warn_raw(m);
 	if (!m->ntensors)
-		warn_empty(m, S_ISDIR(st.st_mode));
+		warn_empty(m, S_ISDIR(st.st_mode), L->skipped_st);
 	if (m->opt.cache_size && m->opt.cache_size < m->opt.block_size)
 		tpfs_log(LOG_WARNING, "cache_size is smaller than block_size: no converted "
 			 "block will stay cached");
@@ -913,6 +961,7 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 		free(L.folders[i].idx);
 	}
 	free(L.folders);
+	free(L.warned);
 	if (rc < 0) {
 		tpfs_model_close(m);
 		return rc;

@@ -306,7 +306,7 @@ int tpfs_perm_chain_check(const struct tpfs_perm_chain *ch)
 		return -ENOMEM;
 	int rc = 0;
 	for (size_t i = ch->n; i-- > 0 && rc == 0;) {
-		struct tpfs_perm_folder now;
+		struct tpfs_perm_folder now = {0};
 		int err = examine(i == 0 ? "/" : path, &now);
 		if (err < 0)
 			rc = err;

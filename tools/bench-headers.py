@@ -6,10 +6,11 @@ index), next to a one-tensor model as the baseline.
 
     tools/bench-headers.py [--tpfs build/tpfs] [--counts 100000,1000000] [--runs 3]
 
-Prints, per model: header bytes, medians of the times, and the daemon's
-memory per tensor beyond the header's own bytes and the baseline. Touches
-1 GiB of fresh memory before each timed step (see the README: first touches
-of memory are slow on some virtual machines). Needs a FUSE mount.
+Prints, per model: the bytes of its headers, medians of the times, the
+daemon's peak memory, and per tensor the daemon's (then `tpfs ls`'s) peak
+memory beyond the headers' bytes and the one-tensor baseline. Touches 1 GiB
+of memory before each timed step: on some virtual machines the first touch
+of memory is slow enough to swamp what is measured. Needs a FUSE mount.
 """
 
 import argparse
@@ -128,9 +129,10 @@ def tool_run(tpfs, src):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tpfs", default="build/tpfs")
-    ap.add_argument("--counts", default="100000,1000000")
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tpfs", default="build/tpfs", help="the tpfs binary")
+    ap.add_argument("--counts", default="100000,1000000",
+                    help="tensor counts, comma-separated")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each step (medians)")
     a = ap.parse_args()
     tpfs = os.path.abspath(a.tpfs)
     work = tempfile.mkdtemp(prefix="tpfs-bench-headers-")
@@ -141,9 +143,9 @@ def main():
         make_model(base_src, 1, 1)
         base = statistics.median(one_run(tpfs, base_src, mnt)[1] for _ in range(a.runs))
         print("baseline (1 tensor): VmHWM %.1f MiB" % (base / 2**20))
-        print("%-22s %9s %9s %10s %12s %9s %10s %12s" % (
-            "model", "header", "mount s", "VmHWM MiB", "B/tensor", "ls -l s",
-            "tpfs ls s", "ls B/tensor"))
+        print("%-24s %11s %8s %10s %12s %8s %10s %14s" % (
+            "model", "header B", "mount s", "VmHWM MiB", "B/tensor", "ls -l s",
+            "tpfs ls s", "tpfs ls B/t."))
         for n in (int(x) for x in a.counts.split(",")):
             for shards in (1, 4):
                 src = os.path.join(work, "m%d-%d" % (n, shards))
@@ -157,7 +159,7 @@ def main():
                 tool_rss = max(t[1] for t in tools)
                 per = (hwm - base - header) / n
                 tool_per = (tool_rss - base - header) / n
-                print("%-22s %9d %9.2f %10.1f %12.0f %9.2f %10.2f %12.0f" % (
+                print("%-24s %11d %8.2f %10.1f %12.0f %8.2f %10.2f %14.0f" % (
                     "%d tensors, %d file%s" % (n, shards, "s" if shards > 1 else ""),
                     header, mount_s, hwm / 2**20, per, ls_s, tool_s, tool_per))
                 sys.stdout.flush()

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs the whole test suite: installs what is missing, builds tpfs twice
-# (optimised, and unoptimised with AddressSanitizer and
+# (optimised, as tools/demo.sh builds it, and unoptimised with AddressSanitizer and
 # UndefinedBehaviorSanitizer) and runs every test in both builds: unit tests
 # and real FUSE mounts read with NumPy; then, where clang is installed,
 # fuzzes for 30 seconds each the header parser, the -o parser and the name
@@ -14,7 +14,7 @@ jobs=$(nproc)
 realdata=${TPFS_REALDATA:-$(pwd)/../shared/realdata}
 for variant in release asan; do
 	dir=build-test-$variant
-	flags="-DCMAKE_BUILD_TYPE=RelWithDebInfo"
+	flags="-DCMAKE_BUILD_TYPE=Release"
 	[ "$variant" = asan ] && flags="-DCMAKE_BUILD_TYPE=Debug -DTPFS_SANITIZE=ON"
 	echo "== $variant build"
 	# a build folder copied from another checkout would make CMake refuse

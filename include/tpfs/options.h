@@ -33,6 +33,8 @@ struct tpfs_options {
 	uint64_t cache_size;  /* bound on converted bytes kept in memory */
 	uint64_t block_size;  /* conversion unit, in output bytes */
 	bool by_file;         /* one folder per .safetensors file */
+	bool shared;          /* a mount other users may enter (allow_other):
+				 loading says what permissions close to them */
 	enum tpfs_out bf16;   /* f32 (default), f16, raw */
 	enum tpfs_out fp8;    /* f16 (default), f32, raw */
 	enum tpfs_out mxfp4;  /* f32 (default), f16, bf16, raw, both */

@@ -200,10 +200,14 @@ class SharedMount(T.FuseCase):
             self.check_served(layout, m.mnt, readers, expect)
             return m.stderr()
 
-    def check_converted(self, layout, readers=(OTHER, GROUP, OWNER), extra=()):
+    def check_converted(self, layout, readers=(OTHER, GROUP, OWNER), extra=(),
+                        premade=False):
         """tpfs convert (as root) writes no file or folder that a user may
-        read or list but could not directly."""
+        read or list but could not directly (into a new OUT, or one made
+        open beforehand)."""
         out = os.path.join(self.base, "out")
+        if premade:
+            folder(out, 0o777)
         r = T.run_tpfs("convert", layout.src, out, *extra)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.check_served(layout, out, readers, ())
@@ -351,7 +355,7 @@ class SharedMount(T.FuseCase):
         except OSError as e:
             print("no POSIX ACLs on this filesystem (%s): the ACL entries are "
                   "plain files" % e)
-        self.check(L, expect=[
+        log = self.check(L, expect=[
             (OTHER, "w.npy", "read"), (OTHER, "layers.0.x.npy", "read"),
             (OTHER, "enc/deep/k.npy", "read"), (OTHER, ".tpfs/info/w.txt", "read"),
             (OTHER, "config.json", "read"), (OTHER, "link.json", "read"),
@@ -362,8 +366,16 @@ class SharedMount(T.FuseCase):
             (OWNER, "theirs.json", "read"), (OWNER, "odir/own_t.npy", "read"),
             (OWNER, "odir/f.json", "read"),
         ])
+        # the log says what closed a folder, and to whom it is served
+        self.assertRegex(log, r"mixed/(sec|other)\.safetensors is readable by fewer users than "
+                              r"may list the folder that shows its tensors .*: the "
+                              r"folder mixed is served only to them")
+        self.assertRegex(log, r"bad/in\.json leads into a folder that fewer users may "
+                              r"enter than the one that shows it: the folder bad is "
+                              r"served only to them")
         self.check_converted(L)
         self.check_converted(L, readers=(OTHER, GROUP), extra=("--shard-size", "1K"))
+        self.check_converted(L, readers=(OTHER,), premade=True)
 
     def test_a_closed_folder_above_the_source_closes_the_mount(self):
         b = self.base
@@ -373,7 +385,12 @@ class SharedMount(T.FuseCase):
         folder(src)
         L.add_shard("model.safetensors", [("w", "F32", (2, 2))])
         text(os.path.join(src, "config.json"))
-        self.check(L)
+        log = self.check(L)
+        self.assertIn("a folder above %s lets fewer users through than it does" % src, log)
+        # said only of a mount that lets others in
+        with T.Mount(src) as m:
+            self.assertNotIn("lets fewer users through", m.stderr())
+        self.check_converted(L, premade=True)
 
     def test_a_fully_open_model_is_open_to_all(self):
         b = self.base

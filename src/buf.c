@@ -129,6 +129,7 @@ char *tpfs_buf_take(struct tpfs_buf *b, size_t *len)
 		return NULL;
 	}
 	char *p = b->data;
+	p[b->len] = '\0'; /* nothing appended yet: reserving did not terminate it */
 	if (len)
 		*len = b->len;
 	b->data = NULL;

@@ -3,6 +3,7 @@
  */
 #include "tpfs/arena.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,8 @@ struct tpfs_arena_chunk {
 
 void *tpfs_arena_alloc(struct tpfs_arena *a, size_t n, size_t align)
 {
+	if (n > SIZE_MAX - sizeof(struct tpfs_arena_chunk))
+		return NULL; /* the chunk's size would wrap around */
 	size_t at = (a->used + align - 1) & ~(align - 1);
 	if (!a->chunks || at > a->cap || n > a->cap - at) {
 		/* a piece larger than a quarter chunk gets a chunk of its own,

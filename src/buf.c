@@ -12,6 +12,10 @@ static bool buf_reserve(struct tpfs_buf *b, size_t extra)
 {
 	if (b->oom)
 		return false;
+	if (extra > SIZE_MAX - 1 - b->len) { /* len + extra + 1 would wrap */
+		b->oom = true;
+		return false;
+	}
 	if (b->len + extra + 1 <= b->cap)
 		return true;
 	size_t cap = b->cap ? b->cap : 256;
@@ -125,6 +129,7 @@ char *tpfs_buf_take(struct tpfs_buf *b, size_t *len)
 		return NULL;
 	}
 	char *p = b->data;
+	p[b->len] = '\0'; /* nothing appended yet: reserving did not terminate it */
 	if (len)
 		*len = b->len;
 	b->data = NULL;

@@ -63,8 +63,11 @@ int tpfs_path_mkdir(const char *path)
 			continue;
 		char c = *s;
 		*s = '\0';
+		struct stat st;
 		if (mkdir(p, 0755) < 0 && errno != EEXIST)
 			rc = -errno;
+		else if (!c && (stat(p, &st) < 0 || !S_ISDIR(st.st_mode)))
+			rc = -EEXIST; /* as mkdir -p: something else has the name */
 		*s = c;
 		if (!c)
 			break;

@@ -230,14 +230,14 @@ static int examine(const char *dir, struct tpfs_perm_folder *f)
 const struct tpfs_perm_chain *tpfs_perm_chain_of(struct tpfs_perm_ctx *c,
 						 const char *dir)
 {
-	if ((c->nchains + 1) * 2 > c->cap && chains_grow(c) < 0) {
-		errno = ENOMEM;
-		return NULL;
+	if (c->cap) {
+		size_t at = chain_slot(c, dir);
+		if (c->chains[at])
+			return c->chains[at];
 	}
-	size_t at = chain_slot(c, dir);
-	if (c->chains[at])
-		return c->chains[at];
-	/* "/" ends the chain; otherwise the parent's chain and one more. */
+	/* "/" ends the chain; otherwise the parent's chain and one more. The
+	 * parent's chain goes in first, so that the room checked below is
+	 * the room left once the whole path above is in the table. */
 	const struct tpfs_perm_chain *up = NULL;
 	const char *slash = strrchr(dir, '/');
 	if (slash && slash != dir) {
@@ -246,12 +246,14 @@ const struct tpfs_perm_chain *tpfs_perm_chain_of(struct tpfs_perm_ctx *c,
 		free(parent);
 		if (!up)
 			return NULL;
-		at = chain_slot(c, dir); /* the table may have grown */
 	} else if (strcmp(dir, "/") != 0) {
 		up = tpfs_perm_chain_of(c, "/");
 		if (!up)
 			return NULL;
-		at = chain_slot(c, dir);
+	}
+	if ((c->nchains + 1) * 2 > c->cap && chains_grow(c) < 0) {
+		errno = ENOMEM;
+		return NULL;
 	}
 	struct tpfs_perm_chain *ch = calloc(1, sizeof(*ch));
 	size_t n = up ? up->n + 1 : 1;
@@ -273,7 +275,7 @@ const struct tpfs_perm_chain *tpfs_perm_chain_of(struct tpfs_perm_ctx *c,
 		errno = -rc;
 		return NULL;
 	}
-	c->chains[at] = ch;
+	c->chains[chain_slot(c, dir)] = ch;
 	c->nchains++;
 	return ch;
 }

@@ -231,6 +231,33 @@ static void a_chain_holds_every_folder_and_notices_changes(void)
 	fx_rmtree(d);
 }
 
+/* Deep folders: each level enters the table on the way down, so the table
+ * must make room for the whole path, not for one entry. */
+static void chains_of_deep_folders_fit_the_table(void)
+{
+	char *d = fx_tmpdir();
+	char rel[2 * 200 + 8] = "";
+	for (int i = 0; i < 200; i++)
+		strcat(rel, "d/");
+	strcat(rel, "f");
+	CHECK(fx_write(d, rel, "x", 1) == 0);
+	rel[strlen(rel) - 2] = '\0';
+	char *deep = fx_path(d, rel);
+	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
+	const struct tpfs_perm_chain *ch = tpfs_perm_chain_of(c, deep);
+	CHECK(ch != NULL);
+	if (ch) {
+		size_t depth = 1;
+		for (const char *s = deep + 1; *s; s++)
+			depth += *s == '/';
+		CHECK(ch->n == depth + 1 && depth > 200);
+		CHECK(tpfs_perm_chain_check(ch) == 0);
+	}
+	tpfs_perm_ctx_destroy(c);
+	free(deep);
+	fx_rmtree(d);
+}
+
 int main(void)
 {
 	RUN(narrowing_never_lets_anyone_past_what_they_could_do);
@@ -240,5 +267,6 @@ int main(void)
 	RUN(served_bits_are_read_and_search_only);
 	RUN(an_acl_is_seen);
 	RUN(a_chain_holds_every_folder_and_notices_changes);
+	RUN(chains_of_deep_folders_fit_the_table);
 	return check_done();
 }

@@ -4,6 +4,7 @@
  * that know libfuse (with fuse_ops.c).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
@@ -144,12 +145,32 @@ static void fuse_log_to_tpfs(enum fuse_log_level level, const char *fmt, va_list
 	line[0] = '\0';
 }
 
+/* The mount point: its real path (for messages, mountinfo and the checks
+ * against the source) and the folder itself, held open from the first check
+ * to the mount, so that a folder swapped for a link meanwhile cannot send a
+ * root mount somewhere else. */
+struct mountpoint {
+	char *real;
+	int fd;          /* O_PATH, or -1 */
+	const char *via; /* what mount(2) is given: real, or proc */
+	char proc[32];
+};
+
+static void mountpoint_close(struct mountpoint *mp)
+{
+	free(mp->real);
+	if (mp->fd >= 0)
+		close(mp->fd);
+	*mp = (struct mountpoint){.fd = -1};
+}
+
 /* The mount point must be an existing folder that is not already a mount
  * point; a dead mount gets advice. */
-static char *check_mountpoint(const char *mnt)
+static int check_mountpoint(const char *mnt, struct mountpoint *mp)
 {
 	struct stat st;
 	struct statvfs sv;
+	*mp = (struct mountpoint){.fd = -1};
 	/* statvfs always asks the filesystem, so it sees a dead FUSE mount
 	 * that a cached stat would hide. */
 	if (stat(mnt, &st) < 0 || statvfs(mnt, &sv) < 0) {
@@ -160,24 +181,52 @@ static char *check_mountpoint(const char *mnt)
 				mnt, mnt);
 		else
 			fprintf(stderr, "tpfs: %s: %s\n", mnt, strerror(errno));
-		return NULL;
+		return -1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		fprintf(stderr, "tpfs: %s: the mount point is not a folder\n", mnt);
-		return NULL;
+		return -1;
 	}
-	char *abs = realpath(mnt, NULL);
+	mp->fd = open(mnt, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	mp->real = mp->fd < 0 ? NULL : realpath(mnt, NULL);
+	struct stat held;
 	struct tpfs_mountinfo mi;
-	if (!abs) {
+	if (!mp->real) {
 		fprintf(stderr, "tpfs: %s: %s\n", mnt, strerror(errno));
-	} else if (tpfs_mountinfo_find(abs, &mi)) {
+	} else if (fstat(mp->fd, &held) < 0 || held.st_dev != st.st_dev ||
+		   held.st_ino != st.st_ino) {
+		fprintf(stderr, "tpfs: %s: the mount point changed while it was checked\n",
+			mnt);
+	} else if (tpfs_mountinfo_find(mp->real, &mi)) {
 		fprintf(stderr, "tpfs: %s is already a mount point (%s from %s); unmount it "
 				"first\n",
 			mnt, mi.type, mi.source);
-		free(abs);
-		abs = NULL;
+	} else {
+		return 0;
 	}
-	return abs;
+	mountpoint_close(mp);
+	return -1;
+}
+
+/* Where mount(2) mounts: when root mounts by itself, the folder held open
+ * (a path through /proc that resolves to that very folder, and that also
+ * unmounts it); fusermount3, which mounts for other users and for
+ * auto_unmount, resolves the real path with its own checks. Refuses if the
+ * real path no longer leads to the held folder, which the checks against
+ * the source were made for. */
+static int pin_mountpoint(struct mountpoint *mp, bool fusermount)
+{
+	struct stat held, now;
+	if (fstat(mp->fd, &held) < 0 || stat(mp->real, &now) < 0 ||
+	    held.st_dev != now.st_dev || held.st_ino != now.st_ino) {
+		fprintf(stderr, "tpfs: %s: the mount point was moved or replaced; not "
+				"mounting\n",
+			mp->real);
+		return -1;
+	}
+	snprintf(mp->proc, sizeof(mp->proc), "/proc/self/fd/%d", mp->fd);
+	mp->via = geteuid() == 0 && !fusermount ? mp->proc : mp->real;
+	return 0;
 }
 
 /* argv for fuse_session_new: the kernel mount options, with fsname set to
@@ -280,12 +329,13 @@ static int cmd_mount(int argc, char **argv)
 	if (rc)
 		return rc > 0 ? 0 : 2;
 	tpfs_log_set_debug(a.debug);
-	char *mnt = check_mountpoint(a.mnt);
-	if (!mnt)
+	struct mountpoint mp;
+	if (check_mountpoint(a.mnt, &mp) < 0)
 		return 1;
+	const char *mnt = mp.real;
 	if (tpfs_guard_install() < 0) {
 		fprintf(stderr, "tpfs: cannot install the SIGBUS handler\n");
-		free(mnt);
+		mountpoint_close(&mp);
 		return 1;
 	}
 
@@ -326,7 +376,9 @@ static int cmd_mount(int argc, char **argv)
 	if (tpfs_path_entries(mnt, NULL) > 0)
 		tpfs_log(LOG_WARNING, "%s is not empty: the mount hides its files until it "
 			 "is unmounted", a.mnt);
-	if (fuse_session_mount(se, mnt) < 0) {
+	if (pin_mountpoint(&mp, strstr(a.kopts.kernel, ",auto_unmount") != NULL) < 0)
+		goto out;
+	if (fuse_session_mount(se, mp.via) < 0) {
 		if (!fuse_said_error)
 			fprintf(stderr, "tpfs: cannot mount %s on %s\n", a.src, mnt);
 		goto out;
@@ -354,7 +406,7 @@ out:
 	fuse_opt_free_args(&fa);
 	tpfs_view_destroy(view);
 	tpfs_model_close(m);
-	free(mnt);
+	mountpoint_close(&mp);
 	return status;
 }
 

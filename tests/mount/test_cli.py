@@ -201,6 +201,31 @@ class MountPoints(Workspace):
         self.assertIn("is not empty: the mount hides its files", r.stderr)
         self.assertEqual(T.run_tpfs("umount", self.mnt).returncode, 0)
 
+    def test_a_mount_point_swapped_for_a_link_while_loading_is_refused(self):
+        """The mount point is held from its check to the mount: a folder
+        replaced by a link to another folder while a large model loads must
+        not send the mount there."""
+        n = 1000000
+        head = json.dumps({"t%d" % i: {"dtype": "U8", "shape": [1],
+                                       "data_offsets": [i, i + 1]}
+                           for i in range(n)}, separators=(",", ":")).encode()
+        with open(os.path.join(self.src, "model.safetensors"), "wb") as f:
+            f.write(struct.pack("<Q", len(head)) + head + bytes(n))
+        target = os.path.join(self.tmp.name, "target")
+        os.mkdir(target)
+        proc = subprocess.Popen([T.TPFS, "mount", self.src, self.mnt],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        os.rename(self.mnt, self.mnt + ".held")
+        os.symlink(target, self.mnt)
+        _, err = proc.communicate(timeout=120)
+        self.assertFalse(os.path.ismount(target))
+        self.assertFalse(os.path.ismount(self.mnt + ".held"))
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("the mount point was moved or replaced; not mounting", err)
+        os.unlink(self.mnt)
+        os.rename(self.mnt + ".held", self.mnt)
+
     def test_double_dash_ends_the_flags(self):
         os.rename(self.src, os.path.join(self.tmp.name, "-model"))
         r = subprocess.run([os.path.abspath(T.TPFS), "mount", "--", "-model", "mnt"],

@@ -111,22 +111,21 @@ static int narrow_linked(struct loader *L, uint32_t parent, struct tpfs_perm *p,
 			     "that shows it");
 }
 
-/* The chain above real, or a message naming display. */
-static int chain_or_fail(struct loader *L, const char *real, const char *display,
+/* The chain above what fd is open on, or a message naming display. */
+static int chain_or_fail(struct loader *L, int fd, const char *display,
 			 const struct tpfs_perm_chain **ch)
 {
-	*ch = tpfs_perm_chain_above(L->m->perms, real);
-	return *ch ? 0 : tpfs_error(L->e, -errno, "%s: cannot examine the folders above "
-				  "%s: %s", display, real, strerror(errno));
+	*ch = tpfs_perm_chain_above_fd(L->m->perms, fd);
+	return *ch ? 0 : tpfs_source_chain_error(L->e, display, errno);
 }
 
 /* Open a source file of the model (tpfs_source_open) and keep it. */
-static int add_source(struct loader *L, const char *path, const char *rel,
-		      const char *display, const char *real, bool safetensors,
+static int add_source(struct loader *L, int dirfd, const char *name, const char *path,
+		      const char *rel, const char *display, bool safetensors,
 		      struct tpfs_source **out)
 {
-	int rc = tpfs_source_open(path, rel, display, real, safetensors, L->m->perms, out,
-				  L->e);
+	int rc = tpfs_source_open(dirfd, name, path, rel, display, safetensors,
+				  L->m->perms, out, L->e);
 	if (rc == 0 && !push_ptr(&L->m->sources, &L->m->nsources, *out)) {
 		tpfs_source_close(*out);
 		rc = tpfs_error(L->e, -ENOMEM, "out of memory");
@@ -139,16 +138,21 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Read a folder's entry names, sorted. */
-static int list_dir(const char *path, const char *display, char ***names,
-		    size_t *n, struct tpfs_error *e)
+/* Read the entry names of the folder open as fd, sorted. */
+static int list_dir(int fd, const char *display, char ***names, size_t *n,
+		    struct tpfs_error *e)
 {
 	*names = NULL;
 	*n = 0;
-	DIR *d = opendir(path);
-	if (!d)
-		return tpfs_error(e, -errno, "%s: cannot open folder: %s", display,
-				 strerror(errno));
+	int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = own >= 0 ? fdopendir(own) : NULL;
+	if (!d) {
+		int err = errno;
+		if (own >= 0)
+			close(own);
+		return tpfs_error(e, -err, "%s: cannot open folder: %s", display,
+				 strerror(err));
+	}
 	struct dirent *de;
 	int rc = 0;
 	while ((de = readdir(d)) != NULL) {
@@ -192,33 +196,18 @@ static struct folder *add_folder(struct loader *L, uint32_t dir,
 	return f;
 }
 
-/* Whether path, links resolved, lies within root (an absolute real path).
- * Links to files may lead anywhere (Hugging Face's snapshots link into a
- * blob store), but a linked folder outside the source would mirror it. */
-static bool inside(const char *root, const char *path)
-{
-	char *real = realpath(path, NULL);
-	bool in = real && tpfs_path_within(root, real);
-	free(real);
-	return in;
-}
-
 /* A tpfs mount inside the source would be read as a model of .npy files
  * (and its .tpfs/stats cannot be mapped). */
-static bool is_tpfs_mount(const char *path)
+static bool is_tpfs_mount(const char *real)
 {
 	struct tpfs_mountinfo mi;
-	char *real = realpath(path, NULL);
-	bool tpfs = real && tpfs_mountinfo_find(real, &mi) &&
-		    strcmp(mi.type, TPFS_MOUNTINFO_TYPE) == 0;
-	free(real);
-	return tpfs;
+	return tpfs_mountinfo_find(real, &mi) && strcmp(mi.type, TPFS_MOUNTINFO_TYPE) == 0;
 }
 
-/* A folder entry's path to open, path under the root, path for messages,
- * and real path (links resolved; NULL until needed). */
+/* A folder entry's path (for later checks), path under the root and path
+ * for messages. */
 struct child {
-	char *path, *rel, *display, *real;
+	char *path, *rel, *display;
 };
 
 static bool child_of(struct child *c, const char *path, const char *rel,
@@ -227,7 +216,6 @@ static bool child_of(struct child *c, const char *path, const char *rel,
 	c->path = tpfs_path_join(path, name);
 	c->rel = tpfs_path_join(rel, name);
 	c->display = tpfs_path_join(display, name);
-	c->real = NULL;
 	return c->path && c->rel && c->display;
 }
 
@@ -236,49 +224,105 @@ static void child_free(struct child *c)
 	free(c->path);
 	free(c->rel);
 	free(c->display);
-	free(c->real);
 }
 
-/* Where an entry of the folder at real really is: below it, unless the
- * source path reaches it through a link (*linked, which a folder reached
- * through a link passes on to everything below it). */
-static int child_real(struct loader *L, struct child *c, const char *real,
-		      const char *name, bool *linked)
+/* Whether the chain ends at folder a: an entry whose chain above ends
+ * elsewhere is not where the source's path shows it (a link, or a folder
+ * swapped for one while the model loads). */
+static bool chain_ends_at(const struct tpfs_perm_chain *ch, const struct ancestry *a)
 {
-	struct stat lst;
-	if (!*linked)
-		*linked = lstat(c->path, &lst) == 0 && S_ISLNK(lst.st_mode);
-	c->real = *linked ? realpath(c->path, NULL) : tpfs_path_join(real, name);
-	if (!c->real && errno == ENOMEM)
-		return tpfs_error(L->e, -ENOMEM, "out of memory");
-	if (!c->real)
-		return tpfs_error(L->e, -errno, "%s: cannot resolve: %s", c->display,
-				 strerror(errno));
-	return 0;
+	const struct tpfs_perm_folder *f = &ch->v[ch->n - 1];
+	return f->dev == a->dev && f->ino == a->ino;
 }
 
-/* A subfolder to walk once the folder's files are in. */
-struct sub {
-	const char *name;
-	struct stat st;
-	bool linked;
-};
+static int walk(struct loader *L, int fd, const char *path, const char *rel,
+		const char *display, uint32_t dir, const struct stat *self,
+		const struct ancestry *up);
 
-/* Walk the folder at path (real: the same with links resolved; linked:
- * whether the source path reaches it through a link), mirrored as node dir. */
-static int walk(struct loader *L, const char *path, const char *rel,
-		const char *display, const char *real, bool linked, uint32_t dir,
-		const struct stat *self, const struct ancestry *up)
+/* Mirror the open folder sfd (st) as name in dir, then walk it. */
+static int enter(struct loader *L, int sfd, const struct stat *st, const struct child *ch,
+		 uint32_t dir, const char *name, const struct ancestry *here)
+{
+	long node = tpfs_tree_dir(&L->m->tree, dir, name, st->st_mtim);
+	if (node < 0)
+		return tpfs_error(L->e, (int)node, "out of memory");
+	struct tpfs_perm p = tpfs_perm_served(tpfs_perm_from_stat(st, sfd, NULL), true);
+	const struct tpfs_perm_chain *above;
+	int rc = chain_or_fail(L, sfd, ch->display, &above);
+	if (rc == 0 && !chain_ends_at(above, here))
+		rc = narrow_linked(L, dir, &p, above, ch->display);
+	if (rc == 0 && tpfs_tree_set_perm(&L->m->tree, (uint32_t)node, &p) < 0)
+		rc = tpfs_error(L->e, -ENOMEM, "out of memory");
+	return rc < 0 ? rc
+		      : walk(L, sfd, ch->path, ch->rel, ch->display, (uint32_t)node, st, here);
+}
+
+/* Open the subfolder name of the folder open as fd and, unless it is one
+ * to leave out (said why), walk it. */
+static int walk_sub(struct loader *L, int fd, const char *path, const char *rel,
+		    const char *display, uint32_t dir, const struct ancestry *here,
+		    const char *name)
+{
+	struct child ch;
+	if (!child_of(&ch, path, rel, display, name)) {
+		child_free(&ch);
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
+	}
+	int rc = 0;
+	struct stat st;
+	char *real = NULL, proc[32];
+	int sfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", sfd);
+	bool loop = false;
+	if (sfd >= 0 && fstat(sfd, &st) == 0 && (real = tpfs_path_of_fd(sfd)))
+		for (const struct ancestry *a = here; a; a = a->up)
+			loop |= a->dev == (uint64_t)st.st_dev && a->ino == (uint64_t)st.st_ino;
+	if (!real && errno == ENOMEM)
+		rc = tpfs_error(L->e, -ENOMEM, "out of memory");
+	else if (!real)
+		tpfs_log(LOG_WARNING, "skipping %s: %s", ch.display, strerror(errno));
+	else if ((uint64_t)st.st_dev != here->dev && is_tpfs_mount(real))
+		tpfs_log(LOG_WARNING, "skipping %s: a tpfs mount", ch.display);
+	/* Links to files may lead anywhere (Hugging Face's snapshots link into
+	 * a blob store), but a linked folder outside the source would mirror
+	 * what is not the model. */
+	else if (!tpfs_path_within(L->m->root, real))
+		tpfs_log(LOG_WARNING, "skipping %s: a link to a folder outside %s",
+			 ch.display, L->m->display_root);
+	else if (loop)
+		tpfs_log(LOG_WARNING, "skipping %s: it leads back to a folder above it",
+			 ch.display);
+	else if (tpfs_tree_lookup(&L->m->tree, dir, name) >= 0)
+		tpfs_log(LOG_WARNING, "skipping %s: the mount shows its own %s there",
+			 ch.display, name);
+	else if (access(proc, R_OK | X_OK) < 0)
+		tpfs_log(LOG_WARNING, "skipping %s: %s", ch.display, strerror(errno));
+	else
+		rc = enter(L, sfd, &st, &ch, dir, name, here);
+	free(real);
+	if (sfd >= 0)
+		close(sfd);
+	child_free(&ch);
+	return rc;
+}
+
+/* Walk the folder open as fd (self: its fstat), reached as path and
+ * mirrored as node dir. Entries are opened relative to fd and examined
+ * once open, so that what is served is what was examined, whatever is
+ * renamed or swapped for a link meanwhile; subfolders are walked after the
+ * folder's files, in name order. */
+static int walk(struct loader *L, int fd, const char *path, const char *rel,
+		const char *display, uint32_t dir, const struct stat *self,
+		const struct ancestry *up)
 {
 	struct ancestry here = {self->st_dev, self->st_ino, up};
 	char **names;
 	size_t n;
-	int rc = list_dir(path, display, &names, &n, L->e);
+	int rc = list_dir(fd, display, &names, &n, L->e);
 	size_t fi = L->nfolders;
 	if (rc == 0 && !add_folder(L, dir, display, self->st_mtim))
 		rc = tpfs_error(L->e, -ENOMEM, "out of memory");
-	/* Subfolders are walked after this folder's files, in name order. */
-	struct sub *subs = calloc(n + 1, sizeof(*subs));
+	const char **subs = calloc(n + 1, sizeof(*subs));
 	size_t nsubs = 0;
 	if (rc == 0 && !subs)
 		rc = tpfs_error(L->e, -ENOMEM, "out of memory");
@@ -286,34 +330,13 @@ static int walk(struct loader *L, const char *path, const char *rel,
 		const char *name = names[i];
 		struct child ch;
 		struct stat st;
-		bool link = linked;
 		if (!child_of(&ch, path, rel, display, name)) {
 			rc = tpfs_error(L->e, -ENOMEM, "out of memory");
-		} else if (stat(ch.path, &st) < 0) {
+		} else if (fstatat(fd, name, &st, 0) < 0) {
 			tpfs_log(LOG_WARNING, "skipping %s: %s", ch.display, strerror(errno));
 			L->skipped_st += tpfs_path_has_suffix(name, ST_SUFFIX);
-		} else if (S_ISDIR(st.st_mode) && st.st_dev != self->st_dev &&
-			   is_tpfs_mount(ch.path)) {
-			tpfs_log(LOG_WARNING, "skipping %s: a tpfs mount", ch.display);
-		} else if (S_ISDIR(st.st_mode) && !inside(L->m->root, ch.path)) {
-			tpfs_log(LOG_WARNING, "skipping %s: a link to a folder outside %s",
-				 ch.display, L->m->display_root);
 		} else if (S_ISDIR(st.st_mode)) {
-			bool loop = false;
-			for (const struct ancestry *a = &here; a; a = a->up)
-				loop |= a->dev == (uint64_t)st.st_dev &&
-					a->ino == (uint64_t)st.st_ino;
-			if (loop)
-				tpfs_log(LOG_WARNING, "skipping %s: it leads back to a folder "
-					 "above it", ch.display);
-			else if (tpfs_tree_lookup(&L->m->tree, dir, name) >= 0)
-				tpfs_log(LOG_WARNING, "skipping %s: the mount shows its own %s "
-					 "there", ch.display, name);
-			else if (access(ch.path, R_OK | X_OK) < 0)
-				tpfs_log(LOG_WARNING, "skipping %s: %s", ch.display,
-					 strerror(errno));
-			else
-				subs[nsubs++] = (struct sub){name, st, linked};
+			subs[nsubs++] = name;
 		} else if (S_ISREG(st.st_mode)) {
 			bool is_st = tpfs_path_has_suffix(name, ST_SUFFIX);
 			struct tpfs_source *s = NULL;
@@ -321,10 +344,8 @@ static int walk(struct loader *L, const char *path, const char *rel,
 				tpfs_log(LOG_WARNING, "skipping %s: the mount shows its own %s "
 					 "there", ch.display, name);
 			} else {
-				rc = child_real(L, &ch, real, name, &link);
-				if (rc == 0)
-					rc = add_source(L, ch.path, ch.rel, ch.display, ch.real,
-							is_st, &s);
+				rc = add_source(L, fd, name, ch.path, ch.rel, ch.display, is_st,
+						&s);
 				/* a model is refused whole rather than served in part,
 				 * but a file beside it that tpfs may not read is left out */
 				if (rc == -EACCES && !is_st) {
@@ -332,7 +353,7 @@ static int walk(struct loader *L, const char *path, const char *rel,
 						 strerror(EACCES));
 					rc = 0;
 				}
-				if (rc == 0 && s && link)
+				if (rc == 0 && s && !chain_ends_at(s->chain, &here))
 					rc = narrow_linked(L, dir, &s->perm, s->chain, ch.display);
 			}
 			struct folder *f = &L->folders[fi];
@@ -354,31 +375,8 @@ static int walk(struct loader *L, const char *path, const char *rel,
 		}
 		child_free(&ch);
 	}
-	for (size_t i = 0; i < nsubs && rc == 0; i++) {
-		struct child ch;
-		const struct stat *st = &subs[i].st;
-		bool link = subs[i].linked;
-		long node = child_of(&ch, path, rel, display, subs[i].name)
-				    ? tpfs_tree_dir(&L->m->tree, dir, subs[i].name, st->st_mtim)
-				    : -ENOMEM;
-		rc = node < 0 ? tpfs_error(L->e, (int)node, "out of memory")
-			      : child_real(L, &ch, real, subs[i].name, &link);
-		struct tpfs_perm p;
-		const struct tpfs_perm_chain *above;
-		if (rc == 0) {
-			p = tpfs_perm_served(tpfs_perm_from_stat(st, -1, ch.path), true);
-			if (link)
-				rc = chain_or_fail(L, ch.real, ch.display, &above);
-			if (rc == 0 && link)
-				rc = narrow_linked(L, dir, &p, above, ch.display);
-		}
-		if (rc == 0 && tpfs_tree_set_perm(&L->m->tree, (uint32_t)node, &p) < 0)
-			rc = tpfs_error(L->e, -ENOMEM, "out of memory");
-		if (rc == 0)
-			rc = walk(L, ch.path, ch.rel, ch.display, ch.real, link,
-				  (uint32_t)node, st, &here);
-		child_free(&ch);
-	}
+	for (size_t i = 0; i < nsubs && rc == 0; i++)
+		rc = walk_sub(L, fd, path, rel, display, dir, &here, subs[i]);
 	free(subs);
 	free_names(names, n);
 	return rc;
@@ -824,11 +822,14 @@ static void raise_fd_limit(void)
 	}
 }
 
-static int build(struct loader *L, const char *path)
+/* Build the model of the folder or file open as rootfd (O_PATH). */
+static int build(struct loader *L, int rootfd)
 {
 	struct tpfs_model *m = L->m;
 	struct stat st;
-	if (stat(path, &st) < 0)
+	char proc[32];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", rootfd);
+	if (fstat(rootfd, &st) < 0)
 		return tpfs_error(L->e, -errno, "%s: %s", m->display_root, strerror(errno));
 	/* A single file is named .safetensors by the user (its link target may
 	 * be a blob without the suffix). */
@@ -842,19 +843,17 @@ static int build(struct loader *L, const char *path)
 	/* The root is served as the source folder (a single file's, with x
 	 * where it has r), narrowed by the folders above it; tpfs's own entries
 	 * follow the root. */
-	struct tpfs_perm root = tpfs_perm_served(tpfs_perm_from_stat(&st, -1, path), true);
+	struct tpfs_perm root = tpfs_perm_served(tpfs_perm_from_stat(&st, -1, proc), true);
 	const struct tpfs_perm_chain *up;
-	if (strcmp(path, "/") != 0) {
-		rc = chain_or_fail(L, path, m->display_root, &up);
-		if (rc < 0)
-			return rc;
-		struct tpfs_perm own = root;
-		tpfs_perm_narrow_chain(m->perms, &root, up);
-		if (root.mode != own.mode && m->opt.shared)
-			tpfs_log(LOG_WARNING, "a folder above %s lets fewer users through than "
-				 "it does: the mount is served only to them (see \"Who may read "
-				 "what\" in the README)", m->display_root);
-	}
+	rc = chain_or_fail(L, rootfd, m->display_root, &up);
+	if (rc < 0)
+		return rc;
+	struct tpfs_perm own = root;
+	tpfs_perm_narrow_chain(m->perms, &root, up);
+	if (root.mode != own.mode && m->opt.shared)
+		tpfs_log(LOG_WARNING, "a folder above %s lets fewer users through than it "
+			 "does: the mount is served only to them (see \"Who may read what\" "
+			 "in the README)", m->display_root);
 	if (tpfs_tree_set_perm(&m->tree, 0, &root) < 0)
 		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	struct timespec now;
@@ -872,12 +871,17 @@ static int build(struct loader *L, const char *path)
 		return tpfs_error(L->e, -ENOMEM, "out of memory");
 
 	if (S_ISDIR(st.st_mode)) {
-		rc = walk(L, path, "", m->display_root, path, false, 0, &st, NULL);
+		int fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		rc = fd < 0 ? tpfs_error(L->e, -errno, "%s: cannot open folder: %s",
+					 m->display_root, strerror(errno))
+			    : walk(L, fd, m->root, "", m->display_root, 0, &st, NULL);
+		if (fd >= 0)
+			close(fd);
 	} else {
 		struct folder *f = add_folder(L, 0, m->display_root, st.st_mtim);
 		struct tpfs_source *s;
-		rc = f ? add_source(L, path, base_name(m->display_root), m->display_root,
-					path, true, &s)
+		rc = f ? add_source(L, AT_FDCWD, proc, m->root, base_name(m->display_root),
+				    m->display_root, true, &s)
 		       : tpfs_error(L->e, -ENOMEM, "out of memory");
 		if (rc == 0 && !push_ptr(&L->folders[0].st, &L->folders[0].nst, s))
 			rc = tpfs_error(L->e, -ENOMEM, "out of memory");
@@ -933,8 +937,11 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 		return tpfs_error(e, -ENOMEM, "out of memory");
 	m->opt = *opt;
 	m->display_root = strdup(path);
-	m->root = realpath(path, NULL);
+	int rootfd = open(path, O_PATH | O_CLOEXEC);
+	m->root = rootfd < 0 ? NULL : tpfs_path_of_fd(rootfd);
 	if (!m->display_root) {
+		if (rootfd >= 0)
+			close(rootfd);
 		tpfs_model_close(m);
 		return tpfs_error(e, -ENOMEM, "out of memory");
 	}
@@ -943,17 +950,21 @@ int tpfs_model_open(const char *path, const struct tpfs_options *opt,
 		m->display_root[--n] = '\0';
 	if (!m->root) {
 		int err = errno;
+		if (rootfd >= 0)
+			close(rootfd);
 		tpfs_model_close(m);
 		return tpfs_error(e, -err, "%s: %s", path, strerror(err));
 	}
 	m->perms = tpfs_perm_ctx_create();
 	if (!m->perms) {
+		close(rootfd);
 		tpfs_model_close(m);
 		return tpfs_error(e, -ENOMEM, "out of memory");
 	}
 	struct loader L = {.m = m, .e = e};
 	tpfs_log_hold();
-	rc = build(&L, m->root);
+	rc = build(&L, rootfd);
+	close(rootfd);
 	tpfs_log_release(rc == 0);
 	for (size_t i = 0; i < L.nfolders; i++) {
 		free(L.folders[i].display);

@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +27,23 @@ char *tpfs_path_join(const char *a, const char *b)
 		p[la] = '/';
 	memcpy(p + la + slash, b, lb + 1);
 	return p;
+}
+
+char *tpfs_path_of_fd(int fd)
+{
+	char proc[32];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	for (size_t cap = 256;; cap *= 2) {
+		char *p = malloc(cap);
+		ssize_t n = p ? readlink(proc, p, cap) : -1;
+		if (n >= 0 && (size_t)n < cap) {
+			p[n] = '\0';
+			return p;
+		}
+		free(p);
+		if (n < 0)
+			return NULL;
+	}
 }
 
 bool tpfs_path_has_suffix(const char *s, const char *suffix)

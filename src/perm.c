@@ -6,13 +6,18 @@
 #include "tpfs/perm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 #include <xxhash.h>
+
+#include "tpfs/path.h"
 
 #define ACL_XATTR "system.posix_acl_access"
 
@@ -191,12 +196,23 @@ bool tpfs_perm_same(const struct tpfs_perm *a, const struct tpfs_perm *b)
 	       a->acl == b->acl && a->dir == b->dir;
 }
 
-static size_t chain_slot(const struct tpfs_perm_ctx *c, const char *dir)
+static size_t chain_slot(const struct tpfs_perm_ctx *c, uint64_t dev, uint64_t ino)
 {
-	size_t at = XXH3_64bits(dir, strlen(dir)) & (c->cap - 1);
-	while (c->chains[at] && strcmp(c->chains[at]->dir, dir) != 0)
+	uint64_t key[2] = {dev, ino};
+	size_t at = XXH3_64bits(key, sizeof(key)) & (c->cap - 1);
+	while (c->chains[at]) {
+		const struct tpfs_perm_folder *f = &c->chains[at]->v[c->chains[at]->n - 1];
+		if (f->dev == dev && f->ino == ino)
+			break;
 		at = (at + 1) & (c->cap - 1);
+	}
 	return at;
+}
+
+static const struct tpfs_perm_chain *chain_known(const struct tpfs_perm_ctx *c,
+						 const struct tpfs_perm_folder *f)
+{
+	return c->cap ? c->chains[chain_slot(c, f->dev, f->ino)] : NULL;
 }
 
 static int chains_grow(struct tpfs_perm_ctx *c)
@@ -205,90 +221,181 @@ static int chains_grow(struct tpfs_perm_ctx *c)
 	bigger.chains = calloc(bigger.cap, sizeof(*bigger.chains));
 	if (!bigger.chains)
 		return -ENOMEM;
-	for (size_t i = 0; i < c->cap; i++)
-		if (c->chains[i])
-			bigger.chains[chain_slot(&bigger, c->chains[i]->dir)] = c->chains[i];
+	for (size_t i = 0; i < c->cap; i++) {
+		struct tpfs_perm_chain *ch = c->chains[i];
+		if (ch)
+			bigger.chains[chain_slot(&bigger, ch->v[ch->n - 1].dev,
+						 ch->v[ch->n - 1].ino)] = ch;
+	}
 	free(c->chains);
 	c->chains = bigger.chains;
 	c->cap = bigger.cap;
 	return 0;
 }
 
-static int examine(const char *dir, struct tpfs_perm_folder *f)
+/* The folder open as fd, or else at path. */
+static int examine(int fd, const char *path, struct tpfs_perm_folder *f)
 {
 	struct stat st;
-	if (stat(dir, &st) < 0)
+	char proc[32];
+	if (fd >= 0) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		path = proc; /* for the ACL probe, which O_PATH descriptors lack */
+	}
+	if ((fd >= 0 ? fstat(fd, &st) : stat(path, &st)) < 0)
 		return -errno;
 	if (!S_ISDIR(st.st_mode))
 		return -ENOTDIR;
-	f->perm = tpfs_perm_from_stat(&st, -1, dir);
+	f->perm = tpfs_perm_from_stat(&st, -1, path);
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
 	return 0;
 }
 
-const struct tpfs_perm_chain *tpfs_perm_chain_of(struct tpfs_perm_ctx *c,
-						 const char *dir)
+/* The folders of a chain, deepest first, met on the way up. */
+struct climb {
+	struct tpfs_perm_folder *v;
+	size_t n;
+};
+
+/* From the folder open as dirfd up through "..", stopping at a folder with
+ * a known chain (*known) or at "/" (its own ".."). */
+static int climb(const struct tpfs_perm_ctx *c, int dirfd, struct climb *w,
+		 const struct tpfs_perm_chain **known)
 {
-	if (c->cap) {
-		size_t at = chain_slot(c, dir);
-		if (c->chains[at])
-			return c->chains[at];
+	int fd = dirfd, rc = 0;
+	*known = NULL;
+	for (;;) {
+		struct tpfs_perm_folder f;
+		rc = examine(fd, NULL, &f);
+		if (rc < 0 || (*known = chain_known(c, &f)))
+			break;
+		struct tpfs_perm_folder *grown = realloc(w->v, (w->n + 1) * sizeof(*grown));
+		if (!grown) {
+			rc = -ENOMEM;
+			break;
+		}
+		w->v = grown;
+		w->v[w->n++] = f;
+		int up = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (fd != dirfd)
+			close(fd);
+		fd = up;
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			rc = -errno;
+			break;
+		}
+		if ((uint64_t)st.st_dev == f.dev && (uint64_t)st.st_ino == f.ino)
+			break;
 	}
-	/* "/" ends the chain; otherwise the parent's chain and one more. The
-	 * parent's chain goes in first, so that the room checked below is
-	 * the room left once the whole path above is in the table. */
-	const struct tpfs_perm_chain *up = NULL;
-	const char *slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		char *parent = strndup(dir, (size_t)(slash - dir));
-		up = parent ? tpfs_perm_chain_of(c, parent) : NULL;
-		free(parent);
-		if (!up)
-			return NULL;
-	} else if (strcmp(dir, "/") != 0) {
-		up = tpfs_perm_chain_of(c, "/");
-		if (!up)
-			return NULL;
+	if (fd >= 0 && fd != dirfd)
+		close(fd);
+	return rc;
+}
+
+/* dir cut after its first k components ("/" for none). */
+static char *dir_prefix(const char *dir, size_t k)
+{
+	const char *p = dir;
+	for (size_t i = 0; i < k && p; i++)
+		p = strchr(p + 1, '/');
+	size_t len = p ? (size_t)(p - dir) : strlen(dir);
+	return len ? strndup(dir, len) : strdup("/");
+}
+
+static size_t components(const char *dir)
+{
+	size_t n = 0;
+	for (const char *s = dir; *s; s++)
+		n += *s == '/' && s[1] && s[1] != '/';
+	return n;
+}
+
+const struct tpfs_perm_chain *tpfs_perm_chain_of_fd(struct tpfs_perm_ctx *c, int dirfd)
+{
+	struct climb w = {0};
+	const struct tpfs_perm_chain *known;
+	int rc = climb(c, dirfd, &w, &known);
+	char *dir = NULL;
+	if (rc == 0 && w.n) {
+		/* Each folder's path is dir cut after as many components as
+		 * there are folders above it, as long as the two agree (a
+		 * folder moved meanwhile makes them disagree). */
+		dir = tpfs_path_of_fd(dirfd);
+		if (!dir)
+			rc = -errno;
+		else if (components(dir) + 1 != (known ? known->n : 0) + w.n)
+			rc = -EAGAIN;
 	}
-	if ((c->nchains + 1) * 2 > c->cap && chains_grow(c) < 0) {
-		errno = ENOMEM;
-		return NULL;
+	/* The chains of the folders met, from the top down. */
+	for (size_t i = w.n; rc == 0 && i-- > 0;) {
+		size_t n = known ? known->n + 1 : 1;
+		if ((c->nchains + 1) * 2 > c->cap && chains_grow(c) < 0) {
+			rc = -ENOMEM;
+			break;
+		}
+		struct tpfs_perm_chain *ch = calloc(1, sizeof(*ch));
+		if (ch) {
+			ch->dir = dir_prefix(dir, n - 1);
+			ch->v = malloc(n * sizeof(*ch->v));
+		}
+		if (!ch || !ch->dir || !ch->v) {
+			chain_free(ch);
+			rc = -ENOMEM;
+			break;
+		}
+		if (known)
+			memcpy(ch->v, known->v, known->n * sizeof(*ch->v));
+		ch->v[n - 1] = w.v[i];
+		ch->n = n;
+		c->chains[chain_slot(c, w.v[i].dev, w.v[i].ino)] = ch;
+		c->nchains++;
+		known = ch;
 	}
-	struct tpfs_perm_chain *ch = calloc(1, sizeof(*ch));
-	size_t n = up ? up->n + 1 : 1;
-	if (ch) {
-		ch->dir = strdup(dir);
-		ch->v = malloc(n * sizeof(*ch->v));
-	}
-	if (!ch || !ch->dir || !ch->v) {
-		chain_free(ch);
-		errno = ENOMEM;
-		return NULL;
-	}
-	if (up)
-		memcpy(ch->v, up->v, up->n * sizeof(*ch->v));
-	ch->n = n;
-	int rc = examine(dir, &ch->v[n - 1]);
+	free(dir);
+	free(w.v);
 	if (rc < 0) {
-		chain_free(ch);
 		errno = -rc;
 		return NULL;
 	}
-	c->chains[chain_slot(c, dir)] = ch;
-	c->nchains++;
-	return ch;
+	return known;
 }
 
-const struct tpfs_perm_chain *tpfs_perm_chain_above(struct tpfs_perm_ctx *c,
-						    const char *path)
+const struct tpfs_perm_chain *tpfs_perm_chain_above_fd(struct tpfs_perm_ctx *c, int fd)
 {
-	const char *slash = strrchr(path, '/');
-	char *dir = !slash || slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
-	const struct tpfs_perm_chain *ch = dir ? tpfs_perm_chain_of(c, dir) : NULL;
-	free(dir);
-	if (!dir)
-		errno = ENOMEM;
+	struct stat st, named;
+	if (fstat(fd, &st) < 0)
+		return NULL;
+	int dir = -1;
+	if (S_ISDIR(st.st_mode)) {
+		dir = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	} else {
+		/* A file's folder: the one its path names, if the file is
+		 * there under that name (not moved since it was opened). */
+		char *path = tpfs_path_of_fd(fd);
+		char *slash = path ? strrchr(path, '/') : NULL;
+		if (slash) {
+			*slash = '\0';
+			dir = open(slash == path ? "/" : path,
+				   O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (dir >= 0 && (fstatat(dir, slash + 1, &named, AT_SYMLINK_NOFOLLOW) < 0 ||
+					 named.st_dev != st.st_dev || named.st_ino != st.st_ino)) {
+				close(dir);
+				dir = -1;
+				errno = EAGAIN;
+			}
+		} else if (path) {
+			errno = EAGAIN; /* not a path: "anon_inode:..." */
+		}
+		free(path);
+	}
+	if (dir < 0)
+		return NULL;
+	const struct tpfs_perm_chain *ch = tpfs_perm_chain_of_fd(c, dir);
+	int err = errno;
+	close(dir);
+	errno = err;
 	return ch;
 }
 
@@ -309,7 +416,7 @@ int tpfs_perm_chain_check(const struct tpfs_perm_chain *ch)
 	int rc = 0;
 	for (size_t i = ch->n; i-- > 0 && rc == 0;) {
 		struct tpfs_perm_folder now = {0};
-		int err = examine(i == 0 ? "/" : path, &now);
+		int err = examine(-1, i == 0 ? "/" : path, &now);
 		if (err < 0)
 			rc = err;
 		else if (now.dev != ch->v[i].dev || now.ino != ch->v[i].ino)

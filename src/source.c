@@ -17,8 +17,8 @@
 
 #include "tpfs/log.h"
 
-int tpfs_source_open(const char *path, const char *rel, const char *display,
-		     const char *real, bool safetensors, struct tpfs_perm_ctx *ctx,
+int tpfs_source_open(int dirfd, const char *name, const char *path, const char *rel,
+		     const char *display, bool safetensors, struct tpfs_perm_ctx *ctx,
 		     struct tpfs_source **out, struct tpfs_error *e)
 {
 	struct tpfs_source *s = calloc(1, sizeof(*s));
@@ -36,7 +36,7 @@ int tpfs_source_open(const char *path, const char *rel, const char *display,
 	}
 	/* O_NONBLOCK: a file swapped for a FIFO since the folder was read
 	 * must not hang the mount; it is refused below. */
-	s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	s->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (s->fd < 0 || fstat(s->fd, &st) < 0) {
 		rc = tpfs_error(e, -errno, "%s: cannot open: %s", display,
 			       strerror(errno));
@@ -49,10 +49,9 @@ int tpfs_source_open(const char *path, const char *rel, const char *display,
 	s->size = (uint64_t)st.st_size;
 	s->own = tpfs_perm_from_stat(&st, s->fd, NULL);
 	s->perm = tpfs_perm_served(s->own, false);
-	s->chain = tpfs_perm_chain_above(ctx, real);
+	s->chain = tpfs_perm_chain_above_fd(ctx, s->fd);
 	if (!s->chain) {
-		rc = tpfs_error(e, -errno, "%s: cannot examine the folders above %s: %s",
-				display, real, strerror(errno));
+		rc = tpfs_source_chain_error(e, display, errno);
 		goto fail;
 	}
 	s->dev = st.st_dev;
@@ -80,6 +79,15 @@ int tpfs_source_open(const char *path, const char *rel, const char *display,
 fail:
 	tpfs_source_close(s);
 	return rc;
+}
+
+int tpfs_source_chain_error(struct tpfs_error *e, const char *display, int err)
+{
+	if (err == EAGAIN)
+		return tpfs_error(e, -err, "%s: it or a folder above it was moved while the "
+				  "model loaded; try again", display);
+	return tpfs_error(e, -err, "%s: cannot examine the folders above it: %s", display,
+			  strerror(err));
 }
 
 void tpfs_source_close(struct tpfs_source *s)

@@ -6,6 +6,7 @@
  * user do, that user could do on the entry and on the object directly.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -188,13 +189,27 @@ static void an_acl_is_seen(void)
 	fx_rmtree(d);
 }
 
+/* The chain of the folder at path, through a descriptor as the loader
+ * gets it. */
+static const struct tpfs_perm_chain *chain_at(struct tpfs_perm_ctx *c, const char *path)
+{
+	int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	const struct tpfs_perm_chain *ch = tpfs_perm_chain_of_fd(c, fd);
+	int err = errno;
+	close(fd);
+	errno = err;
+	return ch;
+}
+
 static void a_chain_holds_every_folder_and_notices_changes(void)
 {
 	char *d = fx_tmpdir();
 	CHECK(fx_write(d, "a/b/f", "x", 1) == 0);
 	char *ab = fx_path(d, "a/b"), *a = fx_path(d, "a");
 	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
-	const struct tpfs_perm_chain *ch = tpfs_perm_chain_of(c, ab);
+	const struct tpfs_perm_chain *ch = chain_at(c, ab);
 	CHECK(ch != NULL);
 	if (ch) {
 		size_t depth = 1;
@@ -202,7 +217,7 @@ static void a_chain_holds_every_folder_and_notices_changes(void)
 			depth += *s == '/';
 		CHECK(ch->n == depth + 1);
 		CHECK(ch->v[0].perm.dir && ch->v[ch->n - 1].perm.mode == 0755);
-		CHECK(tpfs_perm_chain_of(c, ab) == ch);
+		CHECK(chain_at(c, ab) == ch);
 		CHECK(tpfs_perm_chain_check(ch) == 0);
 		CHECK(chmod(a, 0750) == 0);
 		CHECK(tpfs_perm_chain_check(ch) == 1);
@@ -217,14 +232,14 @@ static void a_chain_holds_every_folder_and_notices_changes(void)
 		free(moved);
 		/* narrowing by it: a closed folder closes the entry to others */
 		CHECK(chmod(a, 0700) == 0);
-		const struct tpfs_perm_chain *closed = tpfs_perm_chain_of(c, a);
+		const struct tpfs_perm_chain *closed = chain_at(c, a);
 		struct tpfs_perm e = {0, 0, 0444, false, false};
 		if (closed)
 			tpfs_perm_narrow_chain(c, &e, closed);
 		CHECK(closed && e.mode == 0400);
 	}
 	errno = 0;
-	CHECK(tpfs_perm_chain_of(c, "/no/such/folder") == NULL && errno == ENOENT);
+	CHECK(chain_at(c, "/no/such/folder") == NULL && errno == ENOENT);
 	tpfs_perm_ctx_destroy(c);
 	free(a);
 	free(ab);
@@ -233,6 +248,53 @@ static void a_chain_holds_every_folder_and_notices_changes(void)
 
 /* Deep folders: each level enters the table on the way down, so the table
  * must make room for the whole path, not for one entry. */
+/* What is open is what counts: a file or folder reached through a link,
+ * or whose path was swapped for another since it was opened, has the
+ * chain of the folders that really hold it. */
+static void chains_follow_what_is_open_not_its_path(void)
+{
+	char *d = fx_tmpdir();
+	CHECK(fx_write(d, "private/in/f", "x", 1) == 0);
+	CHECK(fx_write(d, "open/g", "x", 1) == 0);
+	CHECK(fx_write(d, "private/in2/h", "x", 1) == 0);
+	char *priv = fx_path(d, "private"), *in = fx_path(d, "private/in");
+	char *in2 = fx_path(d, "private/in2");
+	char *f = fx_path(d, "private/in/f"), *link = fx_path(d, "open/f");
+	char *moved = fx_path(d, "open/in2");
+	CHECK(chmod(priv, 0700) == 0 && symlink(f, link) == 0);
+	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
+	/* a file through a link: the chain ends at the folder holding it */
+	int fd = open(link, O_RDONLY | O_CLOEXEC);
+	const struct tpfs_perm_chain *ch = fd >= 0 ? tpfs_perm_chain_above_fd(c, fd) : NULL;
+	CHECK(ch && strcmp(ch->dir, in) == 0 && ch->v[ch->n - 2].perm.mode == 0700);
+	/* a folder moved after it was opened: its chain is where it is now */
+	int dfd = open(in2, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	CHECK(dfd >= 0 && rename(in2, moved) == 0);
+	const struct tpfs_perm_chain *now = dfd >= 0 ? tpfs_perm_chain_of_fd(c, dfd) : NULL;
+	CHECK(now && strcmp(now->dir, moved) == 0 && now->v[now->n - 2].perm.mode == 0755);
+	/* a file no longer under the name it was opened by is refused */
+	char *g = fx_path(d, "open/g");
+	int gfd = open(g, O_RDONLY | O_CLOEXEC);
+	errno = 0;
+	CHECK(gfd >= 0 && unlink(g) == 0 && tpfs_perm_chain_above_fd(c, gfd) == NULL &&
+	      errno == EAGAIN);
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	if (gfd >= 0)
+		close(gfd);
+	tpfs_perm_ctx_destroy(c);
+	free(priv);
+	free(in);
+	free(in2);
+	free(f);
+	free(link);
+	free(moved);
+	free(g);
+	fx_rmtree(d);
+}
+
 static void chains_of_deep_folders_fit_the_table(void)
 {
 	char *d = fx_tmpdir();
@@ -244,7 +306,7 @@ static void chains_of_deep_folders_fit_the_table(void)
 	rel[strlen(rel) - 2] = '\0';
 	char *deep = fx_path(d, rel);
 	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
-	const struct tpfs_perm_chain *ch = tpfs_perm_chain_of(c, deep);
+	const struct tpfs_perm_chain *ch = chain_at(c, deep);
 	CHECK(ch != NULL);
 	if (ch) {
 		size_t depth = 1;
@@ -267,6 +329,7 @@ int main(void)
 	RUN(served_bits_are_read_and_search_only);
 	RUN(an_acl_is_seen);
 	RUN(a_chain_holds_every_folder_and_notices_changes);
+	RUN(chains_follow_what_is_open_not_its_path);
 	RUN(chains_of_deep_folders_fit_the_table);
 	return check_done();
 }

@@ -11,6 +11,10 @@
 /* Join a and b with one '/' (an empty side yields the other); malloc'd. */
 char *tpfs_path_join(const char *a, const char *b);
 
+/* The path the kernel gives for what fd is open on (/proc/self/fd), links
+ * resolved: malloc'd, or NULL with errno set. */
+char *tpfs_path_of_fd(int fd);
+
 /* Whether s ends with suffix. */
 bool tpfs_path_has_suffix(const char *s, const char *suffix);
 

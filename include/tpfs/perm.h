@@ -81,16 +81,18 @@ struct tpfs_perm_chain {
 	struct tpfs_perm_folder *v;  /* "/", then each folder down to dir */
 };
 
-/* The chain of dir (absolute, links resolved), recorded on first use and
- * kept by c until it is destroyed. NULL with errno set when a folder cannot
- * be examined. */
-const struct tpfs_perm_chain *tpfs_perm_chain_of(struct tpfs_perm_ctx *c,
-						 const char *dir);
+/* The chain of the folder open as dirfd (O_PATH will do): the folders its
+ * ".." leads through up to "/", each as it is when first met, so that no
+ * link, rename or swap between a path and what it names can put another
+ * folder in the chain. Recorded by device and inode on first use and kept
+ * by c until it is destroyed. NULL with errno set when a folder cannot be
+ * examined, EAGAIN when one was moved while the chain was made. */
+const struct tpfs_perm_chain *tpfs_perm_chain_of_fd(struct tpfs_perm_ctx *c, int dirfd);
 
-/* The chain of the folder holding path (absolute, links resolved), as
- * tpfs_perm_chain_of. */
-const struct tpfs_perm_chain *tpfs_perm_chain_above(struct tpfs_perm_ctx *c,
-						    const char *path);
+/* The chain of the folder holding what fd is open on: a folder's "..", a
+ * file's folder by the file's path in /proc, checked to hold that very file
+ * under that name (EAGAIN otherwise). As tpfs_perm_chain_of_fd. */
+const struct tpfs_perm_chain *tpfs_perm_chain_above_fd(struct tpfs_perm_ctx *c, int fd);
 
 /* Narrow e by every folder of the chain, each needing search. */
 void tpfs_perm_narrow_chain(struct tpfs_perm_ctx *c, struct tpfs_perm *e,

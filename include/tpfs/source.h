@@ -36,14 +36,19 @@ struct tpfs_source {
 	atomic_bool stale;           /* set once the file changed under the mount */
 };
 
-/* Open, map and (for a .safetensors file) validate the file at path (a
- * regular file; links followed). rel, its path under the source root, and
- * display, its path for messages, are kept; real is its path with links
- * resolved, whose folders' chain comes from ctx. Returns 0 and *out, or a
- * negative errno with e naming the file and the problem. */
-int tpfs_source_open(const char *path, const char *rel, const char *display,
-		     const char *real, bool safetensors, struct tpfs_perm_ctx *ctx,
+/* Open, map and (for a .safetensors file) validate the file name in the
+ * folder open as dirfd (a regular file; links followed). path (the same
+ * file, for later checks), rel (its path under the source root) and
+ * display (its path for messages) are kept; the chain of the folder that
+ * really holds the file comes from ctx. Returns 0 and *out, or a negative
+ * errno with e naming the file and the problem. */
+int tpfs_source_open(int dirfd, const char *name, const char *path, const char *rel,
+		     const char *display, bool safetensors, struct tpfs_perm_ctx *ctx,
 		     struct tpfs_source **out, struct tpfs_error *e);
+
+/* The message for a chain of folders above display that could not be made
+ * (err from tpfs_perm_chain_above_fd); returns -err. */
+int tpfs_source_chain_error(struct tpfs_error *e, const char *display, int err);
 
 /* Accepts NULL. */
 void tpfs_source_close(struct tpfs_source *s);

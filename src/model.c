@@ -749,10 +749,11 @@ static int add_folder_tensors(struct loader *L, const struct folder *f)
 }
 
 /* manifest.json tells the names, shapes and metadata in every .safetensors
- * file and the names of the folders that hold tensors: it is served as the
- * root, narrowed by each of those files (read) and folders (list and
- * search), so that only who may read all it describes reads it. Each
- * distinct permission is applied once. */
+ * file, the paths of those files and the names of the folders that hold
+ * tensors: it is served as the root, narrowed by each of those files (read)
+ * and by every folder on their paths and the tensors' (list and search), so
+ * that only who may read all it describes reads it; a file without tensors
+ * counts too. Each distinct permission is applied once. */
 static int serve_manifest(struct loader *L, uint32_t manifest)
 {
 	struct tpfs_model *m = L->m;
@@ -766,6 +767,13 @@ static int serve_manifest(struct loader *L, uint32_t manifest)
 		for (uint32_t d = m->tensors[i].node; d != 0;) {
 			d = tree->nodes[d].parent;
 			seen[tree->nodes[d].perm] = true;
+		}
+	for (size_t i = 0; i < L->nfolders; i++)
+		for (uint32_t d = L->folders[i].dir; L->folders[i].nst;) {
+			seen[tree->nodes[d].perm] = true;
+			if (d == 0)
+				break;
+			d = tree->nodes[d].parent;
 		}
 	for (size_t i = 0; i < tree->nperms; i++)
 		if (seen[i])

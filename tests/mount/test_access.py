@@ -412,6 +412,23 @@ class SharedMount(T.FuseCase):
                             ("manifest.json", "a.npy", "sub/b.npy", "config.json")])
         self.assertTrue(all(v["read"] for v in got.values()), got)
 
+    def test_a_file_without_tensors_in_a_closed_folder_closes_the_manifest(self):
+        """manifest.json names every .safetensors file and its metadata, one
+        without tensors too: who cannot reach it directly does not read
+        the manifest, and still reads the open tensors."""
+        b = self.base
+        src = os.path.join(b, "model")
+        L = Layout(b, src)
+        folder(src)
+        L.add_shard("model.safetensors", [("a", "F32", (2,))])
+        folder(os.path.join(src, "closed"))
+        L.add_shard("closed/empty.safetensors", [])
+        os.chmod(os.path.join(src, "closed"), 0o700)
+        self.check(L, readers=(OTHER,), expect=[(OTHER, "a.npy", "read")])
+        with T.Mount(src, opts="allow_other") as m:
+            got = probe(OTHER, [m.path("manifest.json")])
+            self.assertFalse(got[m.path("manifest.json")]["read"])
+
     def test_hugging_face_snapshots_work_and_follow_the_blob_store(self):
         b = self.base
         for closed in (False, True):

@@ -558,9 +558,14 @@ static int add_tensor(struct loader *L, uint32_t ns, struct tpfs_tensor *t)
 	long node = tpfs_tree_add_tensor(&m->tree, ns, t->name, t, s->mtime, &renamed);
 	if (node < 0)
 		return tpfs_error(L->e, (int)node, "out of memory");
-	if (renamed)
+	if (renamed) {
+		char *path = tpfs_tree_path(&m->tree, (uint32_t)node);
+		if (!path)
+			return tpfs_error(L->e, -ENOMEM, "out of memory");
 		tpfs_log(LOG_WARNING, "%s: tensor '%s' is served as %s: its own name is "
-			 "taken", s->display, t->name, m->tree.nodes[node].name);
+			 "taken", s->display, t->name, path);
+		free(path);
+	}
 	t->node = (uint32_t)node;
 	return serve_tensor(L, (uint32_t)node, ns, t) < 0
 		       ? tpfs_error(L->e, -ENOMEM, "out of memory") : 0;

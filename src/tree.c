@@ -224,50 +224,49 @@ static const char *component(const char *p, char comp[NAME_MAX_BYTES + 1], size_
 	return slash;
 }
 
-/* Rule 1. Returns the leaf index, -EAGAIN when the name cannot be split, or
- * -ENOMEM. Nothing is created unless the whole path fits. */
-static long add_split(struct tpfs_tree *t, uint32_t ns, const char *name,
-		      void *payload, struct timespec mtime)
+/* Whether every component of name passes rule 1's test. */
+static bool splittable(const char *name)
 {
-	/* Check every component, and walk the existing directories, first. */
-	long at = ns;
-	bool creating = false;
-	const char *p = name;
-	for (;;) {
+	for (const char *p = name;;) {
 		char comp[NAME_MAX_BYTES + 1];
 		size_t n;
 		const char *slash = component(p, comp, &n);
 		if (!component_ok(p, n, slash ? 0 : strlen(NPY_SUFFIX)))
-			return -EAGAIN;
-		if (!slash) {
-			if (!creating && tpfs_tree_lookup(t, (uint32_t)at, comp) >= 0)
-				return -EAGAIN;
-			break;
-		}
-		if (!creating) {
-			long c = tpfs_tree_lookup(t, (uint32_t)at, comp);
-			if (c >= 0 && (t->nodes[c].kind != TPFS_NODE_DIR ||
-				       (t->nodes[c].flags & TPFS_NODE_SEALED)))
-				return -EAGAIN;
-			if (c >= 0)
-				at = c;
-			else
-				creating = true;
-		}
+			return false;
+		if (!slash)
+			return true;
 		p = slash + 1;
 	}
-	/* Then create. */
-	at = ns;
-	p = name;
-	for (;;) {
+}
+
+/* Rule 1 for a splittable name: down the folders its components name, made
+ * where there are none. Returns the leaf, or -EAGAIN with *at the folder
+ * reached and *rest the part of the name from the component that met a
+ * file (or a sealed folder), or whose file name is taken. */
+static long add_split(struct tpfs_tree *t, uint32_t ns, const char *name, void *payload,
+		      struct timespec mtime, uint32_t *at, const char **rest)
+{
+	*at = ns;
+	bool creating = false;
+	for (const char *p = name;;) {
 		char comp[NAME_MAX_BYTES + 1];
 		size_t n;
 		const char *slash = component(p, comp, &n);
+		long c = creating ? -ENOENT : tpfs_tree_lookup(t, *at, comp);
+		if (c >= 0 && (!slash || t->nodes[c].kind != TPFS_NODE_DIR ||
+			       (t->nodes[c].flags & TPFS_NODE_SEALED))) {
+			*rest = p;
+			return -EAGAIN;
+		}
 		if (!slash)
-			return tpfs_tree_leaf(t, (uint32_t)at, comp, TPFS_NODE_TENSOR, payload);
-		at = tpfs_tree_dir(t, (uint32_t)at, comp, mtime);
-		if (at < 0)
-			return at;
+			return tpfs_tree_leaf(t, *at, comp, TPFS_NODE_TENSOR, payload);
+		if (c < 0) {
+			c = tpfs_tree_dir(t, *at, comp, mtime);
+			if (c < 0)
+				return c;
+			creating = true;
+		}
+		*at = (uint32_t)c;
 		p = slash + 1;
 	}
 }
@@ -328,14 +327,21 @@ long tpfs_tree_add_tensor(struct tpfs_tree *t, uint32_t ns, const char *name,
 {
 	if (renamed)
 		*renamed = false;
-	long i = add_split(t, ns, name, payload, mtime);
-	if (i != -EAGAIN)
-		return i;
-	char *flat = escape(name);
+	/* Where a name lands depends only on the folders it enters: a clash
+	 * in a folder keeps it in that folder, so that its place tells nothing
+	 * about a folder that a reader of its parent may not list. */
+	uint32_t at = ns;
+	const char *rest = name;
+	if (splittable(name)) {
+		long i = add_split(t, ns, name, payload, mtime, &at, &rest);
+		if (i != -EAGAIN)
+			return i;
+	}
+	char *flat = escape(rest);
 	if (!flat)
 		return -ENOMEM;
-	i = add_fitted(t, ns, flat, name, NPY_SUFFIX, TPFS_NODE_TENSOR, payload, mtime,
-		       renamed);
+	long i = add_fitted(t, at, flat, name, NPY_SUFFIX, TPFS_NODE_TENSOR, payload, mtime,
+			    renamed);
 	free(flat);
 	return i;
 }

@@ -33,8 +33,9 @@
  * tpfs's own with no tensor inside .tpfs, and, once finished, each folder's
  * children exactly its nodes, sorted. And each tensor's place (check_placed):
  * its name split on '/' below its namespace folder, every component valid
- * by rule 1, or one file there named by rule 2 (escaped, cut before a %XX or
- * UTF-8 character, hashed) with rule 3's smallest free ~N.
+ * by rule 1, or the rest of the name from some component as one file in the
+ * folder the components before it lead to, named by rule 2 (escaped, cut
+ * before a %XX or UTF-8 character, hashed) with rule 3's smallest free ~N.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -219,37 +220,47 @@ static void check_fitted(const struct tpfs_tree *t, long node, const char *base,
 }
 
 /* The tensor name was placed at node under its namespace folder ns: split
- * by rule 1, or one file by rules 2 and 3. */
+ * by rule 1; or, when a component is unsafe, one file in ns by rules 2 and
+ * 3; or, when a component met a file or a taken name, the rest of the name
+ * from that component as one file by rules 2 and 3 in the folder the
+ * components before it lead to. */
 static void check_placed(const struct tpfs_tree *t, uint32_t ns, const char *name,
 			 long node)
 {
 	FUZZ_CHECK(node > 0 && (size_t)node < t->nnodes &&
 			   t->nodes[node].kind == TPFS_NODE_TENSOR,
 		   "tensor '%s' at node %ld", name, node);
-	/* Split: walking the components from ns leads to the node. */
-	long at = ns;
 	bool split = true;
 	for (const char *p = name; split;) {
 		const char *slash = strchr(p, '/');
 		size_t n = slash ? (size_t)(slash - p) : strlen(p);
-		char comp[NAME_MAX_BYTES + 2];
-		if (!safe_component(p, n, slash ? 0 : 4)) {
-			split = false;
+		split = safe_component(p, n, slash ? 0 : 4);
+		if (!slash)
 			break;
-		}
-		snprintf(comp, sizeof(comp), "%.*s%s", (int)n, p, slash ? "" : ".npy");
-		at = tpfs_tree_lookup(t, (uint32_t)at, comp);
-		if (at < 0 || !slash)
-			break;
-		/* (a tensor inside .tpfs is check_tree's to find) */
 		p = slash + 1;
 	}
-	if (split && at == node)
-		return;
-	FUZZ_CHECK(t->nodes[node].parent == ns,
-		   "tensor '%s' at '%s' is neither split nor flat in its folder", name,
-		   t->nodes[node].name);
-	char *base = escape(name);
+	/* Down the components from ns as far as the node's folder. */
+	uint32_t parent = t->nodes[node].parent;
+	long at = ns;
+	const char *rest = name;
+	while (split && at != (long)parent) {
+		const char *slash = strchr(rest, '/');
+		FUZZ_CHECK(slash, "tensor '%s' at '%s' is not below the folders its name "
+				  "enters", name, t->nodes[node].name);
+		char comp[NAME_MAX_BYTES + 2];
+		snprintf(comp, sizeof(comp), "%.*s", (int)(slash - rest), rest);
+		at = tpfs_tree_lookup(t, (uint32_t)at, comp);
+		FUZZ_CHECK(at >= 0 && t->nodes[at].kind == TPFS_NODE_DIR,
+			   "tensor '%s': no folder '%s' on its way", name, comp);
+		rest = slash + 1;
+	}
+	FUZZ_CHECK(at == (long)parent, "tensor '%s' at '%s' is neither split nor flat in "
+				       "its folder", name, t->nodes[node].name);
+	char leaf[NAME_MAX_BYTES + 2];
+	snprintf(leaf, sizeof(leaf), "%s.npy", rest);
+	if (split && !strchr(rest, '/') && strcmp(t->nodes[node].name, leaf) == 0)
+		return; /* rule 1 all the way */
+	char *base = escape(rest);
 	check_fitted(t, node, base, name, ".npy");
 	free(base);
 }

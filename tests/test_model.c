@@ -571,8 +571,9 @@ static void a_folder_names_its_own_tensors_first(void)
 				reaching = &m->tensors[i];
 		}
 		CHECK(own && strcmp(path_of(m, own), "sub/w.npy") == 0);
-		/* sub/w.npy is taken: the parent's name is flattened (rule 2) */
-		CHECK(reaching && strcmp(path_of(m, reaching), "sub%2Fw.npy") == 0);
+		/* sub/w.npy is taken: the parent's tensor stays in the folder
+		 * it entered, numbered (rule 3) */
+		CHECK(reaching && strcmp(path_of(m, reaching), "sub/w~1.npy") == 0);
 	}
 	tpfs_model_close(m);
 	fx_rmtree(d);

@@ -177,6 +177,29 @@ static void clashes_get_a_numbered_suffix(void)
 	tpfs_tree_free(&tree);
 }
 
+/* A clash inside a folder that the name entered keeps the tensor in that
+ * folder: where a name lands never depends on what is in a folder it did
+ * not enter, which readers of its parent may be unable to list. */
+static void a_clash_stays_in_the_folder_it_happens_in(void)
+{
+	setup();
+	long priv = tpfs_tree_dir(&tree, 0, "priv", T0);
+	CHECK(priv > 0);
+	CHECK(tpfs_tree_leaf(&tree, (uint32_t)priv, "x.npy", TPFS_NODE_FILE, NULL) > 0);
+	CHECK(tpfs_tree_leaf(&tree, (uint32_t)priv, "f.json", TPFS_NODE_FILE, NULL) > 0);
+	lands("priv/x", "priv/x~1.npy");
+	lands("priv/y", "priv/y.npy");
+	lands("priv/f.json/z", "priv/f.json%2Fz.npy");
+	lands("priv/x.npy/deep/z", "priv/x.npy%2Fdeep%2Fz.npy");
+	/* made folders too */
+	lands("made/a/b", "made/a/b.npy");
+	lands("made/a/b", "made/a/b~1.npy");
+	lands("made/a/b.npy/c", "made/a/b.npy%2Fc.npy");
+	/* an unsafe component anywhere: the whole name, flat, where it started */
+	lands("priv/../x", "priv%2F..%2Fx.npy");
+	tpfs_tree_free(&tree);
+}
+
 static void file_folders_are_safe_names(void)
 {
 	setup();
@@ -289,6 +312,7 @@ int main(void)
 	RUN(long_names_are_cut_and_hashed);
 	RUN(cut_never_splits_an_escape_or_a_character);
 	RUN(clashes_get_a_numbered_suffix);
+	RUN(a_clash_stays_in_the_folder_it_happens_in);
 	RUN(file_folders_are_safe_names);
 	RUN(suffixes_never_pass_255_bytes);
 	RUN(finished_tree_lists_children_sorted);

@@ -320,9 +320,13 @@ static int read_tensor(struct reader *r, struct tpfs_st_header *h, struct scratc
 					       file, name, bad);
 			else if (w == -ENOMEM)
 				rc = tpfs_error(r->e, -ENOMEM, "%s: out of memory", file);
-			else if (w < 0 || n > UINT32_MAX)
+			else if (w < 0)
 				rc = syntax(r);
-			t->ndim = (uint32_t)n;
+			else if (n > TPFS_ST_MAX_DIMS)
+				rc = tpfs_error(r->e, -EINVAL,
+					       "%s: tensor '%s': %zu dimensions, more than %d",
+					       file, name, n, TPFS_ST_MAX_DIMS);
+			t->ndim = rc == 0 ? (uint32_t)n : 0;
 			uint64_t *shape = n && rc == 0 ? tpfs_arena_alloc(&h->arena, n * 8, 8)
 						       : NULL;
 			if (n && rc == 0 && !shape)

@@ -224,14 +224,20 @@ static const char *component(const char *p, char comp[NAME_MAX_BYTES + 1], size_
 	return slash;
 }
 
-/* Whether every component of name passes rule 1's test. */
+/* Whether every component of name passes rule 1's test, and the name is
+ * short enough to split: a path longer than the kernel takes (4096 bytes,
+ * with the mount point's) could not be opened. */
 static bool splittable(const char *name)
 {
-	for (const char *p = name;;) {
+	size_t depth = 0;
+	if (strlen(name) > TPFS_TREE_MAX_SPLIT)
+		return false;
+	for (const char *p = name;; depth++) {
 		char comp[NAME_MAX_BYTES + 1];
 		size_t n;
 		const char *slash = component(p, comp, &n);
-		if (!component_ok(p, n, slash ? 0 : strlen(NPY_SUFFIX)))
+		if (!component_ok(p, n, slash ? 0 : strlen(NPY_SUFFIX)) ||
+		    depth >= TPFS_TREE_MAX_DEPTH)
 			return false;
 		if (!slash)
 			return true;

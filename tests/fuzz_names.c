@@ -230,15 +230,19 @@ static void check_placed(const struct tpfs_tree *t, uint32_t ns, const char *nam
 	FUZZ_CHECK(node > 0 && (size_t)node < t->nnodes &&
 			   t->nodes[node].kind == TPFS_NODE_TENSOR,
 		   "tensor '%s' at node %ld", name, node);
-	bool split = true;
-	for (const char *p = name; split;) {
-		const char *slash = strchr(p, '/');
+	/* rule 1 takes at most 1024 bytes and 64 components */
+	bool split = strlen(name) <= 1024;
+	for (const char *p = name, *slash; split; p = slash + 1) {
+		slash = strchr(p, '/');
 		size_t n = slash ? (size_t)(slash - p) : strlen(p);
 		split = safe_component(p, n, slash ? 0 : 4);
 		if (!slash)
 			break;
-		p = slash + 1;
 	}
+	size_t depth = 1;
+	for (const char *p = name; *p; p++)
+		depth += *p == '/';
+	split = split && depth <= 64;
 	/* Down the components from ns as far as the node's folder. */
 	uint32_t parent = t->nodes[node].parent;
 	long at = ns;

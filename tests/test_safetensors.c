@@ -208,6 +208,25 @@ static void numbers_must_be_plain_digits(void)
 	tpfs_st_free(h);
 }
 
+/* 64 dimensions (NumPy 2's most) are read; 65 are refused. */
+static void more_than_64_dimensions_are_refused(void)
+{
+	char json[512];
+	for (int dims = 64; dims <= 65; dims++) {
+		int n = snprintf(json, sizeof(json), "{\"w\":{\"dtype\":\"U8\",\"shape\":[");
+		for (int i = 0; i < dims; i++)
+			n += snprintf(json + n, sizeof(json) - (size_t)n, i ? ",1" : "1");
+		snprintf(json + n, sizeof(json) - (size_t)n, "],\"data_offsets\":[0,1]}}");
+		if (dims == 64) {
+			struct tpfs_st_header *h = parse_ok(json, 1);
+			CHECK(h && h->tensors[0].ndim == 64);
+			tpfs_st_free(h);
+		} else {
+			refused(json, 1, "w", "65 dimensions, more than 64");
+		}
+	}
+}
+
 static void tensor_entry_that_is_not_an_object_is_refused(void)
 {
 	refused("{\"w\": 5}", 0, "w", "entry is not an object");
@@ -561,6 +580,7 @@ int main(void)
 {
 	RUN(file_shorter_than_the_length_field_is_refused);
 	RUN(header_length_over_the_limit_is_refused);
+	RUN(more_than_64_dimensions_are_refused);
 	RUN(header_length_past_the_end_of_the_file_is_refused);
 	RUN(header_that_is_not_utf8_is_refused);
 	RUN(header_that_is_not_json_is_refused);

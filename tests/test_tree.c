@@ -5,7 +5,9 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <xxhash.h>
 
 #include "check.h"
@@ -200,6 +202,51 @@ static void a_clash_stays_in_the_folder_it_happens_in(void)
 	tpfs_tree_free(&tree);
 }
 
+/* Rule 2 for an ASCII name over 255 bytes with '/' its only byte to
+ * escape: the first 234 bytes of the escaped name, less a %XX cut in two,
+ * then '~', the name's XXH3-64 in hex and .npy. */
+static void flat_long(const char *name, char *want, size_t size)
+{
+	char *flat = malloc(3 * strlen(name) + 1);
+	size_t f = 0;
+	for (const char *p = name; *p; p++)
+		f += (size_t)sprintf(flat + f, *p == '/' ? "%%2F" : "%c", *p);
+	int cut = 234;
+	if (flat[cut - 1] == '%')
+		cut -= 1;
+	else if (flat[cut - 2] == '%')
+		cut -= 2;
+	snprintf(want, size, "%.*s~%016llx.npy", cut, flat,
+		 (unsigned long long)XXH3_64bits(name, strlen(name)));
+	free(flat);
+}
+
+/* Rule 1 splits at most 64 components and 1024 bytes: deeper or longer
+ * names are one file (rule 2), so no path is too long to open. */
+static void very_deep_or_long_names_stay_flat(void)
+{
+	setup();
+	char name[2048], want[4096];
+	size_t n = 0;
+	for (int i = 0; i < 64; i++)
+		n += (size_t)snprintf(name + n, sizeof(name) - n, i ? "/d" : "d");
+	snprintf(want, sizeof(want), "%s.npy", name);
+	lands(name, want); /* 64 components: split */
+	snprintf(name + n, sizeof(name) - n, "/e");
+	flat_long(name, want, sizeof(want));
+	lands(name, want); /* 65: one file */
+	memset(name, 'x', 1025);
+	name[1025] = '\0';
+	for (int i = 1; i < 5; i++)
+		name[i * 200] = '/';
+	flat_long(name, want, sizeof(want));
+	lands(name, want); /* 1025 bytes: one file */
+	name[1024] = '\0';
+	snprintf(want, sizeof(want), "%s.npy", name);
+	lands(name, want); /* 1024 bytes: split */
+	tpfs_tree_free(&tree);
+}
+
 static void file_folders_are_safe_names(void)
 {
 	setup();
@@ -313,6 +360,7 @@ int main(void)
 	RUN(cut_never_splits_an_escape_or_a_character);
 	RUN(clashes_get_a_numbered_suffix);
 	RUN(a_clash_stays_in_the_folder_it_happens_in);
+	RUN(very_deep_or_long_names_stay_flat);
 	RUN(file_folders_are_safe_names);
 	RUN(suffixes_never_pass_255_bytes);
 	RUN(finished_tree_lists_children_sorted);

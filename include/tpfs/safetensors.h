@@ -21,6 +21,9 @@
 #include "tpfs/arena.h"
 
 #define TPFS_ST_MAX_HEADER 100000000ULL
+/* The most dimensions a tensor may have: NumPy 2 reads up to 64 (NumPy 1
+ * up to 32); more is no tensor anyone made, and its shape costs memory. */
+#define TPFS_ST_MAX_DIMS 64
 
 struct tpfs_st_tensor {
 	const char *name;         /* in the header's text */

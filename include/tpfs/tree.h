@@ -43,6 +43,10 @@ enum tpfs_node_kind {
 	TPFS_NODE_CARD,      /* .tpfs/info/<path>.txt: a tensor's card (file.c) */
 };
 
+/* Rule 1 splits names of at most this many bytes and components. */
+#define TPFS_TREE_MAX_SPLIT 1024
+#define TPFS_TREE_MAX_DEPTH 64
+
 #define TPFS_NODE_SEALED 1        /* dirs: tpfs's own, no tensor goes inside */
 #define TPFS_NODE_HAS_TENSORS 2   /* dirs: a tensor below (after finish) */
 

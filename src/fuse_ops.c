@@ -21,6 +21,7 @@
 
 #include "tpfs/file.h"
 #include "tpfs/log.h"
+#include "tpfs/perm.h"
 
 #define TIMEOUT (24.0 * 3600)
 
@@ -331,11 +332,32 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	do_readdir(req, ino, size, off, true);
 }
 
+/* Whether the caller may enter the mount's root: statfs needs no
+ * permission on it, but its totals tell how many entries and bytes the
+ * whole mount holds. Groups that cannot be read count as a refusal. */
+static bool may_enter_root(fuse_req_t req, struct tpfs_view *v)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct tpfs_view_attr a;
+	gid_t groups[256];
+	uint32_t ids[256];
+	int n = ctx->uid ? fuse_req_getgroups(req, 256, groups) : 0;
+	if (n < 0 || n > 256 || tpfs_view_stat(v, 0, &a) < 0)
+		return false;
+	for (int i = 0; i < n; i++)
+		ids[i] = (uint32_t)groups[i];
+	struct tpfs_perm root = {a.uid, a.gid, a.mode, false, true};
+	return tpfs_perm_lets(&root, (uint32_t)ctx->uid, (uint32_t)ctx->gid, ids, (size_t)n,
+			      TPFS_PERM_SEARCH);
+}
+
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	(void)ino;
-	uint64_t bytes, entries;
-	tpfs_view_totals(view_of(req), &bytes, &entries);
+	struct tpfs_view *v = view_of(req);
+	uint64_t bytes = 0, entries = 0;
+	if (may_enter_root(req, v))
+		tpfs_view_totals(v, &bytes, &entries);
 	struct statvfs sv;
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = 4096;

@@ -190,6 +190,18 @@ void tpfs_perm_narrow(struct tpfs_perm_ctx *c, struct tpfs_perm *e,
 	}
 }
 
+bool tpfs_perm_lets(const struct tpfs_perm *p, uint32_t uid, uint32_t gid,
+		    const uint32_t *groups, size_t n, unsigned need)
+{
+	if (uid == 0)
+		return true;
+	bool member = gid == p->gid;
+	for (size_t i = 0; i < n && !member; i++)
+		member = groups[i] == p->gid;
+	int k = uid == p->uid ? OWNER : member ? GROUP : OTHER;
+	return ((p->mode >> k) & need) == need;
+}
+
 bool tpfs_perm_same(const struct tpfs_perm *a, const struct tpfs_perm *b)
 {
 	return a->uid == b->uid && a->gid == b->gid && a->mode == b->mode &&

@@ -87,6 +87,36 @@ static void narrowing_never_lets_anyone_past_what_they_could_do(void)
 	tpfs_perm_ctx_destroy(c);
 }
 
+/* tpfs_perm_lets decides as the kernel does for served entries (no ACLs),
+ * whether the group is the caller's primary one or a supplementary one. */
+static void lets_decides_as_the_kernel(void)
+{
+	long checked = 0;
+	for (int ou = 0; ou < 3; ou++)
+	for (int og = 0; og < 3; og++)
+	for (unsigned om = 0; om < 01000; om++)
+	for (unsigned need = 1; need <= 5; need += need == 1 ? 3 : 1)
+	for (int ui = 0; ui < 3; ui++)
+	for (unsigned g = 0; g < 8; g++) {
+		struct tpfs_perm o = {uids[ou], gids[og], (uint16_t)om, false, true};
+		struct user u = {uids[ui], g};
+		uint32_t sup[3];
+		size_t n = 0;
+		for (int i = 1; i < 3; i++)
+			if (g >> i & 1)
+				sup[n++] = gids[i];
+		/* gids[0] as the primary group when the user is in it */
+		uint32_t primary = g & 1 ? gids[0] : 50000;
+		bool want = allows(&u, &o, need);
+		CHECKF(tpfs_perm_lets(&o, u.uid, primary, sup, n, need) == want,
+		       "o %o %u:%u need %u: user %u groups %u", om, o.uid, o.gid, need, u.uid, g);
+		checked++;
+	}
+	struct tpfs_perm closed = {uids[0], gids[0], 0, false, true};
+	CHECK(tpfs_perm_lets(&closed, 0, 0, NULL, 0, TPFS_PERM_READ | TPFS_PERM_SEARCH));
+	CHECK(checked > 100000);
+}
+
 static void same_owner_and_group_narrow_class_by_class(void)
 {
 	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
@@ -323,6 +353,7 @@ static void chains_of_deep_folders_fit_the_table(void)
 int main(void)
 {
 	RUN(narrowing_never_lets_anyone_past_what_they_could_do);
+	RUN(lets_decides_as_the_kernel);
 	RUN(same_owner_and_group_narrow_class_by_class);
 	RUN(root_owned_entries_keep_the_owner_class);
 	RUN(the_owner_counts_in_the_groups_the_database_gives);

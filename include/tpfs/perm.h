@@ -105,6 +105,13 @@ void tpfs_perm_narrow_chain(struct tpfs_perm_ctx *c, struct tpfs_perm *e,
  * Thread-safe (a stat and an ACL probe per folder). */
 int tpfs_perm_chain_check(const struct tpfs_perm_chain *ch);
 
+/* Whether a caller (uid, gid and its n supplementary groups) may do need
+ * (TPFS_PERM_READ, TPFS_PERM_SEARCH or both) on an entry served as p, as
+ * the kernel decides it from the bits: root always may; otherwise the
+ * owner's bits for the owner, the group's for a member, else the others'. */
+bool tpfs_perm_lets(const struct tpfs_perm *p, uint32_t uid, uint32_t gid,
+		    const uint32_t *groups, size_t n, unsigned need);
+
 /* Whether a and b are the same in every field. */
 bool tpfs_perm_same(const struct tpfs_perm *a, const struct tpfs_perm *b);
 

@@ -429,6 +429,30 @@ class SharedMount(T.FuseCase):
             got = probe(OTHER, [m.path("manifest.json")])
             self.assertFalse(got[m.path("manifest.json")]["read"])
 
+    def test_statfs_tells_totals_only_to_who_may_enter_the_root(self):
+        """df needs no permission on the mount's root; its counts (entries,
+        bytes) are of the whole model, so others get zeros."""
+        b = self.base
+        src = os.path.join(b, "model")
+        folder(src)
+        shard(os.path.join(src, "model.safetensors"), [("a", "F32", (64, 64))])
+        os.chown(src, 4243, 4243)
+        os.chmod(src, 0o700)
+        df = "import os, sys; s = os.statvfs(sys.argv[1]); print(s.f_files, s.f_blocks)"
+        with T.Mount(src, opts="allow_other") as m:
+            got = {}
+            for who in (OTHER, OWNER):
+                uid, gid, _ = who
+                r = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid,
+                                    "--clear-groups", "/usr/bin/python3", "-c", df, m.mnt],
+                                   capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                got[uid] = tuple(int(x) for x in r.stdout.split())
+        self.assertEqual(got[OTHER[0]], (0, 0))
+        files, blocks = got[OWNER[0]]
+        self.assertGreaterEqual(files, 4)  # root, a.npy, manifest.json, .tpfs...
+        self.assertGreaterEqual(blocks * 4096, 64 * 64 * 4)
+
     def test_hugging_face_snapshots_work_and_follow_the_blob_store(self):
         b = self.base
         for closed in (False, True):

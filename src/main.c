@@ -174,7 +174,10 @@ static int check_mountpoint(const char *mnt, struct mountpoint *mp)
 	/* statvfs always asks the filesystem, so it sees a dead FUSE mount
 	 * that a cached stat would hide. */
 	if (stat(mnt, &st) < 0 || statvfs(mnt, &sv) < 0) {
-		if (errno == ENOTCONN)
+		if (errno == ENOENT)
+			fprintf(stderr, "tpfs: mount point %s does not exist (mkdir it first)\n",
+				mnt);
+		else if (errno == ENOTCONN)
 			fprintf(stderr,
 				"tpfs: %s: a previous mount there died (transport endpoint is "
 				"not connected); run 'fusermount3 -u %s' first\n",
@@ -329,6 +332,12 @@ static int cmd_mount(int argc, char **argv)
 	if (rc)
 		return rc > 0 ? 0 : 2;
 	tpfs_log_set_debug(a.debug);
+	/* The source first: a wrong source is the likelier mistake. */
+	struct stat src_st;
+	if (stat(a.src, &src_st) < 0) {
+		fprintf(stderr, "tpfs: %s: %s\n", a.src, strerror(errno));
+		return 1;
+	}
 	struct mountpoint mp;
 	if (check_mountpoint(a.mnt, &mp) < 0)
 		return 1;
@@ -354,6 +363,12 @@ static int cmd_mount(int argc, char **argv)
 	if (tpfs_path_within(mnt, m->root)) {
 		fprintf(stderr, "tpfs: mounting on %s would hide the source %s; choose "
 				"another mount point\n",
+			a.mnt, a.src);
+		goto out;
+	}
+	if (tpfs_path_within(m->root, mnt)) {
+		fprintf(stderr, "tpfs: %s is inside the source %s: the mount would show "
+				"itself to later loads of it; choose a mount point outside\n",
 			a.mnt, a.src);
 		goto out;
 	}

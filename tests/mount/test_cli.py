@@ -99,9 +99,22 @@ class Options(Workspace):
         self.refused("-x", want="unknown flag '-x'")
 
     def test_missing_or_wrong_mount_point_is_refused(self):
-        r = T.run_tpfs("mount", self.src, os.path.join(self.tmp.name, "nope"))
+        nope = os.path.join(self.tmp.name, "nope")
+        r = T.run_tpfs("mount", self.src, nope)
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("No such file or directory", r.stderr)
+        self.assertEqual(r.stderr, "tpfs: mount point %s does not exist (mkdir it "
+                                   "first)\n" % nope)
+        # the source is checked first
+        r = T.run_tpfs("mount", nope + "-src", nope)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.stderr, "tpfs: %s-src: No such file or directory\n" % nope)
+        # a mount point inside the source
+        inner = os.path.join(self.src, "inner")
+        os.mkdir(inner)
+        r = T.run_tpfs("mount", self.src, inner)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("is inside the source", r.stderr)
+        self.assertFalse(os.path.ismount(inner))
         r = T.run_tpfs("mount", self.src,
                        os.path.join(self.src, "model.safetensors"))
         self.assertNotEqual(r.returncode, 0)

@@ -245,23 +245,36 @@ static int chains_grow(struct tpfs_perm_ctx *c)
 	return 0;
 }
 
-/* The folder open as fd, or else at path. */
-static int examine(int fd, const char *path, struct tpfs_perm_folder *f)
+/* The folder whose status is st, with path for the ACL probe. */
+static int examine_stat(const struct stat *st, const char *path,
+			struct tpfs_perm_folder *f)
+{
+	if (!S_ISDIR(st->st_mode))
+		return -ENOTDIR;
+	f->perm = tpfs_perm_from_stat(st, -1, path);
+	f->dev = st->st_dev;
+	f->ino = st->st_ino;
+	return 0;
+}
+
+/* The folder open as fd. */
+static int examine_fd(int fd, struct tpfs_perm_folder *f)
 {
 	struct stat st;
-	char proc[32];
-	if (fd >= 0) {
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-		path = proc; /* for the ACL probe, which O_PATH descriptors lack */
-	}
-	if ((fd >= 0 ? fstat(fd, &st) : stat(path, &st)) < 0)
+	char proc[32]; /* for the ACL probe, which O_PATH descriptors lack */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (fstat(fd, &st) < 0)
 		return -errno;
-	if (!S_ISDIR(st.st_mode))
-		return -ENOTDIR;
-	f->perm = tpfs_perm_from_stat(&st, -1, path);
-	f->dev = st.st_dev;
-	f->ino = st.st_ino;
-	return 0;
+	return examine_stat(&st, proc, f);
+}
+
+/* The folder at path. */
+static int examine_path(const char *path, struct tpfs_perm_folder *f)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -errno;
+	return examine_stat(&st, path, f);
 }
 
 /* The folders of a chain, deepest first, met on the way up. */
@@ -279,7 +292,7 @@ static int climb(const struct tpfs_perm_ctx *c, int dirfd, struct climb *w,
 	*known = NULL;
 	for (;;) {
 		struct tpfs_perm_folder f;
-		rc = examine(fd, NULL, &f);
+		rc = examine_fd(fd, &f);
 		if (rc < 0 || (*known = chain_known(c, &f)))
 			break;
 		struct tpfs_perm_folder *grown = realloc(w->v, (w->n + 1) * sizeof(*grown));
@@ -428,7 +441,7 @@ int tpfs_perm_chain_check(const struct tpfs_perm_chain *ch)
 	int rc = 0;
 	for (size_t i = ch->n; i-- > 0 && rc == 0;) {
 		struct tpfs_perm_folder now = {0};
-		int err = examine(-1, i == 0 ? "/" : path, &now);
+		int err = examine_path(i == 0 ? "/" : path, &now);
 		if (err < 0)
 			rc = err;
 		else if (now.dev != ch->v[i].dev || now.ino != ch->v[i].ino)

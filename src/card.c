@@ -315,10 +315,10 @@ static void edge_values(struct tpfs_buf *b, const char *label,
 			const struct tpfs_card_stats *s, const struct tpfs_tensor *t,
 			bool last)
 {
+	/* the first and the last few, which are the same ones when there
+	 * are no more than that */
 	uint64_t n = t->nelem;
-	uint64_t shown = n < TPFS_CARD_EDGE ? n : TPFS_CARD_EDGE;
-	uint64_t count = last ? (n - shown < TPFS_CARD_EDGE ? n - shown : TPFS_CARD_EDGE)
-			      : shown;
+	uint64_t count = n < TPFS_CARD_EDGE ? n : TPFS_CARD_EDGE;
 	int width = strcmp(tpfs_tensor_descr(t), "<c8") == 0 ? 2 * NUM_W : NUM_W;
 	tpfs_buf_printf(b, "%-11s", label);
 	for (uint64_t i = 0; i < count; i++) {

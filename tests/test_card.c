@@ -3,7 +3,8 @@
  * with tables NumPy computed; statistics compared with sums done here in
  * double, two passes; every card the same length with and without its
  * statistics (so its size is known before a tensor is read), first and
- * last values, and a model's card set serving what it announced.
+ * last values (the last three, whatever the first three were), and a
+ * model's card set serving what it announced.
  */
 #include <errno.h>
 #include <float.h>
@@ -981,9 +982,19 @@ static void a_card_shows_the_statistics_and_the_edge_values(void)
 	CHECK(strcmp(line_value(card, "nan", v, sizeof(v)), "0") == 0);
 	squeeze(line_value(card, "first", v, sizeof(v)));
 	CHECKF(strcmp(v, "1 2 3") == 0, "'%s'", v);
-	/* four values: the last three after the first three */
+	/* four values: the last three, overlapping the first three */
 	squeeze(line_value(card, "last", v, sizeof(v)));
-	CHECKF(strcmp(v, "4") == 0, "'%s'", v);
+	CHECKF(strcmp(v, "2 3 4") == 0, "'%s'", v);
+	free(card);
+
+	/* two values: both lines show both */
+	card = card_of("two");
+	if (!card)
+		return;
+	squeeze(line_value(card, "first", v, sizeof(v)));
+	CHECKF(strcmp(v, "-128 127") == 0, "'%s'", v);
+	squeeze(line_value(card, "last", v, sizeof(v)));
+	CHECKF(strcmp(v, "-128 127") == 0, "'%s'", v);
 	free(card);
 
 	card = card_of("i8");

@@ -161,6 +161,8 @@ class ToolsAgreeWithTheMount(T.FuseCase):
         # The first and last values read back as the array's own.
         first = f["first"].split()
         last = f["last"].split()
+        if a.dtype.kind != "c":  # a complex value prints as one token
+            self.assertEqual((len(first), len(last)), (min(3, a.size),) * 2)
         def same(token, v):
             if a.dtype.kind == "b":
                 return token == str(bool(v))
@@ -173,7 +175,6 @@ class ToolsAgreeWithTheMount(T.FuseCase):
             self.assertTrue(same(token, flat[k]), (token, flat[k]))
         for k, token in enumerate(last):
             self.assertTrue(same(token, flat[a.size - len(last) + k]), (token,))
-        self.assertEqual(len(first) + len(last), min(a.size, 6))
 
     def test_convert_writes_what_the_mount_serves(self):
         for src in self.sources:

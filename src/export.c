@@ -10,7 +10,8 @@
  * WHAT is the XXH3-64 (16 hex digits) of a file written, "tmp" for a file
  * about to be written under its temporary name, or "dir" for a folder about
  * to be created; PATH is relative to OUT, with the bytes up to ' ', '%' and
- * DEL written %XX. A line is appended before what it announces appears (a
+ * DEL written %XX, and plain (no part empty, "." or ".."; a journal with
+ * another path is refused, as it could lead out of OUT). A line is appended before what it announces appears (a
  * file's hash before the rename that names the file), so every path convert
  * ever created under OUT is in the journal, and only those are ever removed.
  * A run
@@ -235,6 +236,20 @@ static bool decode_path(char *s)
 	return w != s;
 }
 
+/* Whether rel is a plain path below a folder: not empty, not absolute, and
+ * no part of it empty, "." or "..". */
+static bool plain_path(const char *rel)
+{
+	for (const char *s = rel;; s++) {
+		size_t n = strcspn(s, "/");
+		if (n == 0 || (s[0] == '.' && (n == 1 || (n == 2 && s[1] == '.'))))
+			return false;
+		s += n;
+		if (!*s)
+			return true;
+	}
+}
+
 static bool same_record(const struct record *a, const struct record *b)
 {
 	return a->kind == b->kind && a->size == b->size && strcmp(a->fp, b->fp) == 0 &&
@@ -242,15 +257,20 @@ static bool same_record(const struct record *a, const struct record *b)
 }
 
 /* Read the journal into c->records, sorted by path and line, a line that
- * repeats a later one left out. Returns 0, -EINVAL for a file that is no
- * journal of this format, or -ENOMEM. */
+ * repeats a later one left out. Returns 0, or -1 after saying why: a file
+ * that is no journal of this format (a path in it that is not plain could
+ * lead out of OUT), or memory short. */
 static int load_journal(struct convert *c, FILE *j)
 {
 	char *line = NULL;
 	size_t cap = 0, room = 0;
 	ssize_t len = getline(&line, &cap, j);
 	int rc = len < 0 || strcmp(line, JOURNAL_HEAD "\n") != 0 ? -EINVAL : 0;
-	for (size_t n = 1; rc == 0 && (len = getline(&line, &cap, j)) > 0; n++) {
+	if (rc < 0)
+		fprintf(stderr, "tpfs convert: %s/%s: not a journal of this tpfs (its first "
+				"line is not \"" JOURNAL_HEAD "\"); choose another folder\n",
+			c->out, JOURNAL);
+	for (size_t n = 2; rc == 0 && (len = getline(&line, &cap, j)) > 0; n++) {
 		struct record r = {.line = n};
 		char what[17];
 		int at = 0;
@@ -260,6 +280,14 @@ static int load_journal(struct convert *c, FILE *j)
 		if (sscanf(line, "%16s %16s %" SCNu64 " %n", r.fp, what, &r.size, &at) != 3 ||
 		    !at || !decode_path(line + at))
 			continue;
+		if (!plain_path(line + at)) {
+			fprintf(stderr, "tpfs convert: %s/%s: line %zu: not a journal of this tpfs "
+					"(a path in it is empty, absolute, or has an empty, '.' or "
+					"'..' part); choose another folder\n",
+				c->out, JOURNAL, n);
+			rc = -EINVAL;
+			break;
+		}
 		if (strcmp(what, "tmp") == 0)
 			r.kind = REC_TMP;
 		else if (strcmp(what, "dir") == 0)
@@ -284,8 +312,10 @@ static int load_journal(struct convert *c, FILE *j)
 		c->records[c->nrecords++] = r;
 	}
 	free(line);
+	if (rc == -ENOMEM)
+		fprintf(stderr, "tpfs convert: out of memory\n");
 	if (rc < 0)
-		return rc;
+		return -1;
 	if (c->nrecords)
 		qsort(c->records, c->nrecords, sizeof(*c->records), cmp_records);
 	size_t kept = 0;
@@ -865,13 +895,8 @@ static int prepare_out(struct convert *c, bool resume)
 	} else {
 		int rc = load_journal(c, j);
 		fclose(j);
-		if (rc < 0) {
-			fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, JOURNAL,
-				rc == -EINVAL ? "not a journal of this tpfs (its first line is not \""
-						JOURNAL_HEAD "\"); choose another folder"
-					      : strerror(-rc));
+		if (rc < 0)
 			return -1;
-		}
 		size_t files = 0, current = 0;
 		for (size_t i = 0; i < c->nrecords; i++) {
 			files += c->records[i].kind == REC_FILE;

@@ -517,6 +517,42 @@ class Convert(unittest.TestCase):
         self.assertIn("is not empty and holds no earlier tpfs convert output", r.stderr.decode())
         self.assertEqual(os.listdir(out), ["thesis.tex"])
 
+    def victim(self, name):
+        """A file outside OUT, which convert must leave as it is."""
+        path = os.path.join(self.tmp.name, name)
+        with open(path, "w") as f:
+            f.write("precious " + name)
+        return path
+
+    def assert_untouched(self, *victims):
+        for path in victims:
+            with open(path) as f:
+                self.assertEqual(f.read(), "precious " + os.path.basename(path))
+
+    def test_journal_paths_that_leave_out_are_refused(self):
+        """A journal line naming a path outside OUT (or one that is not a
+        plain path under it) is refused, and nothing is removed."""
+        out = os.path.join(self.tmp.name, "out")
+        tool("convert", self.src, out)
+        journal = os.path.join(out, ".tpfs-convert")
+        with open(journal) as f:
+            good = f.read()
+        fp = good.splitlines()[1].split()[0]
+        victim = self.victim("victim.tpfs-partial")
+        rel = "../" + os.path.basename(victim)[:-len(".tpfs-partial")]
+        for bad in (rel, "/" + os.path.basename(victim), "a//b", "./a", "a/.", "a/../b",
+                    "a/"):
+            with self.subTest(bad):
+                with open(journal, "w") as f:
+                    f.write(good + "%s tmp 0 %s\n" % (fp, bad))
+                r = tool("convert", self.src, out, check=False)
+                self.assertNotEqual(r.returncode, 0)
+                self.assert_untouched(victim)
+                self.assertIn("%s: line %d: not a journal of this tpfs" %
+                              (journal, len(good.splitlines()) + 1), r.stderr.decode())
+                self.assertIn("empty, absolute, or has an empty, '.' or '..' part",
+                              r.stderr.decode())
+
 
 def gpt_oss_layout(layers, hidden, experts, vocab, heads, kv_heads, head_dim,
                    intermediate, tied):

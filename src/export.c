@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -112,16 +113,16 @@ static mode_t for_group(mode_t mode, gid_t gid)
 	return gid == getegid() ? mode : mode & ~(mode_t)070;
 }
 
-/* Give what fd or path names its planned mode. */
-static int set_mode(int fd, const char *path, mode_t mode)
+/* Give the file or folder open as fd its planned mode. */
+static int set_mode(int fd, mode_t mode)
 {
 	struct stat st;
-	if (fd >= 0 ? fstat(fd, &st) < 0 : stat(path, &st) < 0)
+	if (fstat(fd, &st) < 0)
 		return -errno;
 	mode = for_group(mode, st.st_gid);
 	if ((st.st_mode & 07777) == mode)
 		return 0;
-	return (fd >= 0 ? fchmod(fd, mode) : chmod(path, mode)) < 0 ? -errno : 0;
+	return fchmod(fd, mode) < 0 ? -errno : 0;
 }
 
 static int cmp_records(const void *a, const void *b)
@@ -142,43 +143,18 @@ static int cmp_jobs_by_size(const void *a, const void *b)
 	return x->size < y->size ? 1 : x->size > y->size ? -1 : strcmp(x->rel, y->rel);
 }
 
-static char *out_path(const struct convert *c, const char *rel, const char *suffix)
-{
-	char *p;
-	return asprintf(&p, "%s/%s%s", c->out, rel, suffix ? suffix : "") < 0 ? NULL : p;
-}
-
-static void unlink_out(const struct convert *c, const char *rel, const char *suffix)
-{
-	char *p = out_path(c, rel, suffix);
-	if (p)
-		unlink(p);
-	free(p);
-}
-
-static int sync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = fd < 0 || fsync(fd) < 0 ? -errno : 0;
-	if (fd >= 0)
-		close(fd);
-	return rc;
-}
-
 static void hash_hex(XXH64_hash_t h, char out[17])
 {
 	snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
-/* The XXH3-64 of the file at path, which must be size bytes long. Returns 0,
- * or -1 when it is not, cannot be read, or memory is short. */
-static int hash_file(const char *path, uint64_t size, unsigned char *buf, size_t unit,
-		     char out[17])
+/* The XXH3-64 of the file open as fd, which must be size bytes long.
+ * Returns 0, or -1 when it is not, cannot be read, or memory is short. */
+static int hash_fd(int fd, uint64_t size, unsigned char *buf, size_t unit, char out[17])
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	XXH3_state_t *h = NULL;
-	bool ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 		  (uint64_t)st.st_size == size && (h = XXH3_createState()) != NULL;
 	if (ok)
 		XXH3_64bits_reset(h);
@@ -193,9 +169,142 @@ static int hash_file(const char *path, uint64_t size, unsigned char *buf, size_t
 	if (ok)
 		hash_hex(XXH3_64bits_digest(h), out);
 	XXH3_freeState(h);
-	if (fd >= 0)
-		close(fd);
 	return ok ? 0 : -1;
+}
+
+/* ---- files under OUT ------------------------------------------------------ */
+
+/*
+ * Everything under OUT is reached from OUT's folder held open (lock_fd),
+ * one folder at a time and never through a symbolic link, so that whoever
+ * may put a link in a folder of OUT cannot send convert's writes, renames,
+ * mode changes or removals elsewhere. A temporary file is made new
+ * (O_EXCL | O_NOFOLLOW) once whatever had its name is removed (a link
+ * itself, never what it points to).
+ */
+
+/* Whether rel is a plain path below a folder: not empty, not absolute, and
+ * no part of it empty, "." or "..". */
+static bool plain_path(const char *rel)
+{
+	for (const char *s = rel;; s++) {
+		size_t n = strcspn(s, "/");
+		if (n == 0 || (s[0] == '.' && (n == 1 || (n == 2 && s[1] == '.'))))
+			return false;
+		s += n;
+		if (!*s)
+			return true;
+	}
+}
+
+/* A folder refused, its reason said (refuse_dir). */
+#define REFUSED (-4096)
+
+/* Say why the folder named by rel's first len bytes is refused. */
+static int refuse_dir(const struct convert *c, const char *rel, size_t len, const char *why)
+{
+	fprintf(stderr, "tpfs convert: %s%s%.*s: %s; convert writes only into a folder "
+			"that no symbolic link leads to\n",
+		c->out, len ? "/" : "", (int)len, rel, why);
+	return REFUSED;
+}
+
+/* Folder name of the folder dfd, opened without following a link; rel's
+ * first len bytes name it under OUT. Returns its fd or a negative errno
+ * (-ENOENT when there is none, REFUSED when something else has the name). */
+static int open_dir(const struct convert *c, int dfd, const char *name, const char *rel,
+		    size_t len)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		return refuse_dir(c, rel, len, "not a folder (a symbolic link or a file)");
+	return fd < 0 ? -errno : fd;
+}
+
+static void put_dir(const struct convert *c, int fd)
+{
+	if (fd >= 0 && fd != c->lock_fd)
+		close(fd);
+}
+
+/* The folder under OUT that holds rel (a plain path), opened folder by
+ * folder from OUT (open_dir); *name is rel's last part. Returns its fd, to
+ * give back with put_dir, or a negative errno. */
+static int dir_of(const struct convert *c, const char *rel, const char **name)
+{
+	int fd = plain_path(rel) ? c->lock_fd : -EINVAL;
+	const char *s = rel;
+	for (const char *slash; fd >= 0 && (slash = strchr(s, '/')) != NULL; s = slash + 1) {
+		char part[NAME_MAX + 1];
+		size_t n = (size_t)(slash - s);
+		int next = n < sizeof(part) ? 0 : -ENAMETOOLONG;
+		if (next == 0) {
+			memcpy(part, s, n);
+			part[n] = '\0';
+			next = open_dir(c, fd, part, rel, (size_t)(slash - rel));
+		}
+		put_dir(c, fd);
+		fd = next;
+	}
+	*name = s;
+	return fd;
+}
+
+/* A file of folder dfd opened to read: never through a link, and without
+ * waiting on a FIFO that has its name. */
+static int open_read(int dfd, const char *name)
+{
+	return openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+}
+
+#define TMP_NAME_SIZE (NAME_MAX + sizeof(PARTIAL))
+
+/* name's temporary name, in buf (TMP_NAME_SIZE bytes); NULL when too long. */
+static const char *tmp_name(char *buf, const char *name)
+{
+	int n = snprintf(buf, TMP_NAME_SIZE, "%s" PARTIAL, name);
+	return n >= 0 && (size_t)n < TMP_NAME_SIZE ? buf : NULL;
+}
+
+/* Remove name's temporary file from folder dfd, if there. */
+static int unlink_tmp(int dfd, const char *name)
+{
+	char buf[TMP_NAME_SIZE];
+	const char *tmp = tmp_name(buf, name);
+	if (!tmp)
+		return -ENAMETOOLONG;
+	return unlinkat(dfd, tmp, 0) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* Make name's temporary file in folder dfd afresh, with mode. Returns its
+ * fd (open to write) or a negative errno. */
+static int create_tmp(int dfd, const char *name, mode_t mode)
+{
+	char buf[TMP_NAME_SIZE];
+	const char *tmp = tmp_name(buf, name);
+	int rc = unlink_tmp(dfd, name);
+	int fd = rc == 0 ? openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				  0600)
+			 : -1;
+	if (rc == 0 && fd < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = set_mode(fd, mode);
+	if (rc < 0 && fd >= 0) {
+		close(fd);
+		unlinkat(dfd, tmp, 0);
+	}
+	return rc < 0 ? rc : fd;
+}
+
+/* Give name's temporary file in folder dfd its name. */
+static int rename_tmp(int dfd, const char *name)
+{
+	char buf[TMP_NAME_SIZE];
+	const char *tmp = tmp_name(buf, name);
+	if (!tmp)
+		return -ENAMETOOLONG;
+	return renameat(dfd, tmp, dfd, name) < 0 ? -errno : 0;
 }
 
 /* ---- the journal ---------------------------------------------------------- */
@@ -234,20 +343,6 @@ static bool decode_path(char *s)
 	}
 	*w = '\0';
 	return w != s;
-}
-
-/* Whether rel is a plain path below a folder: not empty, not absolute, and
- * no part of it empty, "." or "..". */
-static bool plain_path(const char *rel)
-{
-	for (const char *s = rel;; s++) {
-		size_t n = strcspn(s, "/");
-		if (n == 0 || (s[0] == '.' && (n == 1 || (n == 2 && s[1] == '.'))))
-			return false;
-		s += n;
-		if (!*s)
-			return true;
-	}
 }
 
 static bool same_record(const struct record *a, const struct record *b)
@@ -338,36 +433,32 @@ static int load_journal(struct convert *c, FILE *j)
  * and keep it open for appending. */
 static int rewrite_journal(struct convert *c, const struct record *r, size_t n)
 {
-	char *path = out_path(c, JOURNAL, NULL), *tmp = out_path(c, JOURNAL, PARTIAL);
-	FILE *f = path && tmp ? fopen(tmp, "w") : NULL;
-	int rc = f ? 0 : path && tmp ? -errno : -ENOMEM;
-	if (f) /* it names every file: as private as manifest.json */
-		rc = set_mode(fileno(f), NULL, c->list_mode);
+	/* it names every file: as private as manifest.json */
+	int fd = create_tmp(c->lock_fd, JOURNAL, c->list_mode);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	int rc = f ? 0 : fd < 0 ? fd : -errno;
+	if (!f && fd >= 0)
+		close(fd);
 	if (f) {
 		fprintf(f, "%s\n", JOURNAL_HEAD);
 		for (size_t i = 0; i < n && rc == 0; i++)
 			rc = put_record(f, &r[i]);
 		if (rc == 0 && (fflush(f) != 0 || fdatasync(fileno(f)) < 0))
 			rc = -errno;
-		if (fclose(f) != 0 && rc == 0)
-			rc = -errno;
 	}
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
 	if (rc == 0)
-		rc = sync_dir(c->out);
+		rc = rename_tmp(c->lock_fd, JOURNAL);
+	if (rc == 0 && fsync(c->lock_fd) < 0)
+		rc = -errno;
 	if (c->journal)
 		fclose(c->journal);
-	c->journal = rc == 0 ? fopen(path, "a") : NULL;
-	if (rc == 0 && !c->journal)
-		rc = -errno;
+	c->journal = rc == 0 ? f : NULL; /* the file now named the journal */
 	if (rc < 0) {
 		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, JOURNAL, strerror(-rc));
-		if (tmp)
-			unlink(tmp);
+		if (f)
+			fclose(f);
+		unlink_tmp(c->lock_fd, JOURNAL);
 	}
-	free(path);
-	free(tmp);
 	return rc;
 }
 
@@ -609,23 +700,26 @@ static bool verified(struct convert *c, struct job *j, unsigned char *buf)
 		}
 	if (!latest || strcmp(latest->fp, c->fp) != 0 || latest->size != j->size)
 		return false;
-	char *path = out_path(c, j->rel, NULL);
-	bool ok = path && hash_file(path, j->size, buf, c->unit, j->hash) == 0 &&
-		  strcmp(j->hash, latest->hash) == 0 && set_mode(-1, path, j->mode) == 0;
-	free(path);
+	const char *name;
+	int dfd = dir_of(c, j->rel, &name);
+	int fd = dfd >= 0 ? open_read(dfd, name) : -1;
+	bool ok = fd >= 0 && hash_fd(fd, j->size, buf, c->unit, j->hash) == 0 &&
+		  strcmp(j->hash, latest->hash) == 0 && set_mode(fd, j->mode) == 0;
+	if (fd >= 0)
+		close(fd);
+	put_dir(c, dfd);
 	return ok;
 }
 
 /* Write one file under its temporary name, record it, then name it. */
 static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 {
-	char *tmp = out_path(c, j->rel, PARTIAL), *path = out_path(c, j->rel, NULL);
-	int rc = tmp && path ? journal_add(c, REC_TMP, j->rel, NULL, 0, false) : -ENOMEM;
-	int fd = rc == 0 ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+	const char *name;
+	int dfd = dir_of(c, j->rel, &name);
+	int rc = dfd < 0 ? dfd : journal_add(c, REC_TMP, j->rel, NULL, 0, false);
+	int fd = rc == 0 ? create_tmp(dfd, name, j->mode) : -1;
 	if (rc == 0 && fd < 0)
-		rc = -errno;
-	if (rc == 0)
-		rc = set_mode(fd, NULL, j->mode);
+		rc = fd;
 	XXH3_state_t *h = rc == 0 ? XXH3_createState() : NULL;
 	if (rc == 0 && !h)
 		rc = -ENOMEM;
@@ -651,16 +745,14 @@ static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 	}
 	if (rc == 0)
 		rc = journal_add(c, REC_FILE, j->rel, j->hash, j->size, true);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
+	if (rc == 0)
+		rc = rename_tmp(dfd, name);
+	if (rc < 0 && rc != REFUSED)
 		fprintf(stderr, "%stpfs convert: %s: %s\n", c->tty ? "\n" : "", j->rel,
 			strerror(-rc));
-		if (tmp)
-			unlink(tmp);
-	}
-	free(tmp);
-	free(path);
+	if (rc < 0 && dfd >= 0)
+		unlink_tmp(dfd, name);
+	put_dir(c, dfd);
 	return rc;
 }
 
@@ -719,28 +811,25 @@ static int make_dirs(struct convert *c)
 		const struct record *r;
 		for (size_t n = records_of(c, c->dirs[i], &r); n; n--, r++)
 			c->dir_recorded[i] |= r->kind == REC_DIR;
-		char *path = out_path(c, c->dirs[i], NULL);
-		struct stat st;
-		int rc = path ? 0 : -ENOMEM;
-		if (rc == 0 && lstat(path, &st) == 0) {
-			if (!S_ISDIR(st.st_mode))
-				rc = -ENOTDIR;
-			else if (c->dir_recorded[i]) /* ours: as planned now */
-				rc = set_mode(-1, path, c->dir_modes[i]);
-		} else if (rc == 0 && errno != ENOENT) {
-			rc = -errno;
-		} else if (rc == 0) {
-			rc = journal_add(c, REC_DIR, c->dirs[i], NULL, 0, true);
-			if (rc == 0 && mkdir(path, 0700) < 0)
+		const char *name, *rel = c->dirs[i];
+		int dfd = dir_of(c, rel, &name);
+		int fd = dfd < 0 ? dfd : open_dir(c, dfd, name, rel, strlen(rel));
+		int rc = fd < 0 ? fd : 0;
+		if (dfd >= 0 && rc == -ENOENT) {
+			rc = journal_add(c, REC_DIR, rel, NULL, 0, true);
+			if (rc == 0 && mkdirat(dfd, name, 0700) < 0)
 				rc = -errno;
-			if (rc == 0)
-				rc = set_mode(-1, path, c->dir_modes[i]);
+			if (rc == 0 && (fd = open_dir(c, dfd, name, rel, strlen(rel))) < 0)
+				rc = fd;
 			c->dir_recorded[i] = true;
 		}
-		if (rc < 0)
-			fprintf(stderr, "tpfs convert: %s: %s\n", path ? path : c->dirs[i],
-				strerror(-rc));
-		free(path);
+		if (rc == 0 && c->dir_recorded[i]) /* ours: as planned now */
+			rc = set_mode(fd, c->dir_modes[i]);
+		if (fd >= 0)
+			close(fd);
+		put_dir(c, dfd);
+		if (rc < 0 && rc != REFUSED)
+			fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, rel, strerror(-rc));
 		if (rc < 0)
 			return rc;
 	}
@@ -874,12 +963,17 @@ static int prepare_out(struct convert *c, bool resume)
 					     : strerror(errno));
 		return -1;
 	}
-	char *jpath = out_path(c, JOURNAL, NULL);
-	FILE *j = jpath ? fopen(jpath, "r") : NULL;
-	free(jpath);
+	int jfd = open_read(c->lock_fd, JOURNAL);
+	FILE *j = jfd >= 0 ? fdopen(jfd, "r") : NULL;
+	if (!j && (jfd >= 0 || errno != ENOENT)) {
+		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, JOURNAL, strerror(errno));
+		if (jfd >= 0)
+			close(jfd);
+		return -1;
+	}
 	if (!j) {
 		/* new or empty (but for a journal a cut first run began) */
-		long n = tpfs_path_entries(c->out, JOURNAL PARTIAL);
+		long n = tpfs_path_entries_fd(c->lock_fd, JOURNAL PARTIAL);
 		if (resume) {
 			fprintf(stderr, "tpfs convert: --resume: %s holds no earlier tpfs convert "
 					"output (no %s file)\n",
@@ -908,21 +1002,17 @@ static int prepare_out(struct convert *c, bool resume)
 					"other options; rewriting it\n",
 				c->out);
 	}
-	char *mpath = out_path(c, MANIFEST, NULL);
-	if (!mpath || (unlink(mpath) < 0 && errno != ENOENT)) {
-		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, MANIFEST,
-			strerror(mpath ? errno : ENOMEM));
-		free(mpath);
+	if (unlinkat(c->lock_fd, MANIFEST, 0) < 0 && errno != ENOENT) {
+		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, MANIFEST, strerror(errno));
 		return -1;
 	}
-	free(mpath);
 	/* OUT (new, empty, or an earlier output) shows the names of what it
 	 * holds: no more open than the mount's root, never more open than it
 	 * was. */
 	struct stat st;
-	int rc = fstat(c->lock_fd, &st) < 0 ? -errno
-					   : set_mode(c->lock_fd, NULL,
-						      (mode_t)(st.st_mode & 07777) & c->out_mode);
+	int rc = fstat(c->lock_fd, &st) < 0
+			 ? -errno
+			 : set_mode(c->lock_fd, (mode_t)(st.st_mode & 07777) & c->out_mode);
 	if (rc < 0) {
 		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(-rc));
 		return -1;
@@ -938,45 +1028,52 @@ static int prepare_out(struct convert *c, bool resume)
  * folders when empty. Jobs are sorted by path. */
 static void remove_stale(struct convert *c, unsigned char *buf)
 {
-	for (size_t i = 0; i < c->njobs; i++)
-		unlink_out(c, c->jobs[i].rel, PARTIAL);
-	unlink_out(c, MANIFEST, PARTIAL);
+	const char *name;
+	int dfd;
+	for (size_t i = 0; i < c->njobs; i++) {
+		if ((dfd = dir_of(c, c->jobs[i].rel, &name)) >= 0)
+			unlink_tmp(dfd, name);
+		put_dir(c, dfd);
+	}
+	unlink_tmp(c->lock_fd, MANIFEST);
 	size_t removed = 0;
 	for (size_t i = 0; i < c->nrecords;) {
 		const struct record *r;
 		size_t n = records_of(c, c->records[i].rel, &r);
 		i += n;
-		unlink_out(c, r->rel, PARTIAL);
-		if (in_plan_files(c, r->rel) || in_plan_dirs(c, r->rel))
-			continue;
-		char *path = out_path(c, r->rel, NULL);
+		if ((dfd = dir_of(c, r->rel, &name)) < 0)
+			continue; /* gone, or refused */
+		unlink_tmp(dfd, name);
+		int fd = in_plan_files(c, r->rel) || in_plan_dirs(c, r->rel) ? -1
+									   : open_read(dfd, name);
 		struct stat st;
 		bool ours = false, any_file = false;
-		if (path && lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
 			for (size_t k = 0; k < n && !ours; k++) {
 				char h[17];
 				any_file |= r[k].kind == REC_FILE;
 				ours = r[k].kind == REC_FILE && r[k].size == (uint64_t)st.st_size &&
-				       hash_file(path, r[k].size, buf, c->unit, h) == 0 &&
+				       hash_fd(fd, r[k].size, buf, c->unit, h) == 0 &&
 				       strcmp(h, r[k].hash) == 0;
 			}
-			if (ours && unlink(path) == 0)
+			if (ours && unlinkat(dfd, name, 0) == 0)
 				removed++;
 			else if (any_file)
-				fprintf(stderr, "tpfs convert: left %s in place: it changed after an "
-						"earlier run wrote it\n",
-					path);
+				fprintf(stderr, "tpfs convert: left %s/%s in place: it changed after "
+						"an earlier run wrote it\n",
+					c->out, r->rel);
 		}
-		free(path);
+		if (fd >= 0)
+			close(fd);
+		put_dir(c, dfd);
 	}
 	/* folders: the deepest first, as they sort after their parents */
 	for (size_t i = c->nrecords; i-- > 0;) {
 		if (c->records[i].kind != REC_DIR || in_plan_dirs(c, c->records[i].rel))
 			continue;
-		char *path = out_path(c, c->records[i].rel, NULL);
-		if (path)
-			rmdir(path); /* stays if not empty */
-		free(path);
+		if ((dfd = dir_of(c, c->records[i].rel, &name)) >= 0)
+			unlinkat(dfd, name, AT_REMOVEDIR); /* stays if not empty */
+		put_dir(c, dfd);
 	}
 	if (removed)
 		printf("removed %zu file%s an earlier run wrote that this one does not\n",
@@ -1020,26 +1117,25 @@ static int write_manifest(struct convert *c, const struct tpfs_model *m, char **
 	}
 	tpfs_buf_puts(&x, "\n  ]}");
 	char *extra = tpfs_buf_take(&x, NULL);
-	char *tmp = out_path(c, MANIFEST, PARTIAL), *path = out_path(c, MANIFEST, NULL);
-	int rc = extra && tmp && path ? 0 : -ENOMEM;
-	int fd = rc == 0 ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-	if (rc == 0)
-		rc = fd < 0 ? -errno : set_mode(fd, NULL, c->list_mode);
+	int rc = extra ? 0 : -ENOMEM;
+	int fd = rc == 0 ? create_tmp(c->lock_fd, MANIFEST, c->list_mode) : -1;
+	if (rc == 0 && fd < 0)
+		rc = fd;
 	if (rc == 0)
 		rc = tpfs_manifest_write(m, (const char *const *)paths, extra, fd);
 	if (rc == 0 && fdatasync(fd) < 0)
 		rc = -errno;
 	if (fd >= 0 && close(fd) < 0 && rc == 0)
 		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
 	if (rc == 0)
-		rc = sync_dir(c->out);
-	if (rc < 0)
+		rc = rename_tmp(c->lock_fd, MANIFEST);
+	if (rc == 0 && fsync(c->lock_fd) < 0)
+		rc = -errno;
+	if (rc < 0) {
 		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, MANIFEST, strerror(-rc));
+		unlink_tmp(c->lock_fd, MANIFEST);
+	}
 	free(extra);
-	free(tmp);
-	free(path);
 	return rc;
 }
 

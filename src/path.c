@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,9 +62,23 @@ bool tpfs_path_within(const char *dir, const char *path)
 
 long tpfs_path_entries(const char *path, const char *ignore)
 {
-	DIR *d = opendir(path);
-	if (!d)
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	long n = fd < 0 ? -1 : tpfs_path_entries_fd(fd, ignore);
+	if (fd >= 0)
+		close(fd);
+	return n;
+}
+
+long tpfs_path_entries_fd(int fd, const char *ignore)
+{
+	int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = own >= 0 ? fdopendir(own) : NULL;
+	if (!d) {
+		if (own >= 0)
+			close(own);
 		return -1;
+	}
+	rewinddir(d);
 	long n = 0;
 	for (struct dirent *de; (de = readdir(d)) != NULL;)
 		n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&

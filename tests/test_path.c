@@ -189,6 +189,15 @@ static void entries_count_all_but_dot_dotdot_and_the_ignored(void)
 	CHECK(tpfs_path_entries(sub, "b") == 0);
 	CHECK(tpfs_path_entries(file, NULL) == -1);
 	CHECK(tpfs_path_entries(none, NULL) == -1);
+	int fd = open(d, O_RDONLY | O_DIRECTORY);
+	CHECK(fd >= 0 && tpfs_path_entries_fd(fd, ".hidden") == 3);
+	CHECK(tpfs_path_entries_fd(fd, NULL) == 4); /* read again from the start */
+	if (fd >= 0)
+		close(fd);
+	fd = open(file, O_RDONLY);
+	CHECK(fd >= 0 && tpfs_path_entries_fd(fd, NULL) == -1);
+	if (fd >= 0)
+		close(fd);
 	free(sub);
 	free(file);
 	free(none);

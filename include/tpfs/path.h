@@ -25,6 +25,9 @@ bool tpfs_path_within(const char *dir, const char *path);
  * -1 when it cannot be read. */
 long tpfs_path_entries(const char *path, const char *ignore);
 
+/* The same of the folder open as fd (left open, its offset shared). */
+long tpfs_path_entries_fd(int fd, const char *ignore);
+
 /* mkdir -p, mode 0755. Returns 0 or a negative errno. */
 int tpfs_path_mkdir(const char *path);
 

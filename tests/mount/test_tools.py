@@ -529,6 +529,41 @@ class Convert(unittest.TestCase):
             with open(path) as f:
                 self.assertEqual(f.read(), "precious " + os.path.basename(path))
 
+    def test_links_planted_at_temporary_names_are_never_followed(self):
+        """Someone who could put a link in OUT where convert writes a
+        temporary file must not make it write through the link."""
+        out = os.path.join(self.tmp.name, "out")
+        os.mkdir(out)
+        journal = self.victim("journal-victim")
+        os.symlink(journal, os.path.join(out, ".tpfs-convert.tpfs-partial"))
+        tool("convert", self.src, out)
+        self.assert_untouched(journal)
+        npy, manifest = self.victim("npy-victim"), self.victim("manifest-victim")
+        os.symlink(npy, os.path.join(out, "t00.npy.tpfs-partial"))
+        os.symlink(manifest, os.path.join(out, "manifest.json.tpfs-partial"))
+        tool("convert", self.src, out, "-o", "bf16=f16")
+        self.assert_untouched(npy, manifest)
+        for name in ("t00.npy", "manifest.json", ".tpfs-convert"):
+            self.assertFalse(os.path.islink(os.path.join(out, name)), name)
+        self.assertEqual(np.load(os.path.join(out, "t00.npy")).dtype, np.float16)
+        self.assertEqual([f for f in os.listdir(out) if f.endswith(".tpfs-partial")], [])
+
+    def test_a_folder_of_out_replaced_by_a_link_is_not_followed(self):
+        """An earlier run's folder swapped for a link to another folder:
+        removing what that run wrote must not remove files there."""
+        out = os.path.join(self.tmp.name, "out")
+        tool("convert", self.src, out, "--shard-size", "5M")
+        elsewhere = os.path.join(self.tmp.name, "elsewhere")
+        os.rename(os.path.join(out, "shard_000"), elsewhere)
+        os.symlink(elsewhere, os.path.join(out, "shard_000"))
+        partial = os.path.join(elsewhere, "t01.npy.tpfs-partial")
+        with open(partial, "w") as f:
+            f.write("precious")
+        before = sorted(os.listdir(elsewhere))
+        r = tool("convert", self.src, out, check=False)
+        self.assertEqual(sorted(os.listdir(elsewhere)), before)
+        self.assertIn("%s: not a folder" % os.path.join(out, "shard_000"), r.stderr.decode())
+
     def test_journal_paths_that_leave_out_are_refused(self):
         """A journal line naming a path outside OUT (or one that is not a
         plain path under it) is refused, and nothing is removed."""

@@ -175,11 +175,14 @@ static int hash_fd(int fd, uint64_t size, unsigned char *buf, size_t unit, char 
 /* ---- files under OUT ------------------------------------------------------ */
 
 /*
- * Everything under OUT is reached from OUT's folder held open (lock_fd),
- * one folder at a time and never through a symbolic link, so that whoever
- * may put a link in a folder of OUT cannot send convert's writes, renames,
- * mode changes or removals elsewhere. A temporary file is made new
- * (O_EXCL | O_NOFOLLOW) once whatever had its name is removed (a link
+ * convert is often run by root, into an OUT that others may reach. Whoever
+ * could change a folder convert writes in could put a link there and send
+ * convert's writes, renames, mode changes or removals anywhere, so OUT and
+ * every folder below it that convert uses must be the caller's alone:
+ * owned by them and writable by no one else (own_dir). And everything
+ * under OUT is reached from OUT's folder held open (lock_fd), one folder
+ * at a time and never through a symbolic link; a temporary file is made
+ * new (O_EXCL | O_NOFOLLOW) once whatever had its name is removed (a link
  * itself, never what it points to).
  */
 
@@ -203,22 +206,43 @@ static bool plain_path(const char *rel)
 /* Say why the folder named by rel's first len bytes is refused. */
 static int refuse_dir(const struct convert *c, const char *rel, size_t len, const char *why)
 {
-	fprintf(stderr, "tpfs convert: %s%s%.*s: %s; convert writes only into a folder "
-			"that no symbolic link leads to\n",
+	fprintf(stderr, "tpfs convert: %s%s%.*s: %s: OUT and the folders in it must be owned "
+			"by the user running convert and not writable by group or others, "
+			"and none may be a symbolic link\n",
 		c->out, len ? "/" : "", (int)len, rel, why);
 	return REFUSED;
 }
 
+/* 0 when the folder open as fd (rel's first len bytes name it) is the
+ * caller's alone, else REFUSED or a negative errno. */
+static int own_dir(const struct convert *c, int fd, const char *rel, size_t len)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_uid != geteuid())
+		return refuse_dir(c, rel, len, "owned by another user");
+	if (st.st_mode & 022)
+		return refuse_dir(c, rel, len, "writable by group or others");
+	return 0;
+}
+
 /* Folder name of the folder dfd, opened without following a link; rel's
  * first len bytes name it under OUT. Returns its fd or a negative errno
- * (-ENOENT when there is none, REFUSED when something else has the name). */
+ * (-ENOENT when there is none, REFUSED when something else has the name or
+ * the folder is not the caller's alone). */
 static int open_dir(const struct convert *c, int dfd, const char *name, const char *rel,
 		    size_t len)
 {
 	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
 		return refuse_dir(c, rel, len, "not a folder (a symbolic link or a file)");
-	return fd < 0 ? -errno : fd;
+	if (fd < 0)
+		return -errno;
+	int rc = own_dir(c, fd, rel, len);
+	if (rc < 0)
+		close(fd);
+	return rc < 0 ? rc : fd;
 }
 
 static void put_dir(const struct convert *c, int fd)
@@ -945,8 +969,8 @@ static bool out_inside_src(const char *src, const char *out)
 	return inside;
 }
 
-/* OUT must be new, empty, or an earlier output (it has the journal); with
- * --resume, an earlier output. Locks OUT, loads the journal, removes the
+/* OUT must be the caller's alone (own_dir), and new, empty, or an earlier
+ * output (it has the journal); with --resume, an earlier output. Locks OUT, loads the journal, removes the
  * manifest and starts the journal afresh. */
 static int prepare_out(struct convert *c, bool resume)
 {
@@ -955,6 +979,12 @@ static int prepare_out(struct convert *c, bool resume)
 		err = errno;
 	if (err) {
 		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(err));
+		return -1;
+	}
+	int rc = own_dir(c, c->lock_fd, "", 0);
+	if (rc < 0) {
+		if (rc != REFUSED)
+			fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(-rc));
 		return -1;
 	}
 	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) < 0) {
@@ -987,7 +1017,7 @@ static int prepare_out(struct convert *c, bool resume)
 			return -1;
 		}
 	} else {
-		int rc = load_journal(c, j);
+		rc = load_journal(c, j);
 		fclose(j);
 		if (rc < 0)
 			return -1;
@@ -1010,9 +1040,9 @@ static int prepare_out(struct convert *c, bool resume)
 	 * holds: no more open than the mount's root, never more open than it
 	 * was. */
 	struct stat st;
-	int rc = fstat(c->lock_fd, &st) < 0
-			 ? -errno
-			 : set_mode(c->lock_fd, (mode_t)(st.st_mode & 07777) & c->out_mode);
+	rc = fstat(c->lock_fd, &st) < 0
+		     ? -errno
+		     : set_mode(c->lock_fd, (mode_t)(st.st_mode & 07777) & c->out_mode);
 	if (rc < 0) {
 		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(-rc));
 		return -1;

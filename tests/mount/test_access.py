@@ -204,10 +204,10 @@ class SharedMount(T.FuseCase):
                         premade=False):
         """tpfs convert (as root) writes no file or folder that a user may
         read or list but could not directly (into a new OUT, or one made
-        open beforehand)."""
+        open to reading beforehand)."""
         out = os.path.join(self.base, "out")
         if premade:
-            folder(out, 0o777)
+            folder(out, 0o755)
         r = T.run_tpfs("convert", layout.src, out, *extra)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.check_served(layout, out, readers, ())
@@ -537,6 +537,54 @@ class UnreadableByTpfs(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
         self.assertRegex(r.stderr, r"model-2\.safetensors: cannot open: Permission denied")
+
+
+class ConvertAsRoot(unittest.TestCase):
+    """tpfs convert run by root, into an OUT that others may have had a
+    hand in, from a model with private files."""
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root (files of other users, setpriv)")
+        self.base = tempfile.mkdtemp(prefix="tpfs-access-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", self.base])
+        os.chmod(self.base, 0o755)
+        self.src = os.path.join(self.base, "src")
+        self.make_src()
+
+    def make_src(self, make=lambda: None):
+        """A public model, with what make adds."""
+        folder(self.src)
+        shard(os.path.join(self.src, "model.safetensors"), [("w", "U8", (4,))])
+        text(os.path.join(self.src, "config.json"))
+        make()
+
+    def test_an_out_others_may_change_is_refused(self):
+        rule = "must be owned by the user running convert and not writable by group or others"
+        for name, mode, owner in [("open", 0o777, None), ("group", 0o775, None),
+                                  ("sticky", 0o1777, None), ("theirs", 0o755, OTHER[:2])]:
+            with self.subTest(name):
+                out = os.path.join(self.base, name)
+                folder(out, mode, owner)
+                r = T.run_tpfs("convert", self.src, out)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("tpfs convert: %s: " % out, r.stderr)
+                self.assertIn(rule, r.stderr)
+                self.assertEqual(os.listdir(out), [])
+        # a folder of an earlier output that another user may now change
+        text(os.path.join(self.src, "sub", "notes.txt"))
+        out = os.path.join(self.base, "out")
+        r = T.run_tpfs("convert", self.src, out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        sub = os.path.join(out, "sub")
+        for mode, owner in [(0o775, None), (0o755, OTHER[:2])]:
+            with self.subTest(mode=mode, owner=owner):
+                folder(sub, mode, owner)
+                r = T.run_tpfs("convert", self.src, out)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn("tpfs convert: %s: " % sub, r.stderr)
+                self.assertIn(rule, r.stderr)
+                folder(sub, 0o755, (0, 0))
 
 
 if __name__ == "__main__":

@@ -551,7 +551,11 @@ static void narrow_dir(struct convert *c, struct tpfs_perm_ctx *ctx, struct tpfs
 /* Every file's mode from its entry's; every folder's from the entries it
  * shows and the folder of the mount it stands for, if any (matched from
  * the file up: shard_000/sub/w.npy's shard_000/sub is the mount's sub, and
- * shard_000 its root); OUT's, the journal's and the manifest's likewise. */
+ * shard_000 its root); OUT's likewise. The journal and manifest.json name
+ * every file with its size and checksum: theirs from the mount's
+ * manifest.json, every file's entry and every folder of the mount above
+ * one, so that only who may read every file and list every folder they
+ * name may read them. */
 static int plan_modes(struct convert *c, const struct tpfs_model *m)
 {
 	const struct tpfs_tree *tree = &m->tree;
@@ -568,6 +572,12 @@ static int plan_modes(struct convert *c, const struct tpfs_model *m)
 		struct tpfs_perm f = out_perm(false);
 		tpfs_perm_narrow(ctx, &f, served, TPFS_PERM_READ);
 		j->mode = out_mode(c, &f);
+		tpfs_perm_narrow(ctx, &list, served, TPFS_PERM_READ);
+		for (uint32_t d = j->node; d != 0;) {
+			d = tree->nodes[d].parent;
+			tpfs_perm_narrow(ctx, &list, tpfs_tree_perm(tree, d),
+					 TPFS_PERM_READ | TPFS_PERM_SEARCH);
+		}
 		char *rel = strdup(j->rel);
 		if (!rel) {
 			free(dirs);

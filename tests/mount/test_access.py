@@ -586,6 +586,29 @@ class ConvertAsRoot(unittest.TestCase):
                 self.assertIn(rule, r.stderr)
                 folder(sub, 0o755, (0, 0))
 
+    def test_the_list_is_as_private_as_every_file_it_names(self):
+        """manifest.json and the journal name every file written, with its
+        size and checksum: only who may read every one of those files, and
+        list every folder they are in, may read them, even once OUT is
+        opened up."""
+        cases = {"a private file": lambda: text(os.path.join(self.src, "secret.json"), 0o600),
+                 "a private folder": lambda: (folder(os.path.join(self.src, "priv"), 0o700),
+                                              text(os.path.join(self.src, "priv", "f.json")))}
+        for case, make in cases.items():
+            with self.subTest(case):
+                shutil.rmtree(self.src)
+                self.make_src(make)
+                out = os.path.join(self.base, "out-" + case.replace(" ", "-"))
+                r = T.run_tpfs("convert", self.src, out)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                os.chmod(out, 0o755)
+                lists = [os.path.join(out, n) for n in ("manifest.json", ".tpfs-convert")]
+                for path in lists:
+                    self.assertEqual(os.stat(path).st_mode & 0o077, 0, path)
+                got = probe(OTHER, lists + [os.path.join(out, "config.json")])
+                self.assertTrue(got[os.path.join(out, "config.json")]["read"], got)
+                self.assertFalse(any(got[p]["read"] for p in lists), got)
+
 
 if __name__ == "__main__":
     T.main()

@@ -428,6 +428,14 @@ class SharedMount(T.FuseCase):
         with T.Mount(src, opts="allow_other") as m:
             got = probe(OTHER, [m.path("manifest.json")])
             self.assertFalse(got[m.path("manifest.json")]["read"])
+        # converted, its manifest.json and journal stay as closed
+        out = os.path.join(b, "out")
+        r = T.run_tpfs("convert", src, out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lists = [os.path.join(out, n) for n in ("manifest.json", ".tpfs-convert")]
+        got = probe(OTHER, lists + [os.path.join(out, "a.npy")])
+        self.assertTrue(got[os.path.join(out, "a.npy")]["read"], got)
+        self.assertFalse(any(got[p]["read"] for p in lists), got)
 
     def test_statfs_tells_totals_only_to_who_may_enter_the_root(self):
         """df needs no permission on the mount's root; its counts (entries,

@@ -152,7 +152,8 @@ static int fill_block(void *arg, void *dst, size_t len)
 			tpfs_source_faulted(p[i].src);
 		return rc;
 	}
-	tpfs_view_count_fill(c->v, len, a.overflows);
+	tpfs_view_count_fill(c->v, (size_t)(t - c->v->model->tensors), c->block, len,
+			     a.overflows);
 	return 0;
 }
 

@@ -17,13 +17,14 @@ struct tpfs_view *tpfs_view_create(struct tpfs_model *m)
 	if (!v)
 		return NULL;
 	v->model = m;
+	pthread_mutex_init(&v->manifest_lock, NULL);
+	pthread_mutex_init(&v->overflowed_lock, NULL);
 	v->cache = tpfs_cache_create(m->opt.cache_size);
 	v->cards = tpfs_card_set_create(m);
 	if (!v->cache || !v->cards) {
 		tpfs_view_destroy(v);
 		return NULL;
 	}
-	pthread_mutex_init(&v->manifest_lock, NULL);
 	return v;
 }
 
@@ -31,8 +32,9 @@ void tpfs_view_destroy(struct tpfs_view *v)
 {
 	if (!v)
 		return;
-	if (v->cards)
-		pthread_mutex_destroy(&v->manifest_lock);
+	pthread_mutex_destroy(&v->manifest_lock);
+	pthread_mutex_destroy(&v->overflowed_lock);
+	free(v->overflowed);
 	tpfs_manifest_destroy(atomic_load(&v->manifest));
 	tpfs_card_set_destroy(v->cards);
 	tpfs_cache_destroy(v->cache);
@@ -281,8 +283,56 @@ void tpfs_view_count_read(struct tpfs_view *v, ssize_t got)
 					  memory_order_relaxed);
 }
 
-void tpfs_view_count_fill(struct tpfs_view *v, uint64_t bytes, uint64_t overflows)
+/* The slot of (tensor i + 1, block) in a table of cap slots (a power of
+ * two): its own, or the free one where it would go. */
+static size_t overflowed_slot(uint64_t (*t)[2], size_t cap, uint64_t tensor, uint64_t block)
+{
+	size_t at = (size_t)((tensor * 0x9e3779b97f4a7c15u) ^ (block * 0xc2b2ae3d27d4eb4fu));
+	for (;; at++) {
+		at &= cap - 1;
+		if ((t[at][0] == tensor && t[at][1] == block) || (t[at][0] == 0 && t[at][1] == 0))
+			return at;
+	}
+}
+
+/* Whether the block is new to the table, entering it; true also when
+ * memory is short (its overflows are counted again then, never lost). */
+static bool first_overflow(struct tpfs_view *v, size_t i, uint64_t block)
+{
+	uint64_t tensor = (uint64_t)i + 1;
+	bool first = true;
+	pthread_mutex_lock(&v->overflowed_lock);
+	if (2 * (v->noverflowed + 1) > v->overflowed_cap) {
+		size_t cap = v->overflowed_cap ? 2 * v->overflowed_cap : 64;
+		uint64_t(*t)[2] = calloc(cap, sizeof(*t));
+		for (size_t k = 0; t && k < v->overflowed_cap; k++)
+			if (v->overflowed[k][0])
+				memcpy(t[overflowed_slot(t, cap, v->overflowed[k][0],
+							 v->overflowed[k][1])],
+				       v->overflowed[k], sizeof(*t));
+		if (t) {
+			free(v->overflowed);
+			v->overflowed = t;
+			v->overflowed_cap = cap;
+		}
+	}
+	if (2 * (v->noverflowed + 1) <= v->overflowed_cap) {
+		size_t at = overflowed_slot(v->overflowed, v->overflowed_cap, tensor, block);
+		first = v->overflowed[at][0] == 0;
+		if (first) {
+			v->overflowed[at][0] = tensor;
+			v->overflowed[at][1] = block;
+			v->noverflowed++;
+		}
+	}
+	pthread_mutex_unlock(&v->overflowed_lock);
+	return first;
+}
+
+void tpfs_view_count_fill(struct tpfs_view *v, size_t i, uint64_t block, uint64_t bytes,
+			  uint64_t overflows)
 {
 	atomic_fetch_add_explicit(&v->bytes_converted, bytes, memory_order_relaxed);
-	atomic_fetch_add_explicit(&v->overflows, overflows, memory_order_relaxed);
+	if (overflows && first_overflow(v, i, block))
+		atomic_fetch_add_explicit(&v->overflows, overflows, memory_order_relaxed);
 }

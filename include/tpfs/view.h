@@ -39,6 +39,13 @@ struct tpfs_view {
 	atomic_uint_fast64_t bytes_served;
 	atomic_uint_fast64_t bytes_converted; /* output bytes produced by fills */
 	atomic_uint_fast64_t overflows;       /* finite values made infinite */
+	/* Blocks whose overflows were counted (tpfs_view_count_fill), as
+	 * (tensor + 1, block) pairs in an open-addressing table of
+	 * overflowed_cap slots, (0, 0) free. Only blocks with an overflow
+	 * enter it: it stays empty unless a narrowing conversion overflows. */
+	pthread_mutex_t overflowed_lock;
+	uint64_t (*overflowed)[2];
+	size_t noverflowed, overflowed_cap;
 	atomic_uint_fast64_t errors;          /* reads that failed */
 };
 
@@ -107,8 +114,12 @@ void tpfs_view_count_read(struct tpfs_view *v, ssize_t got);
 /* Count an error found after the read was counted (a failed reply). */
 void tpfs_view_count_error(struct tpfs_view *v);
 
-/* Count a block converted: its output bytes and the finite values that
- * became infinite. */
-void tpfs_view_count_fill(struct tpfs_view *v, uint64_t bytes, uint64_t overflows);
+/* Count block block of tensor i converted: its output bytes, and the
+ * finite values that became infinite (overflows), which are counted once
+ * per block: a block converted again (evicted and read again, or streamed
+ * for its card) adds none, so the counter is the number of the mount's
+ * served values read so far that overflowed. */
+void tpfs_view_count_fill(struct tpfs_view *v, size_t i, uint64_t block, uint64_t bytes,
+			  uint64_t overflows);
 
 #endif

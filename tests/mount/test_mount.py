@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import random
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -297,6 +298,41 @@ class MountedModel(T.FuseCase):
             self.assertGreater(again["cache_hits"], after["cache_hits"])
             self.assertLessEqual(again["cache_bytes"], again["cache_capacity"])
             self.assertEqual(again["errors"], 0)
+
+    def test_overflows_count_each_value_read_once(self):
+        """dtype=f16: the overflows counter is the number of finite values
+        read that became infinite, each counted once however often its
+        block is converted again (no cache, a second read, the card)."""
+        src = tempfile.mkdtemp(prefix="tpfs-ovf-")
+        self.addCleanup(shutil.rmtree, src)
+        rng = np.random.default_rng(7)
+        vals = rng.uniform(-60000, 60000, 3 * 32768).astype("<f4")
+        # in three of the six 64 KiB float16 blocks: values too large for
+        # float16, 65520 (rounds up to infinity), float16's largest, and
+        # infinities and NaN, which were not finite to begin with
+        vals[5] = 1e6
+        vals[40000:40004] = [65520.0, -7e4, 65504.0, np.inf]
+        vals[98000:98003] = [-np.inf, np.nan, 3e38]
+        want = int(np.count_nonzero(np.isfinite(vals) &
+                                    (np.abs(vals.astype(np.float64)) >= 65520.0)))
+        self.assertEqual(want, 4)  # 1e6, 65520, -7e4, 3e38
+        T.write_safetensors(os.path.join(src, "model.safetensors"),
+                            [("w", "F32", vals.shape, vals.tobytes())])
+        with T.Mount(src, opts="dtype=f16,cache_size=0,block_size=64K") as m:
+            def overflows():
+                with open(m.path(".tpfs/stats")) as f:
+                    return json.load(f)["overflows"]
+            self.assertEqual(overflows(), 0)
+            got = np.load(m.path("w.npy"))
+            self.assertEqual(int(np.count_nonzero(np.isinf(got) & np.isfinite(vals))), want)
+            self.assertEqual(overflows(), want)
+            for _ in range(2):
+                with open(m.path("w.npy"), "rb") as f:
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                    f.read()
+            with open(m.path(".tpfs/info/w.txt")) as f:
+                f.read()
+            self.assertEqual(overflows(), want)
 
     def test_an_info_card_counts_as_its_own_bytes(self):
         """Computing a card streams its tensor, but only the card was read,

@@ -362,8 +362,13 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
+	/* Read as a read-only filesystem that is not full: its size is what
+	 * it serves, none of it counted as used and none free to write (df:
+	 * Used 0, Avail 0, Use% "-"), likewise its entries. */
 	sv.f_blocks = (bytes + 4095) / 4096;
+	sv.f_bfree = sv.f_blocks;
 	sv.f_files = entries;
+	sv.f_ffree = entries;
 	sv.f_namemax = 255;
 	fuse_reply_statfs(req, &sv);
 }

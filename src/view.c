@@ -245,7 +245,11 @@ void tpfs_view_totals(const struct tpfs_view *v, uint64_t *bytes, uint64_t *entr
 		*bytes += tpfs_tensor_npy_size(&m->tensors[i]);
 	for (size_t i = 0; i < m->nsources; i++)
 		*bytes += m->sources[i]->st ? 0 : m->sources[i]->size;
-	*entries = m->tree.nnodes + m->ntensors;
+	/* the nodes, and their mirrors under .tpfs/info but the root's
+	 * (.tpfs/info itself, a node) */
+	*entries = m->tree.nnodes;
+	for (size_t i = 1; i < m->tree.nnodes; i++)
+		*entries += tpfs_view_valid(v, m->tree.nnodes + i);
 }
 
 char *tpfs_view_stats_json(struct tpfs_view *v, size_t *len)

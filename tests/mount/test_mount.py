@@ -299,6 +299,28 @@ class MountedModel(T.FuseCase):
             self.assertLessEqual(again["cache_bytes"], again["cache_capacity"])
             self.assertEqual(again["errors"], 0)
 
+    def test_df_shows_a_read_only_filesystem_that_is_not_full(self):
+        """statfs: the size is what the mount serves (its .npy and
+        passed-through files), none of it used and none free to write, so
+        df prints Use% '-' (not 100%)."""
+        with T.Mount(self.src) as m:
+            files, entries = 0, 1  # the root
+            for root, dirs, names in os.walk(m.mnt):
+                entries += len(dirs) + len(names)
+                if root.startswith(m.path(".tpfs")):
+                    continue
+                files += sum(os.stat(os.path.join(root, n)).st_size for n in names
+                             if root != m.mnt or n != "manifest.json")
+            s = os.statvfs(m.mnt)
+            df = subprocess.run(["df", "-P", m.mnt], capture_output=True, text=True,
+                                check=True).stdout.splitlines()[1].split()
+        self.assertTrue(s.f_flag & os.ST_RDONLY)
+        self.assertGreaterEqual(s.f_blocks * s.f_frsize, files)
+        self.assertLess(s.f_blocks * s.f_frsize, files + entries * s.f_frsize)
+        self.assertEqual((s.f_bfree, s.f_bavail), (s.f_blocks, 0))
+        self.assertEqual((s.f_files, s.f_ffree), (entries, entries))
+        self.assertEqual(df[2:5], ["0", "0", "-"])  # Used, Available, Capacity
+
     def test_overflows_count_each_value_read_once(self):
         """dtype=f16: the overflows counter is the number of finite values
         read that became infinite, each counted once however often its

@@ -430,9 +430,12 @@ def check_source_tree(test, src_root, mount, manifest, opts=None):
 
 
 def main():
-    """Run the module's tests; the last line is 'N passed, N failed'."""
+    """Run the module's tests, or those named on the command line
+    (Class or Class.test_name); the last line is 'N passed, N failed'."""
     loader = unittest.TestLoader()
-    suite = loader.loadTestsFromModule(sys.modules["__main__"])
+    module = sys.modules["__main__"]
+    suite = (loader.loadTestsFromNames(sys.argv[1:], module) if sys.argv[1:]
+             else loader.loadTestsFromModule(module))
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
     # Subtests report one failure each: count the tests they belong to.
     def test_id(t):

@@ -94,9 +94,7 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a)
 			}
 			struct tpfs_error e;
 			if (tpfs_options_parse(&a->opt, list, tpfs_options_mount, &a->kopts,
-					       ", allow_other, allow_root, auto_unmount, nodev, "
-					       "nosuid, noexec, noatime (see 'tpfs mount --help')",
-					       &e) < 0) {
+					       tpfs_options_mount_words(), &e) < 0) {
 				fprintf(stderr, "tpfs: %s\n", e.msg);
 				return -1;
 			}

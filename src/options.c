@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,25 @@ static const char *const ignored_opts[] = {
 	"owner", "group", "_netdev", "nofail", "relatime", "norelatime",
 	"strictatime", "nodiratime", "default_permissions", NULL,
 };
+
+static char mount_words[512];
+
+static void make_mount_words(void)
+{
+	size_t n = 0;
+	for (const char *const *k = kernel_opts; *k; k++)
+		n += (size_t)snprintf(mount_words + n, sizeof(mount_words) - n, ", %s", *k);
+	snprintf(mount_words + n, sizeof(mount_words) - n,
+		 "; fstab's words (ro, defaults, _netdev, x-*, ...) are accepted and ignored "
+		 "(see 'tpfs mount --help')");
+}
+
+const char *tpfs_options_mount_words(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, make_mount_words);
+	return mount_words;
+}
 
 static bool in_list(const char *const *list, const char *s)
 {

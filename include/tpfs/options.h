@@ -83,6 +83,10 @@ struct tpfs_mount_opts {
  * default_permissions, x-*, comment=*). Returns whether it took opt. */
 bool tpfs_options_mount(const char *opt, void *ctx);
 
+/* The `extra` for tpfs_options_parse with tpfs_options_mount: every
+ * option it passes to the kernel and a word on those it drops. */
+const char *tpfs_options_mount_words(void);
+
 /* Help text, one option a line, for --help. */
 const char *tpfs_options_help(void);
 

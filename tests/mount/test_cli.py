@@ -90,7 +90,13 @@ class Options(Workspace):
 
     def test_unknown_option_is_refused_with_the_valid_ones(self):
         line = self.refused("-o", "bogus=1", want="unknown option 'bogus=1'")
-        self.assertIn("cache_size=SIZE", line)
+        # tpfs's own and every option the README passes to the kernel
+        for opt in ("cache_size=SIZE", "block_size=SIZE", "by_file", "bf16=", "fp8=",
+                    "mxfp4=", "dtype=", "allow_other", "allow_root", "auto_unmount",
+                    "nodev", "nosuid", "noexec", "dev", "suid", "exec", "atime",
+                    "noatime", "sync", "async", "dirsync"):
+            self.assertRegex(line, r"[ ,]%s\b" % re.escape(opt), opt)
+        self.assertIn("fstab", line)
 
     def test_bad_values_are_refused(self):
         self.refused("-o", "cache_size=lots", want="cache_size=lots")

@@ -354,6 +354,49 @@ static void a_tmpfs_on_an_odd_name_is_found_with_its_source(void)
 	fx_rmtree(d);
 }
 
+/* A mount point longer than any line buffer: its tail, which a user can
+ * fill with words, is no line of its own. */
+static void a_long_line_is_one_mount_and_super_options_are_read(void)
+{
+	char long_point[12000] = "/x/bobdir/";
+	size_t n = strlen(long_point);
+	for (int i = 0; i < 2295; i++, n += 4)
+		memcpy(long_point + n, "\\040", 4);
+	long_point[n] = '\0';
+	char *text = NULL;
+	CHECK(asprintf(&text,
+		       "21 1 0:20 / %s 4 5 /x/victim rw,relatime shared:1 - fuse.tpfs src rw\n"
+		       "22 1 0:21 / /x/victim rw,relatime shared:2 - tmpfs victimfs rw\n"
+		       "23 1 0:50 / /mnt/ssh rw,nosuid - fuse.sshfs me@host:/m "
+		       "rw,user_id=1000,group_id=1000\n"
+		       "24 1 0:51 / /mnt/shared rw - fuse.sshfs h:/m "
+		       "rw,user_id=0,group_id=0,allow_other\n",
+		       long_point) > 0);
+	struct tpfs_mountinfo mi;
+	FILE *f = fmemopen(text, strlen(text), "r");
+	CHECK(f && tpfs_mountinfo_scan(f, "/x/victim", NULL, &mi));
+	CHECKF(strcmp(mi.type, "tmpfs") == 0 && strcmp(mi.dev, "0:21") == 0, "'%s' %s", mi.type,
+	       mi.dev);
+	rewind(f);
+	char want[12000] = "/x/bobdir/";
+	memset(want + 10, ' ', 2295);
+	want[10 + 2295] = '\0';
+	CHECK(tpfs_mountinfo_scan(f, want, NULL, &mi) && strcmp(mi.type, "fuse.tpfs") == 0);
+	rewind(f);
+	CHECK(tpfs_mountinfo_scan(f, NULL, "0:50", &mi));
+	CHECKF(!mi.allow_other && mi.user_id == 1000, "%d %lld", mi.allow_other,
+	       (long long)mi.user_id);
+	rewind(f);
+	CHECK(tpfs_mountinfo_scan(f, NULL, "0:51", &mi) && mi.allow_other && mi.user_id == 0);
+	rewind(f);
+	CHECK(tpfs_mountinfo_scan(f, NULL, "0:21", &mi) && !mi.allow_other && mi.user_id == -1);
+	rewind(f);
+	CHECK(!tpfs_mountinfo_scan(f, NULL, "0:99", &mi));
+	if (f)
+		fclose(f);
+	free(text);
+}
+
 int main(void)
 {
 	RUN(sizes_parse_digits_fractions_and_binary_units);
@@ -368,5 +411,6 @@ int main(void)
 	RUN(write_all_writes_everything_or_says_why);
 	RUN(the_root_is_a_mount_point_and_a_plain_folder_is_not);
 	RUN(a_tmpfs_on_an_odd_name_is_found_with_its_source);
+	RUN(a_long_line_is_one_mount_and_super_options_are_read);
 	return check_done();
 }

@@ -530,8 +530,8 @@ static size_t records_of(const struct convert *c, const char *rel,
  * keeps read and write (and search on folders). Also within the umask. */
 static struct tpfs_perm out_perm(bool dir)
 {
-	return (struct tpfs_perm){(uint32_t)geteuid(), (uint32_t)getegid(),
-				  dir ? 0555 : 0444, false, dir};
+	return (struct tpfs_perm){.uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid(),
+				  .mode = dir ? 0555 : 0444, .dir = dir};
 }
 
 static mode_t out_mode(const struct convert *c, const struct tpfs_perm *p)

@@ -346,7 +346,7 @@ static bool may_enter_root(fuse_req_t req, struct tpfs_view *v)
 		return false;
 	for (int i = 0; i < n; i++)
 		ids[i] = (uint32_t)groups[i];
-	struct tpfs_perm root = {a.uid, a.gid, a.mode, false, true};
+	struct tpfs_perm root = {.uid = a.uid, .gid = a.gid, .mode = a.mode, .dir = true};
 	return tpfs_perm_lets(&root, (uint32_t)ctx->uid, (uint32_t)ctx->gid, ids, (size_t)n,
 			      TPFS_PERM_SEARCH);
 }

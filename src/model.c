@@ -506,7 +506,8 @@ static int cmp_tensors(const void *a, const void *b)
 /* A tensor is readable by whoever may read every file it comes from; the
  * folders that show its name (from the namespace folder down to its own)
  * let through no more than that either, since its name and shape come from
- * those files' headers. */
+ * those files' headers, nor more than may search the namespace folder
+ * (reading a file there needs it; listing a folder does not). */
 static int serve_tensor(struct loader *L, uint32_t node, uint32_t ns,
 			const struct tpfs_tensor *t)
 {
@@ -515,6 +516,7 @@ static int serve_tensor(struct loader *L, uint32_t node, uint32_t ns,
 	if (t->part[1].st)
 		tpfs_perm_narrow(L->m->perms, &p, &t->part[1].src->perm, TPFS_PERM_READ);
 	int rc = tpfs_tree_set_perm(tree, node, &p);
+	const struct tpfs_perm nsp = *tpfs_tree_perm(tree, ns);
 	for (uint32_t d = node; rc == 0 && d != ns;) {
 		d = tree->nodes[d].parent;
 		struct tpfs_perm dp = *tpfs_tree_perm(tree, d);
@@ -529,6 +531,7 @@ static int serve_tensor(struct loader *L, uint32_t node, uint32_t ns,
 		bool closes = dp.mode != tpfs_tree_perm(tree, d)->mode;
 		if (closes && !said && !push_ptr(&L->warned, &L->nwarned, (void *)s))
 			return tpfs_error(L->e, -ENOMEM, "out of memory");
+		tpfs_perm_narrow(L->m->perms, &dp, &nsp, TPFS_PERM_SEARCH);
 		rc = narrow_folder(L, d, &dp, s->display,
 				   closes && !said ? "is readable by fewer users than may "
 						     "list the folder that shows its tensors "

@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "tpfs/mountinfo.h"
 #include "tpfs/path.h"
 
 #define ACL_XATTR "system.posix_acl_access"
@@ -75,15 +77,50 @@ static bool has_acl(int fd, const char *path)
 	return n > 0 || (n < 0 && errno != ENODATA && errno != ENOTSUP);
 }
 
+#define FUSE_SUPER_MAGIC 0x65735546
+
+/* The one user a FUSE mount lets in when it lacks allow_other (the kernel
+ * refuses everyone else, root included, whatever the bits say): its id + 1,
+ * or 0. */
+static uint64_t fuse_user(const struct stat *st, int fd, const char *path)
+{
+	struct statfs fs;
+	if ((fd >= 0 ? fstatfs(fd, &fs) : statfs(path, &fs)) < 0)
+		return 0;
+	struct tpfs_mountinfo mi;
+	if (fs.f_type != FUSE_SUPER_MAGIC || !tpfs_mountinfo_of_dev(st->st_dev, &mi) ||
+	    mi.allow_other)
+		return 0;
+	return mi.user_id >= 0 ? (uint64_t)mi.user_id + 1 : 1;
+}
+
 struct tpfs_perm tpfs_perm_from_stat(const struct stat *st, int fd, const char *path)
 {
 	return (struct tpfs_perm){(uint32_t)st->st_uid, (uint32_t)st->st_gid,
 				  (uint16_t)(st->st_mode & 0777), has_acl(fd, path),
-				  S_ISDIR(st->st_mode)};
+				  S_ISDIR(st->st_mode), fuse_user(st, fd, path)};
+}
+
+/* p as the kernel lets users through it: on a FUSE mount without
+ * allow_other, an ACL letting in that mount's user alone. */
+static struct tpfs_perm effective(struct tpfs_perm p)
+{
+	if (!p.fuse_user)
+		return p;
+	uint32_t user = (uint32_t)(p.fuse_user - 1);
+	unsigned bits = p.uid == user ? (p.mode >> 6) & 07
+			: p.acl	      ? 0
+				      : (p.mode >> 3) & p.mode & 07;
+	p.uid = user;
+	p.mode = (uint16_t)(bits << 6);
+	p.acl = true;
+	p.fuse_user = 0;
+	return p;
 }
 
 struct tpfs_perm tpfs_perm_served(struct tpfs_perm p, bool as_folder)
 {
+	p = effective(p);
 	uint16_t r = p.mode & 0444;
 	if (!as_folder)
 		p.mode = r;
@@ -183,9 +220,10 @@ void tpfs_perm_narrow(struct tpfs_perm_ctx *c, struct tpfs_perm *e,
 		      const struct tpfs_perm *o, unsigned need)
 {
 	static const int classes[] = {OWNER, GROUP, OTHER};
+	struct tpfs_perm eo = effective(*o);
 	for (int i = 0; i < 3; i++) {
 		int k = classes[i];
-		if ((e->mode >> k) & 07 && !class_passes(c, e, k, o, need))
+		if ((e->mode >> k) & 07 && !class_passes(c, e, k, &eo, need))
 			e->mode &= (uint16_t)~(07 << k);
 	}
 }
@@ -205,7 +243,7 @@ bool tpfs_perm_lets(const struct tpfs_perm *p, uint32_t uid, uint32_t gid,
 bool tpfs_perm_same(const struct tpfs_perm *a, const struct tpfs_perm *b)
 {
 	return a->uid == b->uid && a->gid == b->gid && a->mode == b->mode &&
-	       a->acl == b->acl && a->dir == b->dir;
+	       a->acl == b->acl && a->dir == b->dir && a->fuse_user == b->fuse_user;
 }
 
 static size_t chain_slot(const struct tpfs_perm_ctx *c, uint64_t dev, uint64_t ino)

@@ -62,11 +62,11 @@ static void narrowing_never_lets_anyone_past_what_they_could_do(void)
 	for (unsigned om = 0; om < 01000; om++)
 	for (unsigned need = 1; need <= 5; need += need == 1 ? 3 : 1) {
 		/* e: a served file with read bits in each class of em */
-		struct tpfs_perm e = {uids[eu], gids[eg], 0, false, false};
+		struct tpfs_perm e = {uids[eu], gids[eg], 0, false, false, 0};
 		for (int k = 0; k < 3; k++)
 			if (em >> k & 1)
 				e.mode |= (uint16_t)(04 << (3 * k));
-		struct tpfs_perm o = {uids[ou], gids[og], (uint16_t)om, acl, true};
+		struct tpfs_perm o = {uids[ou], gids[og], (uint16_t)om, acl, true, 0};
 		struct tpfs_perm n = e;
 		tpfs_perm_narrow(c, &n, &o, need);
 		CHECK(n.uid == e.uid && n.gid == e.gid && (n.mode & ~e.mode) == 0);
@@ -98,7 +98,7 @@ static void lets_decides_as_the_kernel(void)
 	for (unsigned need = 1; need <= 5; need += need == 1 ? 3 : 1)
 	for (int ui = 0; ui < 3; ui++)
 	for (unsigned g = 0; g < 8; g++) {
-		struct tpfs_perm o = {uids[ou], gids[og], (uint16_t)om, false, true};
+		struct tpfs_perm o = {uids[ou], gids[og], (uint16_t)om, false, true, 0};
 		struct user u = {uids[ui], g};
 		uint32_t sup[3];
 		size_t n = 0;
@@ -112,7 +112,7 @@ static void lets_decides_as_the_kernel(void)
 		       "o %o %u:%u need %u: user %u groups %u", om, o.uid, o.gid, need, u.uid, g);
 		checked++;
 	}
-	struct tpfs_perm closed = {uids[0], gids[0], 0, false, true};
+	struct tpfs_perm closed = {uids[0], gids[0], 0, false, true, 0};
 	CHECK(tpfs_perm_lets(&closed, 0, 0, NULL, 0, TPFS_PERM_READ | TPFS_PERM_SEARCH));
 	CHECK(checked > 100000);
 }
@@ -121,8 +121,8 @@ static void same_owner_and_group_narrow_class_by_class(void)
 {
 	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
 	for (unsigned om = 0; om < 01000; om++) {
-		struct tpfs_perm e = {uids[0], gids[0], 0444, false, false};
-		struct tpfs_perm o = {uids[0], gids[0], (uint16_t)om, false, true};
+		struct tpfs_perm e = {uids[0], gids[0], 0444, false, false, 0};
+		struct tpfs_perm o = {uids[0], gids[0], (uint16_t)om, false, true, 0};
 		tpfs_perm_narrow(c, &e, &o, TPFS_PERM_SEARCH);
 		unsigned want = 0;
 		for (int k = 0; k < 3; k++)
@@ -131,8 +131,8 @@ static void same_owner_and_group_narrow_class_by_class(void)
 		CHECKF(e.mode == want, "folder %o: %o, not %o", om, e.mode, want);
 	}
 	/* everyone may search: nothing is lost, whoever owns it */
-	struct tpfs_perm e = {uids[0], gids[0], 0444, false, false};
-	struct tpfs_perm o = {uids[1], gids[1], 0755, false, true};
+	struct tpfs_perm e = {uids[0], gids[0], 0444, false, false, 0};
+	struct tpfs_perm o = {uids[1], gids[1], 0755, false, true, 0};
 	tpfs_perm_narrow(c, &e, &o, TPFS_PERM_SEARCH);
 	CHECK(e.mode == 0444);
 	tpfs_perm_ctx_destroy(c);
@@ -141,8 +141,8 @@ static void same_owner_and_group_narrow_class_by_class(void)
 static void root_owned_entries_keep_the_owner_class(void)
 {
 	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
-	struct tpfs_perm e = {0, 0, 0444, false, false};
-	struct tpfs_perm o = {uids[0], gids[0], 0, false, true};
+	struct tpfs_perm e = {0, 0, 0444, false, false, 0};
+	struct tpfs_perm o = {uids[0], gids[0], 0, false, true, 0};
 	tpfs_perm_narrow(c, &e, &o, TPFS_PERM_SEARCH);
 	CHECK(e.mode == 0400);
 	tpfs_perm_ctx_destroy(c);
@@ -153,11 +153,11 @@ static void the_owner_counts_in_the_groups_the_database_gives(void)
 	/* nobody (65534) is in its own primary group by the database; a
 	 * folder open to that group only lets its files' owner through */
 	struct tpfs_perm_ctx *c = tpfs_perm_ctx_create();
-	struct tpfs_perm e = {65534, 0, 0400, false, false};
-	struct tpfs_perm o = {0, 65534, 0710, false, true};
+	struct tpfs_perm e = {65534, 0, 0400, false, false, 0};
+	struct tpfs_perm o = {0, 65534, 0710, false, true, 0};
 	tpfs_perm_narrow(c, &e, &o, TPFS_PERM_SEARCH);
 	CHECK(e.mode == 0400);
-	struct tpfs_perm unknown = {uids[0], 0, 0400, false, false};
+	struct tpfs_perm unknown = {uids[0], 0, 0400, false, false, 0};
 	tpfs_perm_narrow(c, &unknown, &o, TPFS_PERM_SEARCH);
 	CHECK(unknown.mode == 0);
 	tpfs_perm_ctx_destroy(c);
@@ -165,18 +165,18 @@ static void the_owner_counts_in_the_groups_the_database_gives(void)
 
 static void served_bits_are_read_and_search_only(void)
 {
-	struct tpfs_perm f = {1, 1, 0777, false, false};
+	struct tpfs_perm f = {1, 1, 0777, false, false, 0};
 	CHECK(tpfs_perm_served(f, false).mode == 0444);
 	CHECK(tpfs_perm_served(f, true).mode == 0444 + 0111);
-	struct tpfs_perm w = {1, 1, 0622, false, false};
+	struct tpfs_perm w = {1, 1, 0622, false, false, 0};
 	CHECK(tpfs_perm_served(w, false).mode == 0400);
 	/* a file shown as a folder: search where it may be read */
 	CHECK(tpfs_perm_served(w, true).mode == 0500);
-	struct tpfs_perm d = {1, 1, 0751, false, true};
+	struct tpfs_perm d = {1, 1, 0751, false, true, 0};
 	CHECK(tpfs_perm_served(d, true).mode == 0551);
-	struct tpfs_perm zero = {1, 1, 0, false, true};
+	struct tpfs_perm zero = {1, 1, 0, false, true, 0};
 	CHECK(tpfs_perm_served(zero, true).mode == 0);
-	struct tpfs_perm acl = {1, 1, 0755, true, true};
+	struct tpfs_perm acl = {1, 1, 0755, true, true, 0};
 	CHECK(tpfs_perm_served(acl, true).mode == 0500);
 }
 
@@ -263,7 +263,7 @@ static void a_chain_holds_every_folder_and_notices_changes(void)
 		/* narrowing by it: a closed folder closes the entry to others */
 		CHECK(chmod(a, 0700) == 0);
 		const struct tpfs_perm_chain *closed = chain_at(c, a);
-		struct tpfs_perm e = {0, 0, 0444, false, false};
+		struct tpfs_perm e = {0, 0, 0444, false, false, 0};
 		if (closed)
 			tpfs_perm_narrow_chain(c, &e, closed);
 		CHECK(closed && e.mode == 0400);

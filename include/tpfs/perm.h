@@ -42,6 +42,9 @@ struct tpfs_perm {
 	uint16_t mode; /* permission bits, within 0777 */
 	bool acl;      /* an extended POSIX access ACL */
 	bool dir;      /* a folder */
+	uint64_t fuse_user; /* on a FUSE mount without allow_other, which lets
+			       in the user it was mounted by alone whatever
+			       the bits say: that user's id + 1; else 0 */
 };
 
 struct tpfs_perm_ctx;
@@ -53,7 +56,11 @@ struct tpfs_perm_ctx *tpfs_perm_ctx_create(void);
 void tpfs_perm_ctx_destroy(struct tpfs_perm_ctx *c);
 
 /* The owner, group, mode and ACL of an object from its stat, with fd (>= 0)
- * or path (links followed) to look for an ACL. */
+ * or path (links followed) to look for an ACL and for the filesystem it is
+ * on. An object on a FUSE mount without allow_other is taken as having an
+ * ACL that lets in that mount's user alone, by the bits that user is sure
+ * to have (its owner's, if that user owns it; else both the group's and
+ * the others'). */
 struct tpfs_perm tpfs_perm_from_stat(const struct stat *st, int fd, const char *path);
 
 /* The bits an entry made from this object starts with: read bits for a

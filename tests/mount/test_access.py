@@ -308,6 +308,7 @@ class SharedMount(T.FuseCase):
         # folders closed in each way, with files and tensors inside
         for name, mode, owner in [("priv", 0o700, None), ("zero", 0, None),
                                   ("wdir", 0o200, None), ("xonly", 0o711, None),
+                                  ("ronly", 0o744, None),
                                   ("gdir", 0o750, (0, 4242)),
                                   ("odir", 0o700, (4243, 4243))]:
             folder(os.path.join(src, name))
@@ -460,6 +461,37 @@ class SharedMount(T.FuseCase):
         files, blocks = got[OWNER[0]]
         self.assertGreaterEqual(files, 4)  # root, a.npy, manifest.json, .tpfs...
         self.assertGreaterEqual(blocks * 4096, 64 * 64 * 4)
+
+    def test_a_source_on_a_fuse_mount_without_allow_other_stays_its_users(self):
+        """FUSE lets only the user who mounted it into a mount without
+        allow_other, whatever the bits say: served on, its files are that
+        user's alone. Here the source is itself a tpfs mount of an open
+        model (as a private sshfs mount would be)."""
+        b = self.base
+        src = os.path.join(b, "model")
+        folder(src)
+        shard(os.path.join(src, "model.safetensors"), [("w", "F32", (8,)),
+                                                        ("sub/v", "U8", (4,))])
+        text(os.path.join(src, "config.json"))
+        for inner_opts, open_to_all in ((None, False), ("allow_other", True)):
+            with self.subTest(inner=inner_opts), T.Mount(src, opts=inner_opts) as inner:
+                paths = [inner.path(p) for p in ("w.npy", "sub/v.npy", "config.json")]
+                direct = probe(OTHER, [inner.mnt] + paths)
+                self.assertEqual(all(direct[p]["read"] for p in paths), open_to_all, direct)
+                with T.Mount(inner.mnt, opts="allow_other") as outer:
+                    entries = mount_entries(outer.mnt)
+                    self.assertIn("w.npy", entries)
+                    self.assertIn("config.json", entries)
+                    through = probe(OTHER, [outer.mnt] + [outer.path(e) for e in entries])
+                    for rel in [""] + entries:
+                        got = through[outer.path(rel) if rel else outer.mnt]
+                        if not open_to_all:
+                            self.assertFalse(got["read"] or got["list"], (rel, got))
+                    if open_to_all:
+                        self.assertTrue(through[outer.path("w.npy")]["read"], through)
+                    # the user who mounted it still reads
+                    with open(outer.path("config.json")) as f:
+                        self.assertIn("config.json", f.read())
 
     def test_hugging_face_snapshots_work_and_follow_the_blob_store(self):
         b = self.base

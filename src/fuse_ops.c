@@ -59,7 +59,7 @@ static int fill_attr(struct tpfs_view *v, uint32_t id, struct stat *st,
 	struct tpfs_view_attr a;
 	int rc = tpfs_view_stat(v, id, &a);
 	memset(st, 0, sizeof(*st));
-	st->st_ino = (ino_t)id + 1;
+	st->st_ino = (ino_t)tpfs_view_ino(v, id);
 	st->st_uid = a.uid;
 	st->st_gid = a.gid;
 	st->st_mode = (a.kind == TPFS_NODE_DIR ? S_IFDIR : S_IFREG) | a.mode;
@@ -166,6 +166,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		fi->fh = (uint64_t)(uintptr_t)s;
 		fi->direct_io = 1;
+	} else if (tpfs_view_size_hidden(v, (uint32_t)id)) {
+		fi->direct_io = 1; /* read past the size of 0 it shows */
 	} else {
 		fi->keep_cache = 1;
 	}
@@ -332,23 +334,23 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	do_readdir(req, ino, size, off, true);
 }
 
-/* Whether the caller may enter the mount's root: statfs needs no
- * permission on it, but its totals tell how many entries and bytes the
- * whole mount holds. Groups that cannot be read count as a refusal. */
-static bool may_enter_root(fuse_req_t req, struct tpfs_view *v)
+/* Whether the caller may read .tpfs/stats: statfs needs no permission
+ * on the mount, but its totals tell how many entries and bytes the whole
+ * mount holds, as the counters tell what was read anywhere in it. Groups
+ * that cannot be read count as a refusal. */
+static bool may_read_stats(fuse_req_t req, struct tpfs_view *v)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	struct tpfs_view_attr a;
 	gid_t groups[256];
 	uint32_t ids[256];
 	int n = ctx->uid ? fuse_req_getgroups(req, 256, groups) : 0;
-	if (n < 0 || n > 256 || tpfs_view_stat(v, 0, &a) < 0)
+	if (n < 0 || n > 256)
 		return false;
 	for (int i = 0; i < n; i++)
 		ids[i] = (uint32_t)groups[i];
-	struct tpfs_perm root = {.uid = a.uid, .gid = a.gid, .mode = a.mode, .dir = true};
-	return tpfs_perm_lets(&root, (uint32_t)ctx->uid, (uint32_t)ctx->gid, ids, (size_t)n,
-			      TPFS_PERM_SEARCH);
+	return tpfs_perm_lets(tpfs_tree_perm(&v->model->tree, v->model->stats),
+			      (uint32_t)ctx->uid, (uint32_t)ctx->gid, ids, (size_t)n,
+			      TPFS_PERM_READ);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -356,7 +358,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	(void)ino;
 	struct tpfs_view *v = view_of(req);
 	uint64_t bytes = 0, entries = 0;
-	if (may_enter_root(req, v))
+	if (may_read_stats(req, v))
 		tpfs_view_totals(v, &bytes, &entries);
 	struct statvfs sv;
 	memset(&sv, 0, sizeof(sv));

@@ -768,6 +768,7 @@ static int serve_manifest(struct loader *L, uint32_t manifest)
 	struct tpfs_tree *tree = &m->tree;
 	struct tpfs_perm p = *tpfs_tree_perm(tree, 0);
 	p.mode &= 0444; /* a file: read bits only */
+	p.dir = false;
 	bool *seen = calloc(tree->nperms + 1, sizeof(*seen));
 	if (!seen)
 		return -ENOMEM;
@@ -792,6 +793,29 @@ static int serve_manifest(struct loader *L, uint32_t manifest)
 		if (m->sources[i]->st)
 			tpfs_perm_narrow(m->perms, &p, &m->sources[i]->perm, TPFS_PERM_READ);
 	return tpfs_tree_set_perm(tree, manifest, &p);
+}
+
+/* .tpfs/stats counts what is read anywhere in the mount (a private
+ * tensor's overflows, the bytes converted from it), and df's totals are of
+ * everything: both are for who may read every entry and list every folder
+ * it serves, manifest.json included. */
+static int serve_stats(struct loader *L, uint32_t manifest, uint32_t stats)
+{
+	struct tpfs_tree *tree = &L->m->tree;
+	struct tpfs_perm p = *tpfs_tree_perm(tree, manifest);
+	unsigned char *need = calloc(tree->nperms, sizeof(*need));
+	if (!need)
+		return -ENOMEM;
+	for (size_t i = 0; i < tree->nnodes; i++)
+		if (i != stats)
+			need[tree->nodes[i].perm] |= tree->nodes[i].kind == TPFS_NODE_DIR
+							     ? TPFS_PERM_READ | TPFS_PERM_SEARCH
+							     : TPFS_PERM_READ;
+	for (size_t i = 0; i < tree->nperms; i++)
+		if (need[i])
+			tpfs_perm_narrow(L->m->perms, &p, &tree->perms[i], need[i]);
+	free(need);
+	return tpfs_tree_set_perm(tree, stats, &p);
 }
 
 static void warn_raw(const struct tpfs_model *m)
@@ -920,17 +944,17 @@ static int build(struct loader *L, int rootfd)
 		rc = add_folder_tensors(L, &L->folders[i]);
 	if (rc < 0)
 		return rc;
-	/* tpfs's own folders and stats are served as the root, as it is now
-	 * that every tensor has narrowed it. */
+	/* tpfs's own folders are served as the root, as it is now that every
+	 * tensor has narrowed it. */
 	const struct tpfs_perm *rp = tpfs_tree_perm(&m->tree, 0);
-	struct tpfs_perm as_file = *rp;
-	as_file.mode &= 0444; /* a file: read bits only */
 	if (tpfs_tree_set_perm(&m->tree, (uint32_t)hidden, rp) < 0 ||
 	    tpfs_tree_set_perm(&m->tree, (uint32_t)info, rp) < 0 ||
-	    tpfs_tree_set_perm(&m->tree, (uint32_t)stats, &as_file) < 0 ||
-	    serve_manifest(L, (uint32_t)manifest) < 0 || tpfs_tree_finish(&m->tree) < 0)
+	    serve_manifest(L, (uint32_t)manifest) < 0 ||
+	    serve_stats(L, (uint32_t)manifest, (uint32_t)stats) < 0 ||
+	    tpfs_tree_finish(&m->tree) < 0)
 		return tpfs_error(L->e, -ENOMEM, "out of memory");
 	m->info = (uint32_t)info;
+	m->stats = (uint32_t)stats;
 	warn_raw(m);
 	if (!m->ntensors)
 		warn_empty(m, S_ISDIR(st.st_mode), L->skipped_st);

@@ -382,18 +382,14 @@ int tpfs_tree_finish(struct tpfs_tree *t)
 	if (!t->children)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->ndirs; i++)
-		t->dirs[i].nchild = t->dirs[i].nsubdirs = t->dirs[i].ntensordirs = 0;
+		t->dirs[i].nchild = 0;
 	/* A parent always comes before its children: going backwards, a
-	 * folder's flag is known before its parent's count needs it. */
+	 * folder's flag is known before its parent's needs it. */
 	for (size_t i = t->nnodes; i-- > 1;) {
 		struct tpfs_node *n = &t->nodes[i];
 		struct tpfs_node *p = &t->nodes[n->parent];
 		struct tpfs_dir *pd = &t->dirs[p->dir];
 		pd->nchild++;
-		if (n->kind == TPFS_NODE_DIR) {
-			pd->nsubdirs++;
-			pd->ntensordirs += (n->flags & TPFS_NODE_HAS_TENSORS) != 0;
-		}
 		if (n->kind == TPFS_NODE_TENSOR ||
 		    (n->kind == TPFS_NODE_DIR && (n->flags & TPFS_NODE_HAS_TENSORS)))
 			p->flags |= TPFS_NODE_HAS_TENSORS;

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "tpfs/buf.h"
 
 struct tpfs_view *tpfs_view_create(struct tpfs_model *m)
@@ -121,6 +123,31 @@ uint64_t tpfs_view_size(struct tpfs_view *v, uint32_t id)
 	return 0;
 }
 
+bool tpfs_view_size_hidden(const struct tpfs_view *v, uint32_t id)
+{
+	enum tpfs_node_kind kind = tpfs_view_kind(v, id);
+	if (kind != TPFS_NODE_MANIFEST && kind != TPFS_NODE_STATS)
+		return false;
+	const struct tpfs_tree *t = tree_of(v);
+	const struct tpfs_perm *f = tpfs_tree_perm(t, id);
+	const struct tpfs_perm *d = tpfs_tree_perm(t, t->nodes[id].parent);
+	/* a class that may search the folder but not read the file */
+	return f->uid != d->uid || f->gid != d->gid || ((d->mode & 0111) << 2 & ~f->mode);
+}
+
+uint64_t tpfs_view_ino(const struct tpfs_view *v, uint32_t id)
+{
+	if (id == 0)
+		return 1;
+	const struct tpfs_tree *t = tree_of(v);
+	bool mirror;
+	uint32_t n = node_of(v, id, &mirror);
+	uint64_t h = mirror ? 0x74706673696e666full : 0; /* "tpfsinfo" */
+	for (uint32_t d = n; d != 0; d = t->nodes[d].parent)
+		h = XXH3_64bits_withSeed(t->nodes[d].name, strlen(t->nodes[d].name), h);
+	return h < 2 ? h + 2 : h; /* 0 is no entry, 1 the root */
+}
+
 int tpfs_view_stat(struct tpfs_view *v, uint32_t id, struct tpfs_view_attr *a)
 {
 	const struct tpfs_tree *t = tree_of(v);
@@ -136,13 +163,12 @@ int tpfs_view_stat(struct tpfs_view *v, uint32_t id, struct tpfs_view_attr *a)
 	a->nlink = 1;
 	a->size = 0;
 	switch (a->kind) {
-	case TPFS_NODE_DIR: {
-		const struct tpfs_dir *d = tpfs_tree_dir_of(t, id == v->model->info ? id : n);
-		const struct tpfs_dir *listed = tpfs_tree_dir_of(t, n);
-		a->nlink = 2 + (mirror ? listed->ntensordirs : listed->nsubdirs);
-		a->mtime = d->mtime;
+	case TPFS_NODE_DIR:
+		/* nlink 1, "not counted", as btrfs does: a count of subfolders
+		 * would tell who may look a folder up but not list it how many
+		 * folders the names in it make */
+		a->mtime = tpfs_tree_dir_of(t, id == v->model->info ? id : n)->mtime;
 		return 0;
-	}
 	case TPFS_NODE_TENSOR:
 	case TPFS_NODE_CARD:
 		a->mtime = ((const struct tpfs_tensor *)node->payload)->part[0].src->mtime;
@@ -155,6 +181,8 @@ int tpfs_view_stat(struct tpfs_view *v, uint32_t id, struct tpfs_view_attr *a)
 		a->mtime = tpfs_tree_dir_of(t, node->parent)->mtime;
 		break;
 	}
+	if (tpfs_view_size_hidden(v, id))
+		return 0;
 	if (a->kind == TPFS_NODE_STATS) {
 		char *snap = tpfs_view_stats_json(v, &a->size);
 		free(snap);

@@ -36,6 +36,7 @@ struct tpfs_model {
 	size_t ntensors;
 	struct tpfs_tree tree;
 	uint32_t info;               /* the node of .tpfs/info */
+	uint32_t stats;              /* the node of .tpfs/stats */
 	struct tpfs_perm_ctx *perms; /* owns the sources' chains */
 	struct tpfs_arena arena;     /* pairs' names, served shapes unlike the stored */
 };

@@ -65,8 +65,6 @@ struct tpfs_dir {
 	struct timespec mtime;
 	uint32_t child0;         /* after finish: children[child0 .. + nchild), */
 	uint32_t nchild;         /* sorted by name */
-	uint32_t nsubdirs;       /* folders among them */
-	uint32_t ntensordirs;    /* of those, the ones with a tensor below */
 };
 
 struct tpfs_tree {

@@ -71,6 +71,17 @@ bool tpfs_view_valid(const struct tpfs_view *v, uint64_t id);
 /* The attributes of entry id (a valid one). Returns 0 or -ENOMEM. */
 int tpfs_view_stat(struct tpfs_view *v, uint32_t id, struct tpfs_view_attr *a);
 
+/* Whether entry id is a file of tpfs's own (manifest.json, .tpfs/stats)
+ * that fewer users may read than may look it up: its size would tell them
+ * how much it holds, so it is served as 0 bytes, read to its end all the
+ * same (direct I/O). */
+bool tpfs_view_size_hidden(const struct tpfs_view *v, uint32_t id);
+
+/* The inode number stat shows for entry id: 1 for the root, else a hash
+ * of its path, so that it tells nothing of the entries loaded before it
+ * (which a number counting them would, a private folder's included). */
+uint64_t tpfs_view_ino(const struct tpfs_view *v, uint32_t id);
+
 /* An entry's kind: a card for a tensor's mirror, else its node's. */
 enum tpfs_node_kind tpfs_view_kind(const struct tpfs_view *v, uint32_t id);
 

@@ -493,6 +493,54 @@ class SharedMount(T.FuseCase):
                     with open(outer.path("config.json")) as f:
                         self.assertIn("config.json", f.read())
 
+    def test_what_a_private_folder_holds_shows_in_no_size_count_or_number(self):
+        """Others see the same sizes, link counts, inode numbers and df
+        figures whether a private folder holds three tensors or six, and
+        cannot read .tpfs/stats (it counts reads of private tensors)."""
+        seen = []
+        look = ("import json, os, sys\n"
+                "m = sys.argv[1]; out = {}\n"
+                "s = os.statvfs(m); out['df'] = [s.f_blocks, s.f_files]\n"
+                "for rel in ('manifest.json', 'sub', 'w.npy', '.tpfs/info/w.txt',\n"
+                "            '.tpfs/stats', '.tpfs/info'):\n"
+                "    st = os.stat(os.path.join(m, rel))\n"
+                "    out[rel] = [st.st_size, st.st_nlink, st.st_ino]\n"
+                "try:\n"
+                "    open(os.path.join(m, '.tpfs/stats')).read(); out['stats'] = True\n"
+                "except PermissionError:\n"
+                "    out['stats'] = False\n"
+                "print(json.dumps(out))\n")
+        for n in (3, 6):
+            src = os.path.join(self.base, "model%d" % n)
+            folder(src)
+            shard(os.path.join(src, "model.safetensors"), [("w", "F32", (4,))])
+            folder(os.path.join(src, "sub"), 0o700, OWNER[:2])
+            shard(os.path.join(src, "sub", "model.safetensors"),
+                  [("p%d/deep/t" % i, "F32", (100 * (i + 1),)) for i in range(n)],
+                  mode=0o600, owner=OWNER[:2])
+            with T.Mount(src, opts="allow_other,dtype=f16") as m:
+                r = subprocess.run(["setpriv", "--reuid=%d" % OWNER[0],
+                                    "--regid=%d" % OWNER[1], "--clear-groups",
+                                    "/usr/bin/python3", "-c",
+                                    "import numpy, sys; numpy.load(sys.argv[1])",
+                                    m.path("sub/p0/deep/t.npy")], capture_output=True,
+                                   text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)  # the owner reads
+                r = subprocess.run(["setpriv", "--reuid=%d" % OTHER[0],
+                                    "--regid=%d" % OTHER[1], "--clear-groups",
+                                    "/usr/bin/python3", "-c", look, m.mnt],
+                                   capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                seen.append(json.loads(r.stdout))
+                # root, who may read it all, reads it all (the manifest to
+                # its end, though it shows 0 bytes) and gets df's figures
+                with open(m.path("manifest.json")) as f:
+                    names = {t["name"] for t in json.load(f)["tensors"]}
+                self.assertEqual(len(names), n + 1)
+                self.assertGreater(os.statvfs(m.mnt).f_files, 0)
+        self.assertFalse(seen[0]["stats"])
+        self.assertEqual(seen[0], seen[1])
+
     def test_hugging_face_snapshots_work_and_follow_the_blob_store(self):
         b = self.base
         for closed in (False, True):

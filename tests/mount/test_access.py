@@ -438,7 +438,7 @@ class SharedMount(T.FuseCase):
         self.assertTrue(got[os.path.join(out, "a.npy")]["read"], got)
         self.assertFalse(any(got[p]["read"] for p in lists), got)
 
-    def test_statfs_tells_totals_only_to_who_may_enter_the_root(self):
+    def test_statfs_tells_totals_only_to_who_may_read_it_all(self):
         """df needs no permission on the mount's root; its counts (entries,
         bytes) are of the whole model, so others get zeros."""
         b = self.base

@@ -443,6 +443,8 @@ static int cmd_umount(int argc, char **argv)
 		abs = tpfs_path_join(cwd, argv[0]);
 	else if (!abs)
 		abs = strdup(argv[0]);
+	for (size_t n = abs ? strlen(abs) : 0; n > 1 && abs[n - 1] == '/'; n--)
+		abs[n - 1] = '\0'; /* "mnt/" is mountinfo's "mnt" */
 	struct tpfs_mountinfo mi;
 	if (!abs || !tpfs_mountinfo_find(abs, &mi)) {
 		struct stat st;

@@ -385,24 +385,25 @@ class UmountOnlyTpfs(Workspace):
 
     def test_a_dead_tpfs_mount_is_unmounted(self):
         T.require_fuse(self)
-        p = subprocess.Popen([T.TPFS, "mount", self.src, self.mnt, "-f"],
-                             stderr=subprocess.DEVNULL)
-        deadline = time.time() + 20
-        while not os.path.ismount(self.mnt):
-            self.assertIsNone(p.poll(), "daemon exited early")
-            self.assertLess(time.time(), deadline)
-            time.sleep(0.01)
-        p.kill()
-        p.wait()
-        with self.assertRaises(OSError):  # transport endpoint is not connected
-            os.listdir(self.mnt)
-        self.assertEqual(mountinfo_line(self.mnt)[0], "fuse.tpfs")
-        # As the user would type it: relative, with a trailing slash.
-        r = subprocess.run([os.path.abspath(T.TPFS), "umount", "mnt/"],
-                           cwd=self.tmp.name, capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stderr, "")
-        self.assertFalse(os.path.ismount(self.mnt))
+        # As the user would type it: relative or not, with a trailing slash.
+        for spelling in ("mnt/", self.mnt + "//"):
+            p = subprocess.Popen([T.TPFS, "mount", self.src, self.mnt, "-f"],
+                                 stderr=subprocess.DEVNULL)
+            deadline = time.time() + 20
+            while not os.path.ismount(self.mnt):
+                self.assertIsNone(p.poll(), "daemon exited early")
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.01)
+            p.kill()
+            p.wait()
+            with self.assertRaises(OSError):  # transport endpoint is not connected
+                os.listdir(self.mnt)
+            self.assertEqual(mountinfo_line(self.mnt)[0], "fuse.tpfs")
+            r = subprocess.run([os.path.abspath(T.TPFS), "umount", spelling],
+                               cwd=self.tmp.name, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stderr, "")
+            self.assertFalse(os.path.ismount(self.mnt))
 
     def test_a_folder_that_is_no_mount_point_is_not_mounted(self):
         r = T.run_tpfs("umount", self.src)

@@ -41,14 +41,23 @@ class Examples(T.FuseCase):
         mod = load_module()
         for opts in (None, "bf16=raw"):
             with self.subTest(opts), T.Mount(self.model, opts=opts) as m:
+                def served():
+                    with open(m.path(".tpfs/stats")) as f:
+                        return json.load(f)["bytes_served"]
+                with open(m.path("manifest.json"), "rb") as f:
+                    f.read()  # now in the page cache
+                before = served()
+                lazy, _ = mod.load(m.mnt, pattern=r"layers\.1\.", mmap=True, use_jax=False)
+                # nothing read until a tensor is looked up
+                self.assertEqual(served(), before)
+                self.assertTrue(lazy and all(k.startswith("model.layers.1.") for k in lazy))
+                self.assertTrue(all(isinstance(a, np.memmap) for a in lazy.values()))
+                self.assertGreater(served(), before)
                 tensors, manifest = mod.load(m.mnt, use_jax=False)
                 self.assertEqual(set(tensors), {t["name"] for t in manifest["tensors"]})
                 for t in manifest["tensors"]:
                     want = np.load(m.path(t["path"]))
                     self.assertTrue(T.same_bits(tensors[t["name"]], want), t["name"])
-                lazy, _ = mod.load(m.mnt, pattern=r"layers\.1\.", mmap=True, use_jax=False)
-                self.assertTrue(lazy and all(k.startswith("model.layers.1.") for k in lazy))
-                self.assertTrue(all(isinstance(a, np.memmap) for a in lazy.values()))
                 del lazy, tensors  # mapped files keep the mount busy
                 r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "load_jax.py"),
                                     m.mnt, "--numpy", "--mmap"], capture_output=True,

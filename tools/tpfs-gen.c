@@ -557,7 +557,8 @@ static void usage(FILE *f)
 		"  --tensor NAME=DTYPE:D0xD1...   write just these tensors (repeatable);\n"
 		"                         DTYPE is bf16, f16, f32, or mxfp4 for a pair\n"
 		"                         NAME_blocks/NAME_scales of that many values\n"
-		"  --quiet                no progress line\n");
+		"  --quiet                no progress line\n"
+		"  --help | --version     this help, or the version (the same as tpfs's)\n");
 }
 
 static int parse_int(const char *s, int *out)
@@ -606,6 +607,9 @@ int main(int argc, char **argv)
 								: NULL;
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
+			return 0;
+		} else if (strcmp(a, "--version") == 0) {
+			printf("tpfs-gen %s\n", TPFS_VERSION);
 			return 0;
 		} else if (num) {
 			if (!v || parse_int(v, num) < 0) {

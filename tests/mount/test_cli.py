@@ -56,6 +56,14 @@ class Help(unittest.TestCase):
         self.assertIn("tpfs mount SRC MNT", r.stdout)
         self.assertIn("tpfs umount MNT", r.stdout)
 
+    def test_tpfs_gen_has_the_same_version(self):
+        gen = os.path.join(os.path.dirname(os.path.abspath(T.TPFS)), "tpfs-gen")
+        version = T.run_tpfs("--version").stdout.split()[1]
+        r = subprocess.run([gen, "--version"], capture_output=True, text=True)
+        self.assertEqual((r.returncode, r.stdout), (0, "tpfs-gen %s\n" % version))
+        r = subprocess.run([gen, "--help"], capture_output=True, text=True)
+        self.assertIn("--version", r.stdout)
+
     def test_mount_help_lists_every_option(self):
         r = T.run_tpfs("mount", "--help")
         self.assertEqual(r.returncode, 0)

@@ -3,13 +3,14 @@
 # missing. Debian 12 or later; runs apt-get as root (through sudo if needed).
 # --test adds the tools only the tests use: sshfs and openssh-server, for the
 # test of a source on a network mount (it runs an sshd of its own on
-# 127.0.0.1), and groff-base, to render the man pages. They are installed
-# without starting the ssh service: a test tool must not leave a server
-# listening on the machine.
+# 127.0.0.1), groff-base, to render the man pages, and bash-completion, to
+# run the completion. They are installed without starting the ssh service:
+# a test tool must not leave a server listening on the machine.
 set -eu
 pkgs="build-essential cmake pkg-config libfuse3-dev fuse3 libcjson-dev
       libxxhash-dev python3 python3-numpy"
-[ "${1:-}" = --test ] && pkgs="$pkgs sshfs openssh-server groff-base"
+[ "${1:-}" = --test ] && pkgs="$pkgs sshfs openssh-server groff-base
+	bash-completion"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages tpfs needs to build, run and test, if any is
 # missing. Debian 12 or later; runs apt-get as root (through sudo if needed).
+# dpkg-dev is for the Debian package (cpack -G DEB finds its dependencies
+# with dpkg-shlibdeps).
 # --test adds the tools only the tests use: sshfs and openssh-server, for the
 # test of a source on a network mount (it runs an sshd of its own on
 # 127.0.0.1), groff-base, to render the man pages, and bash-completion, to
@@ -8,7 +10,7 @@
 # a test tool must not leave a server listening on the machine.
 set -eu
 pkgs="build-essential cmake pkg-config libfuse3-dev fuse3 libcjson-dev
-      libxxhash-dev python3 python3-numpy"
+      libxxhash-dev python3 python3-numpy dpkg-dev"
 [ "${1:-}" = --test ] && pkgs="$pkgs sshfs openssh-server groff-base
 	bash-completion"
 missing=""

@@ -5,14 +5,15 @@
 # with dpkg-shlibdeps).
 # --test adds the tools only the tests use: sshfs and openssh-server, for the
 # test of a source on a network mount (it runs an sshd of its own on
-# 127.0.0.1), groff-base, to render the man pages, and bash-completion, to
-# run the completion. They are installed without starting the ssh service:
-# a test tool must not leave a server listening on the machine.
+# 127.0.0.1), groff-base, to render the man pages, bash-completion, to run
+# the completion, and man-db, whose man finds the installed package's pages.
+# They are installed without starting the ssh service: a test tool must not
+# leave a server listening on the machine.
 set -eu
 pkgs="build-essential cmake pkg-config libfuse3-dev fuse3 libcjson-dev
       libxxhash-dev python3 python3-numpy dpkg-dev"
 [ "${1:-}" = --test ] && pkgs="$pkgs sshfs openssh-server groff-base
-	bash-completion"
+	bash-completion man-db"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

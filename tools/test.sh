@@ -2,9 +2,12 @@
 # Runs the whole test suite: installs what is missing, builds tpfs twice
 # (optimised, as tools/demo.sh builds it, and unoptimised with AddressSanitizer and
 # UndefinedBehaviorSanitizer) and runs every test in both builds: unit tests
-# and real FUSE mounts read with NumPy; then, where clang is installed,
-# fuzzes for 30 seconds each the header parser, the -o parser and the name
-# rules (tools/fuzz.sh). Set TPFS_REQUIRE_FUSE=1 to make a
+# and real FUSE mounts read with NumPy; then builds the Debian package from
+# the optimised build, installs it, mounts with it through mount(8) and
+# /etc/fstab, and removes it unless a tpfs package was installed before
+# (tests/package.sh, as root); then, where clang is installed, fuzzes for
+# 30 seconds each the header parser, the -o parser and the name rules
+# (tools/fuzz.sh). Set TPFS_REQUIRE_FUSE=1 to make a
 # missing /dev/fuse a failure, and TPFS_REALDATA to the folder of real
 # Safetensors files when it is not ../shared/realdata.
 set -eu
@@ -24,6 +27,9 @@ for variant in release asan; do
 	cmake --build "$dir" -j "$jobs" >/dev/null
 	(cd "$dir" && ctest --output-on-failure -j "$jobs")
 done
+echo "== the Debian package: built, installed, mounted through mount(8) and" \
+	"/etc/fstab, removed (tests/package.sh)"
+sh tests/package.sh build-test-release
 if command -v clang >/dev/null 2>&1; then
 	echo "== fuzzing for 30 s each: the Safetensors header and index parsers" \
 		"(fuzz_safetensors), the -o parser (fuzz_options), tensor names to paths" \

@@ -36,7 +36,7 @@ fi
 
 step() { echo "-- $*"; }
 # apt-get, waiting for the lock rather than failing while another apt runs
-apt() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -y -qq "$@"; }
+apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -y -qq "$@"; }
 fail() {
 	echo "package test FAILED: $*" >&2
 	exit 1
@@ -98,7 +98,7 @@ cleanup() {
 		echo "-- tpfs was installed before ($before): this build's $version stays" ;;
 	*)
 		step "removing the package (apt-get purge tpfs)"
-		apt purge tpfs >/dev/null ||
+		apt_get purge tpfs >/dev/null ||
 			echo "package test: apt-get purge tpfs failed" >&2 ;;
 	esac
 	exit $status
@@ -107,7 +107,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
 step "installing it: apt-get install $deb"
-apt install --reinstall --allow-downgrades "$deb" >/dev/null
+apt_get install --reinstall --allow-downgrades "$deb" >/dev/null
 [ "$(dpkg-query -W -f='${Status} ${Version}' tpfs)" = "install ok installed $version" ] ||
 	fail "dpkg does not have tpfs $version installed"
 

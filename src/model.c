@@ -1,6 +1,7 @@
 /*
- * Loading a model: walk the source folder (following symlinks, as Hugging
- * Face cache snapshots are made of them), open and map every regular file,
+ * Loading a model: walk the source folder (following symlinks to files, as
+ * Hugging Face cache snapshots are made of them; a folder is walked once, at
+ * its own place, never through a link), open and map every regular file,
  * validate every Safetensors header and index, then build the tree in two
  * passes: first the real folders and passed-through files, so that they keep
  * their names, then the tensors, folder by folder in name order.
@@ -43,7 +44,7 @@ struct folder {
 	size_t nidx;
 };
 
-/* The chain of folders being walked, to detect symlink loops. */
+/* The chain of folders being walked, to detect loops (bind mounts). */
 struct ancestry {
 	uint64_t dev, ino;
 	const struct ancestry *up;
@@ -257,6 +258,19 @@ static int enter(struct loader *L, int sfd, const struct stat *st, const struct 
 		      : walk(L, sfd, ch->path, ch->rel, ch->display, (uint32_t)node, st, here);
 }
 
+/* Say that display, a link to the folder real of the source, is skipped. */
+static int skip_link(struct loader *L, const char *display, const char *real)
+{
+	const char *rel = real + strlen(L->m->root);
+	char *to = tpfs_path_join(L->m->display_root, rel + (*rel == '/'));
+	if (!to)
+		return tpfs_error(L->e, -ENOMEM, "out of memory");
+	tpfs_log(LOG_WARNING, "skipping %s: a link to the folder %s (a folder is shown at "
+		 "its own place only)", display, to);
+	free(to);
+	return 0;
+}
+
 /* Open the subfolder name of the folder open as fd and, unless it is one
  * to leave out (said why), walk it. */
 static int walk_sub(struct loader *L, int fd, const char *path, const char *rel,
@@ -271,7 +285,11 @@ static int walk_sub(struct loader *L, int fd, const char *path, const char *rel,
 	int rc = 0;
 	struct stat st;
 	char *real = NULL, proc[32];
-	int sfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int sfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* a link, which O_NOFOLLOW refuses, is opened only to say where it leads */
+	bool link = sfd < 0 && (errno == ENOTDIR || errno == ELOOP);
+	if (link)
+		sfd = openat(fd, name, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", sfd);
 	bool loop = false;
 	if (sfd >= 0 && fstat(sfd, &st) == 0 && (real = tpfs_path_of_fd(sfd)))
@@ -285,11 +303,15 @@ static int walk_sub(struct loader *L, int fd, const char *path, const char *rel,
 		tpfs_log(LOG_WARNING, "skipping %s: a tpfs mount", ch.display);
 	/* Links to files may lead anywhere (Hugging Face's snapshots link into
 	 * a blob store), but a linked folder outside the source would mirror
-	 * what is not the model. */
+	 * what is not the model, and one inside it is shown at its own place:
+	 * followed, folders linking to each other would be walked once per
+	 * path through them, as many as 2^n for n folders. */
 	else if (!tpfs_path_within(L->m->root, real))
 		tpfs_log(LOG_WARNING, "skipping %s: a link to a folder outside %s",
 			 ch.display, L->m->display_root);
-	else if (loop)
+	else if (link)
+		rc = skip_link(L, ch.display, real);
+	else if (loop) /* a bind mount */
 		tpfs_log(LOG_WARNING, "skipping %s: it leads back to a folder above it",
 			 ch.display);
 	else if (tpfs_tree_lookup(&L->m->tree, dir, name) >= 0)

@@ -1,8 +1,8 @@
 /*
  * Loading model folders: the mirror of folders and passed-through files,
  * Hugging Face cache symlinks, sharded namespaces, index checks, duplicate
- * names and by_file, GPT-OSS MXFP4 pairs, raw F6, reserved names, symlink
- * loops, and the
+ * names and by_file, GPT-OSS MXFP4 pairs, raw F6, reserved names, links to
+ * folders, and the
  * manifest's fields against offsets computed here from the headers written.
  */
 #include <cjson/cJSON.h>
@@ -579,22 +579,29 @@ static void a_folder_names_its_own_tensors_first(void)
 	fx_rmtree(d);
 }
 
-static void linked_folders_outside_the_source_are_skipped(void)
+/* Links to files are followed anywhere; links to folders are not: a
+ * folder is shown at its own place only (a link named before it in the walk
+ * does not take its place). */
+static void linked_folders_are_skipped(void)
 {
 	char *d = fx_tmpdir();
 	st_u8(d, "src/model.safetensors", "w");
+	st_u8(d, "src/sub/model.safetensors", "v");
 	CHECK(fx_write(d, "elsewhere/big.txt", "x", 1) == 0);
 	st_u8(d, "blobs/abc", "linked");
 	char *target = fx_path(d, "elsewhere"), *blob = fx_path(d, "blobs/abc");
 	CHECK(fx_symlink(d, "src/outside", target) == 0);
 	CHECK(fx_symlink(d, "src/inside", ".") == 0);
+	CHECK(fx_symlink(d, "src/alias", "sub") == 0);
 	CHECK(fx_symlink(d, "src/linked.safetensors", blob) == 0);
 	char *src = fx_path(d, "src");
 	struct tpfs_options o = defaults();
 	struct tpfs_model *m = open_ok(src, &o);
 	if (m) {
-		CHECK(node_at(m, "outside") < 0);        /* a folder outside: skipped */
-		CHECK(node_at(m, "inside") < 0);         /* back up to the root: skipped */
+		CHECK(node_at(m, "outside") < 0);        /* a folder outside */
+		CHECK(node_at(m, "inside") < 0);         /* the root */
+		CHECK(node_at(m, "alias") < 0);          /* a folder inside */
+		CHECK(kind_at(m, "sub/v.npy") == TPFS_NODE_TENSOR); /* at its own place */
 		CHECK(kind_at(m, "linked.npy") == TPFS_NODE_TENSOR); /* a file anywhere */
 	}
 	tpfs_model_close(m);
@@ -708,7 +715,7 @@ int main(void)
 	RUN(reserved_names_in_the_source_are_hidden);
 	RUN(permissions_follow_the_source);
 	RUN(a_folder_names_its_own_tensors_first);
-	RUN(linked_folders_outside_the_source_are_skipped);
+	RUN(linked_folders_are_skipped);
 	RUN(missing_or_odd_sources_are_refused);
 	RUN(manifest_lists_every_tensor_with_its_source);
 	return check_done();

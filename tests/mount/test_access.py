@@ -328,6 +328,7 @@ class SharedMount(T.FuseCase):
                     owner=(4243, 4243))
         text(os.path.join(src, "mixed", "notes.txt"))
         # links: within, out to open and closed places, to a folder within
+        # (skipped: priv is shown at its own place)
         folder(os.path.join(b, "outside"))
         text(os.path.join(b, "outside", "pub.json"))
         text(os.path.join(b, "outside", "secret.json"), 0o600)

@@ -71,8 +71,8 @@ def fixtures(root):
     return out
 
 
-def tool(*args, check=True, **kw):
-    r = subprocess.run([T.TPFS, *args], capture_output=True, timeout=600, **kw)
+def tool(*args, check=True, timeout=600, **kw):
+    r = subprocess.run([T.TPFS, *args], capture_output=True, timeout=timeout, **kw)
     if check and r.returncode != 0:
         raise AssertionError("tpfs %s failed: %s" % (" ".join(args), r.stderr.decode()))
     return r
@@ -259,6 +259,32 @@ class Listing(unittest.TestCase):
                     self.assertEqual(sorted(os.listdir(m.mnt)),
                                      [".tpfs", "config.json", "manifest.json", "sub"])
                     self.assertIn("tpfs: warning: %s %s\n" % (src, want), m.stderr())
+
+    def test_each_folder_is_walked_once_at_its_own_place(self):
+        """Links to folders are not followed: a folder is shown at its own
+        place only. Forty folders, each with two links to the next, make
+        2^40 paths through links; the walk meets each link once, says where
+        it leads, and shows each folder once (it used to walk every path)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            n = 40
+            for i in range(n):
+                d = os.path.join(src, "d%d" % i)
+                T.write_safetensors(os.path.join(d, "m.safetensors"),
+                                    [("t%d" % i, "U8", (1,), b"x")])
+                for link in ("a", "b"):
+                    os.symlink("../d%d" % (i + 1), os.path.join(d, link))
+            # a guard, not a measure: the walk used to take for ever
+            r = tool("ls", src, "--json", timeout=60)
+            manifest = json.loads(r.stdout)
+            self.assertEqual(sorted(t["path"] for t in manifest["tensors"]),
+                             sorted("d%d/t%d.npy" % (i, i) for i in range(n)))
+            want = ["tpfs: warning: skipping %s/d%d/%s: a link to the folder %s/d%d (a "
+                    "folder is shown at its own place only)" % (src, i, link, src, i + 1)
+                    for i in range(n - 1) for link in ("a", "b")]
+            want += ["tpfs: warning: skipping %s/d%d/%s: No such file or directory"
+                     % (src, n - 1, link) for link in ("a", "b")]
+            self.assertEqual(sorted(r.stderr.decode().splitlines()), sorted(want))
 
     def test_cards_decode_what_each_option_serves(self):
         """bf16=raw serves bfloat16 bits: the card still shows their values."""

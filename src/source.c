@@ -17,6 +17,35 @@
 
 #include "tpfs/log.h"
 
+/* Open the file name of the folder dirfd for reading, links followed, if it
+ * is a regular file. It is examined through an O_PATH descriptor first, and
+ * opened only then: opening a FIFO or a device (a file swapped for one, or
+ * a link turned to /dev/watchdog or a terminal, since the folder was read)
+ * can be the harm itself. Returns the descriptor (st: its fstat), -EINVAL
+ * if it is not a regular file, or another negative errno. */
+static int open_regular(int dirfd, const char *name, struct stat *st)
+{
+	int path = openat(dirfd, name, O_PATH | O_CLOEXEC);
+	if (path < 0)
+		return -errno;
+	struct stat seen;
+	int fd = fstat(path, &seen) < 0 ? -errno : S_ISREG(seen.st_mode) ? 0 : -EINVAL;
+	if (fd == 0) {
+		char proc[32];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", path);
+		fd = open(proc, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0) {
+			fd = -errno;
+		} else if (fstat(fd, st) < 0 || st->st_dev != seen.st_dev ||
+			   st->st_ino != seen.st_ino) {
+			close(fd);
+			fd = -ESTALE; /* not the file examined */
+		}
+	}
+	close(path);
+	return fd;
+}
+
 int tpfs_source_open(int dirfd, const char *name, const char *path, const char *rel,
 		     const char *display, bool safetensors, struct tpfs_perm_ctx *ctx,
 		     struct tpfs_source **out, struct tpfs_error *e)
@@ -34,18 +63,14 @@ int tpfs_source_open(int dirfd, const char *name, const char *path, const char *
 		rc = tpfs_error(e, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	/* O_NONBLOCK: a file swapped for a FIFO since the folder was read
-	 * must not hang the mount; it is refused below. */
-	s->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (s->fd < 0 || fstat(s->fd, &st) < 0) {
-		rc = tpfs_error(e, -errno, "%s: cannot open: %s", display,
-			       strerror(errno));
+	rc = open_regular(dirfd, name, &st);
+	if (rc < 0) {
+		rc = rc == -EINVAL ? tpfs_error(e, rc, "%s: no longer a regular file", display)
+				   : tpfs_error(e, rc, "%s: cannot open: %s", display,
+						strerror(-rc));
 		goto fail;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = tpfs_error(e, -EINVAL, "%s: no longer a regular file", display);
-		goto fail;
-	}
+	s->fd = rc;
 	s->size = (uint64_t)st.st_size;
 	s->own = tpfs_perm_from_stat(&st, s->fd, NULL);
 	s->perm = tpfs_perm_served(s->own, false);

@@ -6,8 +6,10 @@ import json
 import os
 import re
 import signal
+import stat
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -285,6 +287,50 @@ class Listing(unittest.TestCase):
             want += ["tpfs: warning: skipping %s/d%d/%s: No such file or directory"
                      % (src, n - 1, link) for link in ("a", "b")]
             self.assertEqual(sorted(r.stderr.decode().splitlines()), sorted(want))
+
+    def test_a_file_swapped_for_a_fifo_is_never_opened_for_reading(self):
+        """config.json is replaced by a FIFO right after the walk examined it
+        (swap_after_stat.c does it every time; a user who may write in the
+        source can at any moment): tpfs refuses it without opening it for
+        reading, which for a device could be the harm itself. A writer blocked
+        in opening the FIFO tells: it goes on once anyone opens it to read."""
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            small = [("w", "U8", (1,), b"x")]
+            T.write_safetensors(os.path.join(src, "model.safetensors"), small)
+            with open(os.path.join(src, "config.json"), "w") as f:
+                f.write("{}")
+            fifo = os.path.join(tmp, "fifo")
+            os.mkfifo(fifo)
+            writer = subprocess.Popen(
+                [sys.executable, "-c", "import os, sys; print('ready', flush=True); "
+                 "os.open(sys.argv[1], os.O_WRONLY); print('opened', flush=True)", fifo],
+                stdout=subprocess.PIPE, text=True)
+            try:
+                self.assertEqual(writer.stdout.readline(), "ready\n")
+                # asleep: in the open, waiting for a reader
+                deadline = time.time() + 20
+                while open("/proc/%d/stat" % writer.pid).read().split(") ")[1][0] != "S":
+                    self.assertLess(time.time(), deadline)
+                    time.sleep(0.01)
+                env = dict(os.environ, LD_PRELOAD=os.environ["TPFS_SWAP_AFTER_STAT"],
+                           TPFS_SWAP_NAME="config.json", TPFS_SWAP_WITH=fifo,
+                           ASAN_OPTIONS="verify_asan_link_order=0")
+                r = tool("ls", src, check=False, env=env, timeout=60)
+                self.assertTrue(stat.S_ISFIFO(os.lstat(os.path.join(src, "config.json"))
+                                              .st_mode), "the swap did not happen")
+                self.assertEqual(r.returncode, 1)
+                self.assertEqual(r.stderr.decode(), "tpfs ls: %s/config.json: no longer a "
+                                 "regular file\n" % src)
+                with self.assertRaises(subprocess.TimeoutExpired,
+                                       msg="tpfs opened the FIFO for reading"):
+                    writer.wait(timeout=2)
+            finally:
+                # let the writer go
+                where = fifo if os.path.exists(fifo) else os.path.join(src, "config.json")
+                fd = os.open(where, os.O_RDONLY | os.O_NONBLOCK)
+                writer.communicate(timeout=20)
+                os.close(fd)
 
     def test_cards_decode_what_each_option_serves(self):
         """bf16=raw serves bfloat16 bits: the card still shows their values."""

@@ -9,12 +9,18 @@
 
 int tpfs_error(struct tpfs_error *e, int code, const char *fmt, ...)
 {
+	va_list ap;
+	va_start(ap, fmt);
+	tpfs_error_va(e, code, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int tpfs_error_va(struct tpfs_error *e, int code, const char *fmt, va_list ap)
+{
 	if (e) {
 		char raw[TPFS_ERR_MAX];
-		va_list ap;
-		va_start(ap, fmt);
 		vsnprintf(raw, sizeof(raw), fmt, ap);
-		va_end(ap);
 		tpfs_error_escape(e->msg, sizeof(e->msg), raw);
 	}
 	return code;

@@ -55,7 +55,7 @@ struct reader {
 static int syntax(struct reader *r);
 
 /* A value of the wrong kind is next: a syntax error if it is not JSON
- * either, else the caller's message. */
+ * either, else the caller's message (escaped as tpfs_error's). */
 static int wrong_kind(struct reader *r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -63,12 +63,10 @@ static int wrong_kind(struct reader *r, const char *fmt, ...)
 {
 	if (!tpfs_json_skip(&r->j))
 		return syntax(r);
-	if (r->e) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(r->e->msg, sizeof(r->e->msg), fmt, ap);
-		va_end(ap);
-	}
+	va_list ap;
+	va_start(ap, fmt);
+	tpfs_error_va(r->e, -EINVAL, fmt, ap);
+	va_end(ap);
 	return -EINVAL;
 }
 

@@ -6,6 +6,7 @@
 #ifndef TPFS_ERROR_H
 #define TPFS_ERROR_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #define TPFS_ERR_MAX 1024
@@ -22,6 +23,9 @@ struct tpfs_error {
  * message stays one line. */
 int tpfs_error(struct tpfs_error *e, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The same, for a function that takes a format of its own. */
+int tpfs_error_va(struct tpfs_error *e, int code, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 
 /* Copy src into dst (cap bytes, NUL-terminated), writing control bytes and
  * DEL as %XX; cut at cap. */

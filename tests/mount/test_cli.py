@@ -439,6 +439,63 @@ class BadModels(T.FuseCase):
                 self.assertIn(want, lines[0])
 
 
+def plain_lines(test, data, what):
+    """data (bytes) is whole lines holding no control byte (below 0x20, and
+    0x7f) but their newlines; returns them."""
+    test.assertTrue(data.endswith(b"\n"), what)
+    lines = data[:-1].split(b"\n")
+    for line in lines:
+        test.assertFalse(re.search(rb"[\x00-\x1f\x7f]", line), (what, line))
+    return lines
+
+
+class NamesInRefusals(Workspace):
+    """A file or tensor name with control bytes in it is written %XX in a
+    refusal, which stays one line: a name cannot forge a second line (such
+    as 'tpfs: mounted OK') or drive root's terminal."""
+
+    def test_every_kind_of_refusal_stays_one_line(self):
+        def st(header):
+            text = json.dumps(header).encode()
+            return struct.pack("<Q", len(text)) + text
+
+        u8 = {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}
+        evil = "evil\ntpfs: fake line.safetensors"
+        cases = [
+            (evil, st({"x": 5}),
+             "evil%0Atpfs: fake line.safetensors: tensor 'x': entry is not an object"),
+            ("model.safetensors", st({"x\ntpfs: mounted OK": dict(u8, dtype=5)}),
+             "tensor 'x%0Atpfs: mounted OK': \"dtype\" is not a string"),
+            ("model.safetensors", st({"x\x1b[31m\t": dict(u8, shape=5)}),
+             "tensor 'x%1B[31m%09': \"shape\" is not an array"),
+            ("model.safetensors", st({"__metadata__": {"k\rv": 1}}),
+             "__metadata__ value of key 'k%0Dv' is not a string"),
+            (evil, st({"__metadata__": 1}),
+             "evil%0Atpfs: fake line.safetensors: __metadata__ must be an object"),
+            ("model.safetensors.index.json", json.dumps(
+                {"weight_map": {"w\ntpfs: mounted OK": 5}}).encode(),
+             "weight_map entry 'w%0Atpfs: mounted OK' is not a file name"),
+        ]
+        for name, data, want in cases:
+            with self.subTest(want):
+                shutil.rmtree(self.src)
+                os.mkdir(self.src)
+                if name.endswith(".json"):  # an index beside a good shard
+                    small_model(self.src)
+                with open(os.path.join(self.src, name), "wb") as f:
+                    f.write(data)
+                for args, prefix in ((("mount", self.src, self.mnt), "tpfs: "),
+                                     (("ls", self.src), "tpfs ls: ")):
+                    r = subprocess.run([T.TPFS, *args], capture_output=True, timeout=60)
+                    self.assertNotEqual(r.returncode, 0)
+                    self.assertFalse(os.path.ismount(self.mnt))
+                    lines = plain_lines(self, r.stderr, args[0])
+                    self.assertEqual(len(lines), 1, r.stderr)
+                    line = lines[0]
+                    self.assertTrue(line.startswith(prefix.encode()), line)
+                    self.assertIn(want.encode(), line)
+
+
 class LifeCycle(Workspace):
     def setUp(self):
         T.require_fuse(self)

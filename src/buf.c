@@ -115,7 +115,7 @@ void tpfs_buf_shape(struct tpfs_buf *b, const uint64_t *shape, uint32_t ndim)
 void tpfs_buf_escape(struct tpfs_buf *b, const char *s, const char *also)
 {
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '%' || *p < 0x20 || *p == 0x7f || strchr(also, *p))
+		if (*p < 0x20 || *p == 0x7f || strchr(also, *p))
 			tpfs_buf_printf(b, "%%%02X", *p);
 		else
 			tpfs_buf_append(b, p, 1);

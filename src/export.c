@@ -340,7 +340,7 @@ static int put_record(FILE *f, const struct record *r)
 	tpfs_buf_printf(&b, "%s %s %" PRIu64 " ", r->fp,
 			r->kind == REC_FILE ? r->hash : r->kind == REC_TMP ? "tmp" : "dir",
 			r->size);
-	tpfs_buf_escape(&b, r->rel, " ");
+	tpfs_buf_escape(&b, r->rel, "% ");
 	tpfs_buf_puts(&b, "\n");
 	char *line = tpfs_buf_take(&b, NULL);
 	if (line)

@@ -281,7 +281,7 @@ static long add_split(struct tpfs_tree *t, uint32_t ns, const char *name, void *
 static char *escape(const char *name)
 {
 	struct tpfs_buf b = {0};
-	tpfs_buf_escape(&b, name, "/");
+	tpfs_buf_escape(&b, name, "%/");
 	tpfs_buf_append(&b, "", 0);
 	return tpfs_buf_take(&b, NULL);
 }

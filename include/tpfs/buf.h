@@ -28,7 +28,8 @@ void tpfs_buf_vprintf(struct tpfs_buf *b, const char *fmt, va_list ap)
 void tpfs_buf_json_string(struct tpfs_buf *b, const char *s);
 /* Append a shape as "[2, 3]". */
 void tpfs_buf_shape(struct tpfs_buf *b, const uint64_t *shape, uint32_t ndim);
-/* Append s with '%', control bytes, DEL and the bytes in also as %XX. */
+/* Append s with control bytes, DEL and the bytes in also as %XX: also "%"
+ * to be undone, "" as messages, listings and cards write names. */
 void tpfs_buf_escape(struct tpfs_buf *b, const char *s, const char *also);
 /* Copy src to dst (cap bytes, NUL included) with control bytes and DEL
  * written %XX: one line that a terminal shows as it is. A src that does not

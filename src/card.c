@@ -341,13 +341,22 @@ char *tpfs_card_render(const struct tpfs_model *m, const struct tpfs_tensor *t,
 	char *path = tpfs_tree_path(&m->tree, t->node);
 	if (!path)
 		return NULL;
-	tpfs_buf_printf(&b, "%-11s %s\n%-11s %s\n", "tensor", t->name, "path", path);
+	/* names (of tensors, files and folders) as messages write them: a
+	 * control byte in one would reach the terminal of whoever reads the
+	 * card */
+	tpfs_buf_printf(&b, "%-11s ", "tensor");
+	tpfs_buf_escape(&b, t->name, "");
+	tpfs_buf_printf(&b, "\n%-11s ", "path");
+	tpfs_buf_escape(&b, path, "");
+	tpfs_buf_puts(&b, "\n");
 	free(path);
 	for (int i = 0; i < 2 && t->part[i].st; i++) {
 		const struct tpfs_st_tensor *st = t->part[i].st;
-		tpfs_buf_printf(&b, "%-11s %s: '%s' %s ", i ? "" : "source",
-				t->part[i].src->rel, st->name,
-				tpfs_dtype_info(st->dtype)->name);
+		tpfs_buf_printf(&b, "%-11s ", i ? "" : "source");
+		tpfs_buf_escape(&b, t->part[i].src->rel, "");
+		tpfs_buf_puts(&b, ": '");
+		tpfs_buf_escape(&b, st->name, "");
+		tpfs_buf_printf(&b, "' %s ", tpfs_dtype_info(st->dtype)->name);
 		tpfs_buf_shape(&b, st->shape, st->ndim);
 		tpfs_buf_printf(&b, ", bytes %" PRIu64 "..%" PRIu64 "\n", st->begin, st->end);
 	}

@@ -206,10 +206,10 @@ static bool plain_path(const char *rel)
 /* Say why the folder named by rel's first len bytes is refused. */
 static int refuse_dir(const struct convert *c, const char *rel, size_t len, const char *why)
 {
-	fprintf(stderr, "tpfs convert: %s%s%.*s: %s: OUT and the folders in it must be owned "
-			"by the user running convert and not writable by group or others, "
-			"and none may be a symbolic link\n",
-		c->out, len ? "/" : "", (int)len, rel, why);
+	tpfs_tool_say(stderr, "tpfs convert: %s%s%.*s: %s: OUT and the folders in it must be "
+		      "owned by the user running convert and not writable by group or "
+		      "others, and none may be a symbolic link",
+		      c->out, len ? "/" : "", (int)len, rel, why);
 	return REFUSED;
 }
 
@@ -703,16 +703,15 @@ static int check_plan(const struct convert *c)
 	for (size_t i = 0; i < c->njobs; i++) {
 		const char *rel = c->jobs[i].rel;
 		if (strcmp(rel, JOURNAL) == 0 || tpfs_path_has_suffix(rel, PARTIAL)) {
-			fprintf(stderr, "tpfs convert: cannot write %s: convert keeps the names "
-					"%s and *%s for itself; rename that file in the source\n",
-				rel, JOURNAL, PARTIAL);
+			tpfs_tool_say(stderr, "tpfs convert: cannot write %s: convert keeps the "
+				      "names %s and *%s for itself; rename that file in the "
+				      "source", rel, JOURNAL, PARTIAL);
 			return -1;
 		}
 		if ((i && strcmp(rel, c->jobs[i - 1].rel) == 0) || in_plan_dirs(c, rel)) {
-			fprintf(stderr, "tpfs convert: two things of the output would be %s (a "
-					"tensor's shard folder and a source file); choose another "
-					"--shard-size or rename the file\n",
-				rel);
+			tpfs_tool_say(stderr, "tpfs convert: two things of the output would be %s "
+				      "(a tensor's shard folder and a source file); choose "
+				      "another --shard-size or rename the file", rel);
 			return -1;
 		}
 	}
@@ -781,9 +780,13 @@ static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 		rc = journal_add(c, REC_FILE, j->rel, j->hash, j->size, true);
 	if (rc == 0)
 		rc = rename_tmp(dfd, name);
-	if (rc < 0 && rc != REFUSED)
-		fprintf(stderr, "%stpfs convert: %s: %s\n", c->tty ? "\n" : "", j->rel,
-			strerror(-rc));
+	if (rc < 0 && rc != REFUSED) {
+		flockfile(stderr); /* one piece, between the progress lines */
+		if (c->tty)
+			fputc('\n', stderr);
+		tpfs_tool_say(stderr, "tpfs convert: %s: %s", j->rel, strerror(-rc));
+		funlockfile(stderr);
+	}
 	if (rc < 0 && dfd >= 0)
 		unlink_tmp(dfd, name);
 	put_dir(c, dfd);
@@ -805,8 +808,8 @@ static void *worker(void *arg)
 		atomic_fetch_add(&c->done, 1);
 		if (!c->tty && j->state != FAILED) {
 			char sz[32];
-			printf("%s %s (%s)\n", j->state == SKIPPED ? "kept" : "wrote", j->rel,
-			       tpfs_size_format(j->size, sz, sizeof(sz)));
+			tpfs_tool_say(stdout, "%s %s (%s)", j->state == SKIPPED ? "kept" : "wrote",
+				      j->rel, tpfs_size_format(j->size, sz, sizeof(sz)));
 			fflush(stdout);
 		}
 	}
@@ -863,7 +866,8 @@ static int make_dirs(struct convert *c)
 			close(fd);
 		put_dir(c, dfd);
 		if (rc < 0 && rc != REFUSED)
-			fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, rel, strerror(-rc));
+			tpfs_tool_say(stderr, "tpfs convert: %s/%s: %s", c->out, rel,
+				      strerror(-rc));
 		if (rc < 0)
 			return rc;
 	}
@@ -1099,9 +1103,8 @@ static void remove_stale(struct convert *c, unsigned char *buf)
 			if (ours && unlinkat(dfd, name, 0) == 0)
 				removed++;
 			else if (any_file)
-				fprintf(stderr, "tpfs convert: left %s/%s in place: it changed after "
-						"an earlier run wrote it\n",
-					c->out, r->rel);
+				tpfs_tool_say(stderr, "tpfs convert: left %s/%s in place: it changed "
+					      "after an earlier run wrote it", c->out, r->rel);
 		}
 		if (fd >= 0)
 			close(fd);

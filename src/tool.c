@@ -6,12 +6,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tpfs/buf.h"
 #include "tpfs/file.h"
 #include "tpfs/guard.h"
 #include "tpfs/log.h"
@@ -94,6 +96,22 @@ int tpfs_tool_main(const struct tpfs_tool *t, int argc, char **argv)
 		return rc;
 	}
 	return t->run(&a);
+}
+
+void tpfs_tool_say(FILE *f, const char *fmt, ...)
+{
+	struct tpfs_buf raw = {0}, line = {0};
+	va_list ap;
+	va_start(ap, fmt);
+	tpfs_buf_vprintf(&raw, fmt, ap);
+	va_end(ap);
+	char *text = tpfs_buf_take(&raw, NULL);
+	tpfs_buf_escape(&line, text ? text : "out of memory", "");
+	tpfs_buf_puts(&line, "\n");
+	free(text);
+	text = tpfs_buf_take(&line, NULL);
+	fputs(text ? text : "out of memory\n", f);
+	free(text);
 }
 
 int tpfs_tool_open(const char *cmd, const struct tpfs_tool_args *a, struct tpfs_model **m,
@@ -180,11 +198,28 @@ enum { COLS = 8 };
 struct row {
 	const char *v[COLS];
 	char shape[256], num[3][24];
+	char *name, *file;    /* written as messages write them (tpfs_tool_say) */
 	uint64_t bytes;       /* stored */
 };
 
-static void row_of(const struct tpfs_tensor *t, struct row *r)
+static char *escaped(const char *s)
 {
+	struct tpfs_buf b = {0};
+	tpfs_buf_escape(&b, s, "");
+	return tpfs_buf_take(&b, NULL);
+}
+
+static void row_free(struct row *r)
+{
+	free(r->name);
+	free(r->file);
+}
+
+/* false when out of memory */
+static bool row_of(const struct tpfs_tensor *t, struct row *r)
+{
+	r->name = escaped(t->name);
+	r->file = escaped(t->part[0].src->rel);
 	tpfs_st_shape_str(t->shape, t->ndim, r->shape, sizeof(r->shape));
 	r->bytes = 0;
 	for (int k = 0; k < 2 && t->part[k].st; k++)
@@ -192,9 +227,10 @@ static void row_of(const struct tpfs_tensor *t, struct row *r)
 	snprintf(r->num[0], sizeof(r->num[0]), "%" PRIu64, t->nelem);
 	snprintf(r->num[1], sizeof(r->num[1]), "%" PRIu64, r->bytes);
 	snprintf(r->num[2], sizeof(r->num[2]), "%" PRIu64, tpfs_tensor_npy_size(t));
-	const char *v[COLS] = {t->name, tpfs_tensor_source_dtype(t), r->shape, r->num[0],
-			       r->num[1], tpfs_tensor_descr(t), r->num[2], t->part[0].src->rel};
+	const char *v[COLS] = {r->name, tpfs_tensor_source_dtype(t), r->shape, r->num[0],
+			       r->num[1], tpfs_tensor_descr(t), r->num[2], r->file};
 	memcpy(r->v, v, sizeof(v));
+	return r->name && r->file;
 }
 
 static void print_row(const char *const *v, const size_t *width, bool tty)
@@ -211,8 +247,9 @@ static void print_row(const char *const *v, const size_t *width, bool tty)
 }
 
 /* Two passes over the tensors, the first for the column widths, so that a
- * model of a million tensors is listed in the memory of one row. */
-static void print_table(const struct tpfs_model *m)
+ * model of a million tensors is listed in the memory of one row. Returns
+ * the exit status. */
+static int print_table(const struct tpfs_model *m)
 {
 	static const char *const head[COLS] = {"NAME", "DTYPE", "SHAPE", "PARAMS", "BYTES",
 					       "SERVED", "NPY BYTES", "FILE"};
@@ -223,20 +260,29 @@ static void print_table(const struct tpfs_model *m)
 	for (int c = 0; c < COLS; c++)
 		width[c] = strlen(head[c]);
 	struct row r;
-	for (size_t i = 0; tty && i < n; i++) {
-		row_of(&m->tensors[i], &r);
-		for (int c = 0; c < COLS; c++)
+	bool ok = true;
+	for (size_t i = 0; ok && tty && i < n; i++) {
+		ok = row_of(&m->tensors[i], &r);
+		for (int c = 0; ok && c < COLS; c++)
 			width[c] = strlen(r.v[c]) > width[c] ? strlen(r.v[c]) : width[c];
+		row_free(&r);
 	}
-	print_row(head, width, tty);
-	for (size_t i = 0; i < n; i++) {
+	if (ok)
+		print_row(head, width, tty);
+	for (size_t i = 0; ok && i < n; i++) {
 		const struct tpfs_tensor *t = &m->tensors[i];
-		row_of(t, &r);
-		print_row(r.v, width, tty);
+		ok = row_of(t, &r);
+		if (ok)
+			print_row(r.v, width, tty);
+		row_free(&r);
 		params += t->nelem;
 		source += r.bytes;
 		served += tpfs_tensor_npy_size(t);
 		per_dtype[t->part[1].st ? TPFS_DT_COUNT : t->part[0].st->dtype]++;
+	}
+	if (!ok) {
+		fprintf(stderr, "tpfs ls: out of memory\n");
+		return 1;
 	}
 	char a[32], b[32], c[32];
 	printf("%s%zu tensors, %s parameters, %s bytes stored, %s bytes served\n",
@@ -249,6 +295,7 @@ static void print_table(const struct tpfs_model *m)
 						: tpfs_dtype_info((enum tpfs_dtype)d)->name,
 			       per_dtype[d]);
 	printf("\n");
+	return 0;
 }
 
 static int run_ls(const struct tpfs_tool_args *a)
@@ -265,11 +312,11 @@ static int run_ls(const struct tpfs_tool_args *a)
 		int err = t ? tpfs_file_card(view, (size_t)(t - m->tensors), &text, &len)
 			    : 0;
 		if (!t) {
-			fprintf(stderr, "tpfs ls: %s: no tensor '%s' ('tpfs ls %s' lists them)\n",
-				a->pos[0], a->pos[1], a->pos[0]);
+			tpfs_tool_say(stderr, "tpfs ls: %s: no tensor '%s' ('tpfs ls %s' lists "
+				      "them)", a->pos[0], a->pos[1], a->pos[0]);
 			rc = 1;
 		} else if (err < 0) {
-			fprintf(stderr, "tpfs ls: %s: %s\n", t->name, strerror(-err));
+			tpfs_tool_say(stderr, "tpfs ls: %s: %s", t->name, strerror(-err));
 			rc = 1;
 		} else {
 			fwrite(text, 1, len, stdout);
@@ -282,7 +329,7 @@ static int run_ls(const struct tpfs_tool_args *a)
 			rc = 1;
 		}
 	} else {
-		print_table(m);
+		rc = print_table(m);
 	}
 	tpfs_tool_close(m, view);
 	return rc;
@@ -306,8 +353,8 @@ static int run_cat(const struct tpfs_tool_args *a)
 	unsigned char *buf = t ? malloc(unit) : NULL;
 	int rc = 0;
 	if (!t) {
-		fprintf(stderr, "tpfs cat: %s: no tensor '%s' ('tpfs ls %s' lists them)\n",
-			a->pos[0], a->pos[1], a->pos[0]);
+		tpfs_tool_say(stderr, "tpfs cat: %s: no tensor '%s' ('tpfs ls %s' lists them)",
+			      a->pos[0], a->pos[1], a->pos[0]);
 		rc = 1;
 	} else if (!buf) {
 		fprintf(stderr, "tpfs cat: out of memory\n");
@@ -317,7 +364,7 @@ static int run_cat(const struct tpfs_tool_args *a)
 		ssize_t got = tpfs_file_read(view, t->node, off, unit, buf);
 		int err = got <= 0 ? (got < 0 ? (int)-got : EIO) : -tpfs_path_write_all(1, buf, (size_t)got);
 		if (err) {
-			fprintf(stderr, "tpfs cat: %s: %s\n", t->name, strerror(err));
+			tpfs_tool_say(stderr, "tpfs cat: %s: %s", t->name, strerror(err));
 			rc = 1;
 		}
 		off += got > 0 ? (uint64_t)got : 0;

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "tpfs/file.h"
 #include "tpfs/model.h"
@@ -53,6 +54,11 @@ int tpfs_tool_main(const struct tpfs_tool *t, int argc, char **argv);
 int tpfs_tool_open(const char *cmd, const struct tpfs_tool_args *a, struct tpfs_model **m,
 		   struct tpfs_view **view);
 void tpfs_tool_close(struct tpfs_model *m, struct tpfs_view *view);
+
+/* Print one line to f: the formatted text, its control bytes and DEL
+ * written %XX as messages write them (the names in it come from the
+ * source), then a newline. */
+void tpfs_tool_say(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* What a tool reads at once: at most one block, so that a read pins at most
  * the two blocks it straddles. */

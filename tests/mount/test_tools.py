@@ -4,6 +4,7 @@ checkpoint's figures."""
 
 import json
 import os
+import pty
 import re
 import signal
 import stat
@@ -331,6 +332,80 @@ class Listing(unittest.TestCase):
                 fd = os.open(where, os.O_RDONLY | os.O_NONBLOCK)
                 writer.communicate(timeout=20)
                 os.close(fd)
+
+    def test_names_with_control_bytes_are_written_escaped(self):
+        """A file or tensor name's control bytes reach no terminal: the
+        table (piped or on a terminal), the info cards and the messages
+        write them %XX, as the README says, and every line stays one line."""
+        def plain(data, what):
+            self.assertTrue(data.endswith(b"\n"), what)
+            lines = data[:-1].split(b"\n")
+            for line in lines:
+                self.assertFalse(re.search(rb"[\x00-\x1f\x7f]", line), (what, line))
+            return [line.decode() for line in lines]
+
+        name = "a\x1b[31mRED\x1b[0m\nfake"
+        shown = "a%1B[31mRED%1B[0m%0Afake"
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            T.write_safetensors(os.path.join(src, "evil\ntpfs: fake line.safetensors"),
+                                [(name, "F32", (2,), struct.pack("<2f", 1, 2))])
+            T.write_safetensors(os.path.join(src, "dir\x07bell", "m.safetensors"),
+                                [("w", "U8", (1,), b"x")])
+            with open(os.path.join(src, "dir\x07bell", "notes\x1b[2J.txt"), "w") as f:
+                f.write("passed through")
+            # the table, piped: tab-separated cells
+            r = tool("ls", src)
+            self.assertEqual(r.stderr, b"")
+            self.assertTrue(r.stdout.endswith(b"\n"))
+            cells = [plain(c + b"\n", "ls")[0] for line in r.stdout[:-1].split(b"\n")
+                     for c in line.split(b"\t")]
+            self.assertEqual(len(cells), 8 * 3 + 2)  # a heading, 2 rows, 2 totals
+            rows = {cells[i]: cells[i:i + 8] for i in range(0, 8 * 3, 8)}
+            self.assertEqual(rows[shown][7], "evil%0Atpfs: fake line.safetensors")
+            self.assertEqual(rows["w"][7], "dir%07bell/m.safetensors")
+            # the table on a terminal: aligned
+            master, slave = pty.openpty()
+            p = subprocess.Popen([T.TPFS, "ls", src], stdout=slave, stderr=slave)
+            os.close(slave)
+            out = b""
+            while True:
+                try:
+                    got = os.read(master, 65536)
+                except OSError:  # EIO: the other side is closed
+                    break
+                if not got:
+                    break
+                out += got
+            os.close(master)
+            self.assertEqual(p.wait(timeout=60), 0)
+            lines = plain(out.replace(b"\r\n", b"\n"), "ls on a terminal")
+            self.assertTrue(any(l.startswith(shown + "  ") and
+                                l.endswith("  evil%0Atpfs: fake line.safetensors")
+                                for l in lines), lines)
+            # the cards
+            card = tool("ls", src, name).stdout
+            text = plain(card, "card")
+            self.assertEqual(text[0], "tensor      " + shown)
+            self.assertEqual(text[1], "path        " + shown + ".npy")
+            self.assertTrue(text[2].startswith("source      evil%0Atpfs: fake line.safetensors: '"
+                                               + shown + "' F32 [2]"), text[2])
+            text = plain(tool("ls", src, "dir\x07bell/w").stdout, "card")
+            self.assertEqual(text[1], "path        dir%07bell/w.npy")
+            self.assertTrue(text[2].startswith("source      dir%07bell/m.safetensors: 'w'"))
+            # the messages
+            for cmd in ("ls", "cat"):
+                r = tool(cmd, src, "no\x1bsuch\nthing", check=False)
+                self.assertEqual(r.returncode, 1)
+                self.assertEqual(plain(r.stderr, cmd),
+                                 ["tpfs %s: %s: no tensor 'no%%1Bsuch%%0Athing' ('tpfs ls %s' "
+                                  "lists them)" % (cmd, src, src)])
+            r = tool("convert", src, os.path.join(tmp, "out"), "--jobs", "1")
+            self.assertIn("wrote dir%07bell/notes%1B[2J.txt (14 B)", plain(r.stdout, "convert"))
+            if T.fuse_available():
+                with T.Mount(src) as m:
+                    with open(m.path(".tpfs/info/%s.txt" % shown), "rb") as f:
+                        self.assertEqual(f.read(), card)
 
     def test_cards_decode_what_each_option_serves(self):
         """bf16=raw serves bfloat16 bits: the card still shows their values."""

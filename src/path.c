@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+
+#include <linux/xattr.h>
 
 char *tpfs_path_join(const char *a, const char *b)
 {
@@ -87,25 +90,87 @@ long tpfs_path_entries_fd(int fd, const char *ignore)
 	return n;
 }
 
+int tpfs_path_drop_acl(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	/* ENODATA: none there; ENOTSUP: none on this filesystem */
+	if (fremovexattr(fd, XATTR_NAME_POSIX_ACL_ACCESS) < 0 && errno != ENODATA &&
+	    errno != ENOTSUP)
+		return -errno;
+	if (S_ISDIR(st.st_mode) && fremovexattr(fd, XATTR_NAME_POSIX_ACL_DEFAULT) < 0 &&
+	    errno != ENODATA && errno != ENOTSUP)
+		return -errno;
+	return 0;
+}
+
+/* Make folder name in dfd (mode 0755, within the umask) and open it, as it
+ * is: never through a link put in its place since, and without an ACL.
+ * Returns its fd, or a negative errno (-EEXIST when the name is taken). */
+static int make_dir(int dfd, const char *name)
+{
+	if (mkdirat(dfd, name, 0755) < 0)
+		return -errno;
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int rc = fd < 0 ? -errno : tpfs_path_drop_acl(fd);
+	if (rc < 0 && fd >= 0)
+		close(fd);
+	return rc < 0 ? rc : fd;
+}
+
+/* Folder name in dfd, opened to be walked from (O_PATH); flags may add
+ * O_NOFOLLOW. Returns its fd or a negative errno. */
+static int walk_to(int dfd, const char *name, int flags)
+{
+	int fd = openat(dfd, name, O_PATH | O_DIRECTORY | O_CLOEXEC | flags);
+	return fd < 0 ? -errno : fd;
+}
+
+int tpfs_path_mkdir_parent(const char *path, char name[NAME_MAX + 1])
+{
+	if (!*path)
+		return -ENOENT;
+	int fd = walk_to(AT_FDCWD, *path == '/' ? "/" : ".", 0);
+	bool made = false; /* a folder made here: what is below it is not followed */
+	for (const char *s = path + strspn(path, "/"); fd >= 0;) {
+		size_t n = strcspn(s, "/");
+		if (n > NAME_MAX) {
+			close(fd);
+			return -ENAMETOOLONG;
+		}
+		snprintf(name, NAME_MAX + 1, "%.*s", n ? (int)n : 1, n ? s : ".");
+		s += n;
+		s += strspn(s, "/");
+		if (!*s)
+			return fd; /* name is the last part */
+		bool below_made = made;
+		int next = below_made ? -ENOENT : walk_to(fd, name, 0);
+		if (next == -ENOENT) {
+			next = make_dir(fd, name);
+			made |= next >= 0;
+		}
+		if (next == -EEXIST) /* made meanwhile, by someone else */
+			next = walk_to(fd, name, below_made ? O_NOFOLLOW : 0);
+		close(fd);
+		fd = next;
+	}
+	return fd;
+}
+
 int tpfs_path_mkdir(const char *path)
 {
-	char *p = strdup(path);
-	int rc = p ? 0 : -ENOMEM;
-	for (char *s = p ? p + 1 : NULL; s && rc == 0; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char c = *s;
-		*s = '\0';
-		struct stat st;
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			rc = -errno;
-		else if (!c && (stat(p, &st) < 0 || !S_ISDIR(st.st_mode)))
-			rc = -EEXIST; /* as mkdir -p: something else has the name */
-		*s = c;
-		if (!c)
-			break;
-	}
-	free(p);
+	char name[NAME_MAX + 1];
+	int dfd = tpfs_path_mkdir_parent(path, name);
+	int fd = dfd < 0 ? dfd : make_dir(dfd, name);
+	int rc = fd < 0 ? fd : 0;
+	struct stat st;
+	if (fd == -EEXIST) /* as mkdir -p: fine if a folder has the name */
+		rc = fstatat(dfd, name, &st, 0) == 0 && S_ISDIR(st.st_mode) ? 0 : -EEXIST;
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
 	return rc;
 }
 

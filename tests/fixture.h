@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* A new empty folder under $TMPDIR (or /tmp); malloc'd path. */
@@ -134,6 +135,27 @@ static inline int fx_symlink(const char *dir, const char *rel, const char *targe
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", dir, rel);
 	return symlink(target, path);
+}
+
+/* Give path a POSIX ACL: xattr is "system.posix_acl_access" or
+ * "system.posix_acl_default"; e holds n (tag, perm, id) entries in tag
+ * order (1 owner, 2 named user, 4 group, 0x10 mask, 0x20 other; ~0u the id
+ * of all but named ones). Returns setxattr's result. */
+static inline int fx_acl(const char *path, const char *xattr, const unsigned (*e)[3], int n)
+{
+	unsigned char v[4 + 8 * 8];
+	uint32_t version = 2;
+	if (n > 8)
+		return -1;
+	memcpy(v, &version, 4);
+	for (int i = 0; i < n; i++) {
+		uint16_t tag = (uint16_t)e[i][0], perm = (uint16_t)e[i][1];
+		uint32_t id = e[i][2];
+		memcpy(v + 4 + 8 * i, &tag, 2);
+		memcpy(v + 6 + 8 * i, &perm, 2);
+		memcpy(v + 8 + 8 * i, &id, 4);
+	}
+	return setxattr(path, xattr, v, 4 + 8 * (size_t)n, 0);
 }
 
 static inline char *fx_path(const char *dir, const char *rel)

@@ -1,10 +1,10 @@
 /*
  * The base modules about sizes, paths and mounts: size (parsing sizes as
  * the README writes them, refusing the rest; formatting), path (joining,
- * suffixes, "within" on whole components, counting entries, mkdir -p,
- * writing a file whole) and mountinfo (what is mounted where, checked
- * against /proc/self/mounts and, as root, a tmpfs mounted here on a folder
- * whose name has a space, a tab and a backslash).
+ * suffixes, "within" on whole components, counting entries, mkdir -p
+ * and its folders' ACLs, writing a file whole) and mountinfo (what is
+ * mounted where, checked against /proc/self/mounts and, as root, a tmpfs
+ * mounted here on a folder whose name has a space, a tab and a backslash).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -251,6 +251,71 @@ static void mkdir_makes_every_missing_folder(void)
 	fx_rmtree(d);
 }
 
+static bool has_xattr(const char *dir, const char *rel, const char *name)
+{
+	char *p = fx_path(dir, rel);
+	bool has = p && getxattr(p, name, NULL, 0) >= 0;
+	free(p);
+	return has;
+}
+
+/* Whether fd is open on the folder dir/rel. */
+static bool is_fd_of(int fd, const char *dir, const char *rel)
+{
+	char *p = fx_path(dir, rel);
+	struct stat a, b;
+	bool same = p && fstat(fd, &a) == 0 && stat(p, &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino;
+	free(p);
+	return same;
+}
+
+static void mkdir_parent_makes_folders_without_acls_and_follows_what_exists(void)
+{
+	char *d = fx_tmpdir();
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	/* what is made in d inherits an ACL letting uid 65534 in */
+	static const unsigned grant[5][3] = {{1, 7, ~0u}, {2, 7, 65534}, {4, 5, ~0u},
+					     {0x10, 7, ~0u}, {0x20, 5, ~0u}};
+	bool acls = fx_acl(d, "system.posix_acl_default", grant, 5) == 0;
+	if (!acls)
+		printf("     (no POSIX ACLs here: %s)\n", strerror(errno));
+	char name[NAME_MAX + 1] = "";
+	char *p = fx_path(d, "a/b//c/");
+	int fd = tpfs_path_mkdir_parent(p, name);
+	CHECK(fd >= 0 && strcmp(name, "c") == 0 && is_fd_of(fd, d, "a/b"));
+	CHECK(is_dir(d, "a/b", NULL) && !is_dir(d, "a/b/c", NULL));
+	static const char *const made[] = {"a", "a/b"};
+	for (int i = 0; i < 2 && acls; i++)
+		CHECKF(!has_xattr(d, made[i], "system.posix_acl_access") &&
+			       !has_xattr(d, made[i], "system.posix_acl_default"),
+		       "%s kept an inherited ACL", made[i]);
+	if (fd >= 0)
+		close(fd);
+	free(p);
+	/* mkdir -p's last folder, too */
+	p = fx_path(d, "m");
+	CHECK(tpfs_path_mkdir(p) == 0 && is_dir(d, "m", NULL));
+	CHECK(!acls || !has_xattr(d, "m", "system.posix_acl_access"));
+	free(p);
+	/* an existing folder named through a link is followed */
+	CHECK(fx_symlink(d, "l", "a") == 0);
+	p = fx_path(d, "l/x/y");
+	fd = tpfs_path_mkdir_parent(p, name);
+	CHECK(fd >= 0 && strcmp(name, "y") == 0 && is_fd_of(fd, d, "a/x"));
+	if (fd >= 0)
+		close(fd);
+	free(p);
+	fd = tpfs_path_mkdir_parent("/", name);
+	CHECK(fd >= 0 && strcmp(name, ".") == 0 && is_fd_of(fd, "", ""));
+	if (fd >= 0)
+		close(fd);
+	CHECK(tpfs_path_mkdir_parent("", name) == -ENOENT);
+	fx_rmtree(d);
+}
+
 static void write_all_writes_everything_or_says_why(void)
 {
 	FILE *f = tmpfile();
@@ -408,6 +473,7 @@ int main(void)
 	RUN(within_compares_whole_components);
 	RUN(entries_count_all_but_dot_dotdot_and_the_ignored);
 	RUN(mkdir_makes_every_missing_folder);
+	RUN(mkdir_parent_makes_folders_without_acls_and_follows_what_exists);
 	RUN(write_all_writes_everything_or_says_why);
 	RUN(the_root_is_a_mount_point_and_a_plain_folder_is_not);
 	RUN(a_tmpfs_on_an_odd_name_is_found_with_its_source);

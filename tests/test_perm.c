@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -180,23 +179,12 @@ static void served_bits_are_read_and_search_only(void)
 	CHECK(tpfs_perm_served(acl, true).mode == 0500);
 }
 
-/* An access ACL giving uid 65534 nothing: version 2, then (tag, perm, id)
- * in tag order. */
+/* An access ACL giving uid 65534 nothing. */
 static int deny_nobody(const char *path)
 {
-	unsigned char v[4 + 5 * 8];
-	const unsigned e[5][3] = {{1, 7, ~0u}, {2, 0, 65534}, {4, 5, ~0u},
-				  {0x10, 5, ~0u}, {0x20, 5, ~0u}};
-	uint32_t version = 2;
-	memcpy(v, &version, 4);
-	for (int i = 0; i < 5; i++) {
-		uint16_t tag = (uint16_t)e[i][0], perm = (uint16_t)e[i][1];
-		uint32_t id = e[i][2];
-		memcpy(v + 4 + 8 * i, &tag, 2);
-		memcpy(v + 6 + 8 * i, &perm, 2);
-		memcpy(v + 8 + 8 * i, &id, 4);
-	}
-	return setxattr(path, "system.posix_acl_access", v, sizeof(v), 0);
+	static const unsigned e[5][3] = {{1, 7, ~0u}, {2, 0, 65534}, {4, 5, ~0u},
+					 {0x10, 5, ~0u}, {0x20, 5, ~0u}};
+	return fx_acl(path, "system.posix_acl_access", e, 5);
 }
 
 static void an_acl_is_seen(void)

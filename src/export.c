@@ -179,11 +179,13 @@ static int hash_fd(int fd, uint64_t size, unsigned char *buf, size_t unit, char 
  * could change a folder convert writes in could put a link there and send
  * convert's writes, renames, mode changes or removals anywhere, so OUT and
  * every folder below it that convert uses must be the caller's alone:
- * owned by them and writable by no one else (own_dir). And everything
- * under OUT is reached from OUT's folder held open (lock_fd), one folder
- * at a time and never through a symbolic link; a temporary file is made
- * new (O_EXCL | O_NOFOLLOW) once whatever had its name is removed (a link
- * itself, never what it points to).
+ * owned by them and writable by no one else (own_dir). OUT itself is
+ * opened from the folder above it without following a link (whoever may
+ * change that folder could otherwise point OUT at a folder of root's), and
+ * everything under OUT is reached from OUT's folder held open (lock_fd),
+ * one folder at a time and never through a symbolic link; a temporary
+ * file is made new (O_EXCL | O_NOFOLLOW) once whatever had its name is
+ * removed (a link itself, never what it points to).
  */
 
 /* Whether rel is a plain path below a folder: not empty, not absolute, and
@@ -235,8 +237,12 @@ static int open_dir(const struct convert *c, int dfd, const char *name, const ch
 		    size_t len)
 {
 	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
-		return refuse_dir(c, rel, len, "not a folder (a symbolic link or a file)");
+	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR)) {
+		struct stat st;
+		bool link = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(st.st_mode);
+		return refuse_dir(c, rel, len, link ? "a symbolic link" : "not a folder");
+	}
 	if (fd < 0)
 		return -errno;
 	int rc = own_dir(c, fd, rel, len);
@@ -983,24 +989,27 @@ static bool out_inside_src(const char *src, const char *out)
 	return inside;
 }
 
-/* OUT must be the caller's alone (own_dir), and new, empty, or an earlier
- * output (it has the journal); with --resume, an earlier output. Locks OUT, loads the journal, removes the
- * manifest and starts the journal afresh. */
+/* OUT must be the caller's alone and no link (open_dir), and new, empty,
+ * or an earlier output (it has the journal); with --resume, an earlier
+ * output. The folders above it are made (and followed) as by mkdir -p.
+ * Locks OUT, loads the journal, removes the manifest and starts the
+ * journal afresh. */
 static int prepare_out(struct convert *c, bool resume)
 {
-	int err = -tpfs_path_mkdir(c->out);
-	if (!err && (c->lock_fd = open(c->out, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		err = errno;
-	if (err) {
-		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(err));
-		return -1;
+	char name[NAME_MAX + 1];
+	int dfd = tpfs_path_mkdir_parent(c->out, name), rc = dfd;
+	if (dfd >= 0) {
+		rc = mkdirat(dfd, name, 0755) < 0 && errno != EEXIST
+			     ? -errno
+			     : open_dir(c, dfd, name, "", 0);
+		close(dfd);
 	}
-	int rc = own_dir(c, c->lock_fd, "", 0);
 	if (rc < 0) {
 		if (rc != REFUSED)
 			fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(-rc));
 		return -1;
 	}
+	c->lock_fd = rc;
 	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		fprintf(stderr, "tpfs convert: %s: %s\n", c->out,
 			errno == EWOULDBLOCK ? "another tpfs convert is writing there"

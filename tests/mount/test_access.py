@@ -675,6 +675,44 @@ class ConvertAsRoot(unittest.TestCase):
                 self.assertIn(rule, r.stderr)
                 folder(sub, 0o755, (0, 0))
 
+    def test_an_out_that_is_a_symbolic_link_is_refused(self):
+        """Whoever owns the folder OUT is in may make OUT a link to a folder
+        of root's: convert refuses it, in one line naming OUT and the rule,
+        and changes nothing where it leads (no file written or removed, no
+        mode narrowed)."""
+        bob = os.path.join(self.base, "bob")
+        folder(bob, 0o755, OTHER[:2])
+        out = os.path.join(bob, "out")
+        earlier = os.path.join(self.base, "earlier")
+        r = T.run_tpfs("convert", self.src, earlier)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        empty = os.path.join(self.base, "empty")
+        folder(empty, 0o755)
+        other = os.path.join(self.base, "other")   # another model
+        folder(other)
+        shard(os.path.join(other, "model.safetensors"), [("v", "U8", (4,))])
+
+        def state(path):
+            if not os.path.lexists(path):
+                return None
+            names = sorted(os.listdir(path))
+            return (os.stat(path).st_mode, names,
+                    [open(os.path.join(path, n), "rb").read() for n in names])
+        for target in (earlier, empty, os.path.join(self.base, "missing")):
+            with self.subTest(os.path.basename(target)):
+                before = state(target)
+                os.symlink(target, out)
+                os.lchown(out, *OTHER[:2])
+                try:
+                    r = T.run_tpfs("convert", other, out)
+                finally:
+                    os.unlink(out)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+                self.assertIn("tpfs convert: %s: a symbolic link: " % out, r.stderr)
+                self.assertIn("none may be a symbolic link", r.stderr)
+                self.assertEqual(state(target), before)
+
     def test_the_list_is_as_private_as_every_file_it_names(self):
         """manifest.json and the journal name every file written, with its
         size and checksum: only who may read every one of those files, and

@@ -709,7 +709,22 @@ class Convert(unittest.TestCase):
         before = sorted(os.listdir(elsewhere))
         r = tool("convert", self.src, out, check=False)
         self.assertEqual(sorted(os.listdir(elsewhere)), before)
-        self.assertIn("%s: not a folder" % os.path.join(out, "shard_000"), r.stderr.decode())
+        self.assertIn("%s: a symbolic link" % os.path.join(out, "shard_000"), r.stderr.decode())
+
+    def test_folders_above_out_are_made_and_links_above_it_followed(self):
+        """OUT's missing folders are made as by mkdir -p, through a link
+        the caller names above OUT; OUT itself may not be a link."""
+        real = os.path.join(self.tmp.name, "real")
+        os.mkdir(real)
+        os.symlink(real, os.path.join(self.tmp.name, "link"))
+        tool("convert", self.src, os.path.join(self.tmp.name, "link", "a", "b", "out"))
+        out = os.path.join(real, "a", "b", "out")
+        self.assertTrue(os.path.isfile(os.path.join(out, "manifest.json")))
+        link = os.path.join(self.tmp.name, "out-link")
+        os.symlink(out, link)
+        r = tool("convert", self.src, link, check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("%s: a symbolic link: " % link, r.stderr.decode())
 
     def test_journal_paths_that_leave_out_are_refused(self):
         """A journal line naming a path outside OUT (or one that is not a

@@ -47,6 +47,7 @@
 #include "tpfs/buf.h"
 #include "tpfs/size.h"
 #include "tpfs/path.h"
+#include "tpfs/perm.h"
 
 #define JOURNAL ".tpfs-convert"
 #define JOURNAL_HEAD "tpfs-convert 2"
@@ -113,10 +114,16 @@ static mode_t for_group(mode_t mode, gid_t gid)
 	return gid == getegid() ? mode : mode & ~(mode_t)070;
 }
 
-/* Give the file or folder open as fd its planned mode. */
+/* Give the file or folder open as fd its planned mode, and no ACL: one
+ * inherited from a default ACL above, or given since, lets in users its
+ * mode does not (the group bits are then only its mask), and a folder's
+ * default ACL gives one to what is made in it. */
 static int set_mode(int fd, mode_t mode)
 {
 	struct stat st;
+	int rc = tpfs_path_drop_acl(fd);
+	if (rc < 0)
+		return rc;
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	mode = for_group(mode, st.st_gid);
@@ -224,8 +231,12 @@ static int own_dir(const struct convert *c, int fd, const char *rel, size_t len)
 		return -errno;
 	if (st.st_uid != geteuid())
 		return refuse_dir(c, rel, len, "owned by another user");
-	if (st.st_mode & 022)
-		return refuse_dir(c, rel, len, "writable by group or others");
+	if (st.st_mode & 022) /* with an ACL, the group bits are its mask */
+		return refuse_dir(c, rel, len,
+				  tpfs_perm_from_stat(&st, fd, NULL).acl
+					  ? "writable by group or others, or by users or groups "
+					    "its ACL names"
+					  : "writable by group or others");
 	return 0;
 }
 
@@ -998,10 +1009,10 @@ static int prepare_out(struct convert *c, bool resume)
 {
 	char name[NAME_MAX + 1];
 	int dfd = tpfs_path_mkdir_parent(c->out, name), rc = dfd;
+	bool made = false; /* private until it has its planned mode */
 	if (dfd >= 0) {
-		rc = mkdirat(dfd, name, 0755) < 0 && errno != EEXIST
-			     ? -errno
-			     : open_dir(c, dfd, name, "", 0);
+		made = mkdirat(dfd, name, 0700) == 0;
+		rc = !made && errno != EEXIST ? -errno : open_dir(c, dfd, name, "", 0);
 		close(dfd);
 	}
 	if (rc < 0) {
@@ -1059,13 +1070,16 @@ static int prepare_out(struct convert *c, bool resume)
 		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, MANIFEST, strerror(errno));
 		return -1;
 	}
-	/* OUT (new, empty, or an earlier output) shows the names of what it
-	 * holds: no more open than the mount's root, never more open than it
-	 * was. */
+	/* OUT shows the names of what it holds: no more open than the mount's
+	 * root; one that was there, never more open than it was, and kept to
+	 * its owner if it had an ACL (whom it let in, its mode does not say). */
 	struct stat st;
-	rc = fstat(c->lock_fd, &st) < 0
-		     ? -errno
-		     : set_mode(c->lock_fd, (mode_t)(st.st_mode & 07777) & c->out_mode);
+	rc = fstat(c->lock_fd, &st) < 0 ? -errno : 0;
+	if (rc == 0) {
+		bool acl = tpfs_perm_from_stat(&st, c->lock_fd, NULL).acl;
+		mode_t was = made ? 0777 : st.st_mode & (acl ? 0700 : 0777);
+		rc = set_mode(c->lock_fd, was & c->out_mode);
+	}
 	if (rc < 0) {
 		fprintf(stderr, "tpfs convert: %s: %s\n", c->out, strerror(-rc));
 		return -1;

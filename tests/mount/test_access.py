@@ -12,6 +12,7 @@ name, bytes, card and manifest entry come from its file's header, so they
 need that file read directly. None of this looks at tpfs's own rule.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -27,6 +28,8 @@ import tpfstest as T
 OTHER = (65534, 65534, [])         # nobody, no groups
 GROUP = (65534, 65534, [4242])     # nobody in the models group
 OWNER = (4243, 4243, [])           # the owner of some files
+# An ACL (acl_xattr's entries) giving OTHER's user all, its mask all
+GRANT_ALL = [(1, 7, -1), (2, 7, OTHER[0]), (4, 5, -1), (0x10, 7, -1), (0x20, 5, -1)]
 
 # What a reader does, on its own: for each path, whether stat, reading
 # (a file's bytes, to the end) and listing (a folder) work, and the names
@@ -641,6 +644,16 @@ class ConvertAsRoot(unittest.TestCase):
         self.src = os.path.join(self.base, "src")
         self.make_src()
 
+    def set_acl(self, path, kind, entries):
+        """Give path an ACL ("access" or "default"), or skip the test where
+        its filesystem has none."""
+        try:
+            os.setxattr(path, "system.posix_acl_" + kind, acl_xattr(entries))
+        except OSError as e:
+            if e.errno != errno.EOPNOTSUPP:
+                raise
+            self.skipTest("no POSIX ACLs on this filesystem")
+
     def make_src(self, make=lambda: None):
         """A public model, with what make adds."""
         folder(self.src)
@@ -674,6 +687,16 @@ class ConvertAsRoot(unittest.TestCase):
                 self.assertIn("tpfs convert: %s: " % sub, r.stderr)
                 self.assertIn(rule, r.stderr)
                 folder(sub, 0o755, (0, 0))
+        # an ACL that lets a user write (its mask is the group bits)
+        out = os.path.join(self.base, "acl")
+        folder(out)
+        self.set_acl(out, "access", GRANT_ALL)
+        r = T.run_tpfs("convert", self.src, out)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("tpfs convert: %s: writable by group or others, or by users or "
+                      "groups its ACL names: " % out, r.stderr)
+        self.assertIn(rule, r.stderr)
+        self.assertEqual(os.listdir(out), [])
 
     def test_an_out_that_is_a_symbolic_link_is_refused(self):
         """Whoever owns the folder OUT is in may make OUT a link to a folder
@@ -712,6 +735,56 @@ class ConvertAsRoot(unittest.TestCase):
                 self.assertIn("tpfs convert: %s: a symbolic link: " % out, r.stderr)
                 self.assertIn("none may be a symbolic link", r.stderr)
                 self.assertEqual(state(target), before)
+
+    def test_an_acl_gives_no_one_more_than_the_source(self):
+        """A default ACL letting uid 65534 in, on the folder OUT is made in
+        or on OUT itself, or an ACL on OUT or on a file an earlier run
+        wrote, would let them read what they cannot read in the source:
+        nothing convert makes or keeps has an ACL, and an OUT that had one
+        is kept to its owner."""
+        def private():
+            for name in ("model.safetensors", "config.json"):
+                os.chmod(os.path.join(self.src, name), 0o640)
+            text(os.path.join(self.src, "sub", "notes.json"), 0o640)
+        shutil.rmtree(self.src)
+        self.make_src(private)
+        sources = [os.path.join(self.src, n)
+                   for n in ("model.safetensors", "config.json", "sub/notes.json")]
+        self.assertFalse(any(r["read"] for r in probe(OTHER, sources).values()))
+
+        def check(top, out):
+            paths = [top] + [os.path.join(d, n) for d, ds, fs in os.walk(top)
+                             for n in ds + fs]
+            got = probe(OTHER, paths)
+            self.assertFalse([p for p, r in got.items() if r["read"]], got)
+            self.assertIsNone(got[out]["list"], got[out])
+            for path in paths:
+                for kind in ("access", "default"):
+                    self.assertNotIn("system.posix_acl_" + kind, os.listxattr(path), path)
+        parent = os.path.join(self.base, "parent")
+        folder(parent)
+        self.set_acl(parent, "default", GRANT_ALL)
+        for top, out in (("out", "out"), ("new", "new/out")):  # a folder above OUT too
+            top, out = os.path.join(parent, top), os.path.join(parent, out)
+            r = T.run_tpfs("convert", self.src, out)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            check(top, out)
+        out = os.path.join(self.base, "out")
+        folder(out)
+        self.set_acl(out, "access", [(1, 7, -1), (2, 5, OTHER[0]), (4, 5, -1),
+                                     (0x10, 5, -1), (0x20, 5, -1)])
+        self.set_acl(out, "default", GRANT_ALL)
+        r = T.run_tpfs("convert", self.src, out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        check(out, out)
+        self.assertEqual(os.stat(out).st_mode & 0o777, 0o700)
+        # a file an earlier run wrote, given an ACL since, is kept without
+        self.set_acl(os.path.join(out, "w.npy"), "access", [
+            (1, 6, -1), (2, 4, OTHER[0]), (4, 4, -1), (0x10, 4, -1), (0x20, 0, -1)])
+        r = T.run_tpfs("convert", self.src, out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("0 files written", r.stdout)
+        check(out, out)
 
     def test_the_list_is_as_private_as_every_file_it_names(self):
         """manifest.json and the journal name every file written, with its

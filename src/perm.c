@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -77,18 +76,16 @@ static bool has_acl(int fd, const char *path)
 	return n > 0 || (n < 0 && errno != ENODATA && errno != ENOTSUP);
 }
 
-#define FUSE_SUPER_MAGIC 0x65735546
-
 /* The one user a FUSE mount lets in when it lacks allow_other (the kernel
  * refuses everyone else, root included, whatever the bits say): its id + 1,
  * or 0. */
-static uint64_t fuse_user(const struct stat *st, int fd, const char *path)
+static uint64_t fuse_user(const struct stat *st)
 {
-	struct statfs fs;
-	if ((fd >= 0 ? fstatfs(fd, &fs) : statfs(path, &fs)) < 0)
-		return 0;
+	/* From mountinfo, not statfs: a statfs waits on a FUSE server that
+	 * stopped answering. FUSE mounts have anonymous devices (major 0),
+	 * fuseblk ones a block device. */
 	struct tpfs_mountinfo mi;
-	if (fs.f_type != FUSE_SUPER_MAGIC || !tpfs_mountinfo_of_dev(st->st_dev, &mi) ||
+	if (!tpfs_mountinfo_of_dev(st->st_dev, &mi) || strncmp(mi.type, "fuse", 4) != 0 ||
 	    mi.allow_other)
 		return 0;
 	return mi.user_id >= 0 ? (uint64_t)mi.user_id + 1 : 1;
@@ -98,7 +95,7 @@ struct tpfs_perm tpfs_perm_from_stat(const struct stat *st, int fd, const char *
 {
 	return (struct tpfs_perm){(uint32_t)st->st_uid, (uint32_t)st->st_gid,
 				  (uint16_t)(st->st_mode & 0777), has_acl(fd, path),
-				  S_ISDIR(st->st_mode), fuse_user(st, fd, path)};
+				  S_ISDIR(st->st_mode), fuse_user(st)};
 }
 
 /* p as the kernel lets users through it: on a FUSE mount without

@@ -92,15 +92,9 @@ static void entry_param(struct tpfs_view *v, uint32_t id, struct fuse_entry_para
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
-	/* Large sequential reads: the kernel may read ahead up to 1 MiB. */
-	conn->max_readahead = TPFS_IO_SIZE;
-	if (conn->capable & FUSE_CAP_READDIRPLUS)
-		conn->want |= FUSE_CAP_READDIRPLUS;
-	/* The source never changes while mounted: no need to revalidate pages. */
-	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	conn->time_gran = 1;
-	tpfs_log(LOG_DEBUG, "init: max_readahead %u, max_read %u, max_write %u",
-		 conn->max_readahead, conn->max_read, conn->max_write);
+	tpfs_fuse_tune(conn);
+	tpfs_log(LOG_DEBUG, "init: max_readahead %u, max_read %u, max_background %u",
+		 conn->max_readahead, conn->max_read, conn->max_background);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -266,10 +266,14 @@ out:
 
 /* The kernel caps a FUSE mount's readahead at its backing device's setting
  * (128 KiB by default), whatever max_readahead init asks for. Raise the
- * setting of this mount's own device to 1 MiB so that sequential reads come
- * as 1 MiB requests. Needs root; otherwise reads stay at 128 KiB. The device
- * is found in mountinfo, since stat on the mount point would wait for the
- * daemon's loop, which has not started yet. */
+ * setting of this mount's own device to TPFS_READAHEAD so that sequential
+ * reads come as 1 MiB requests, several in flight (up to
+ * TPFS_MAX_BACKGROUND): the workers convert the next blocks while the
+ * reader copies the last ones (with 1 MiB, one request at a time was the
+ * rule, and a converted file was read at half the rate of a stored one).
+ * Needs root; otherwise reads stay at 128 KiB. The device is found in
+ * mountinfo, since stat on the mount point would wait for the daemon's
+ * loop, which has not started yet. */
 static void raise_readahead(const char *mnt)
 {
 	struct tpfs_mountinfo mi;
@@ -278,11 +282,11 @@ static void raise_readahead(const char *mnt)
 	char path[128];
 	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", mi.dev);
 	FILE *ra = fopen(path, "w");
-	bool ok = ra && fprintf(ra, "%d\n", TPFS_IO_SIZE >> 10) > 0;
+	bool ok = ra && fprintf(ra, "%d\n", TPFS_READAHEAD >> 10) > 0;
 	if (ra && fclose(ra) != 0)
 		ok = false;
 	tpfs_log(LOG_DEBUG, "readahead of %s: %s", mnt,
-		 ok ? "1 MiB" : "left at the kernel's default (not root?)");
+		 ok ? "raised" : "left at the kernel's default (not root?)");
 }
 
 #define TPFS_MIN_WORKERS 4

@@ -512,11 +512,19 @@ class LifeCycle(Workspace):
         self.assertEqual(line[2], "fuse.tpfs")
         self.assertIn("ro", line[3].split(","))
         if os.getuid() == 0:
-            # As root the daemon raises its mount's readahead to 1 MiB.
-            dev = "%d:%d" % (os.major(os.stat(self.mnt).st_dev),
-                             os.minor(os.stat(self.mnt).st_dev))
+            # As root the daemon raises its mount's readahead to 4 MiB,
+            # and asks for up to 64 requests in flight (48 before the
+            # kernel counts the connection as congested).
+            st = os.stat(self.mnt)
+            dev = "%d:%d" % (os.major(st.st_dev), os.minor(st.st_dev))
             with open("/sys/class/bdi/%s/read_ahead_kb" % dev) as f:
-                self.assertEqual(f.read().strip(), "1024")
+                self.assertEqual(f.read().strip(), "4096")
+            conn = "/sys/fs/fuse/connections/%d" % os.minor(st.st_dev)
+            if os.path.isdir(conn):  # fusectl mounted
+                with open(conn + "/max_background") as f:
+                    self.assertEqual(f.read().strip(), "64")
+                with open(conn + "/congestion_threshold") as f:
+                    self.assertEqual(f.read().strip(), "48")
         r = T.run_tpfs("umount", self.mnt)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(T.wait_unmounted(self.mnt))

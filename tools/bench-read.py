@@ -11,7 +11,10 @@ Writes once (in WORK) a model with an F32 tensor of 1 GiB, a BF16 tensor of
 1 GiB (2 GiB served as float32), an MXFP4 pair shaped like one GPT-OSS
 gate_up_proj (282 MB stored, 2.1 GB served) and four BF16 tensors of 256
 MiB, plus the .npy files a mount serves for the first three, written to
-disk by `tpfs cat` (the anchors). Every step reads with the source in the
+disk by `tpfs cat` (the anchors). It also mounts build/bench-null-fuse, a
+FUSE server that answers reads from memory and does nothing else, with
+tpfs's settings and readahead: its figures are the most any FUSE server
+gets on this machine, the ceiling of tpfs's. Every step reads with the source in the
 page cache (what tpfs itself costs), and the mount's own page cache emptied
 first (POSIX_FADV_DONTNEED on the mounted file), except "second read".
 
@@ -94,11 +97,10 @@ def npload_many(paths):
 
 
 class Mount:
-    def __init__(self, tpfs, src, mnt):
+    def __init__(self, argv, mnt):
         self.mnt = mnt
         os.makedirs(mnt, exist_ok=True)
-        self.proc = subprocess.Popen([tpfs, "mount", src, mnt, "-f"],
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
         while not os.path.ismount(mnt):
             if self.proc.poll() is not None or time.time() > deadline:
@@ -114,6 +116,10 @@ class Mount:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
         return 0
+
+    def readahead_file(self):
+        st = os.stat(self.mnt)
+        return "/sys/class/bdi/%d:%d/read_ahead_kb" % (os.major(st.st_dev), os.minor(st.st_dev))
 
     def close(self):
         subprocess.run(["fusermount3", "-u", self.mnt], check=True)
@@ -155,11 +161,24 @@ def main():
     cache(src)
     for name in ("f32", "bf16", "mxfp4"):
         cache(os.path.join(disk, name + ".npy"))
-    m = Mount(tpfs, model, mnt)
+    m = Mount([tpfs, "mount", model, mnt, "-f"], mnt)
+    # The ceiling: a FUSE server that answers reads from one buffer, with
+    # tpfs's settings and readahead, serving an F32 .npy of f32.npy's size.
+    null = Mount([os.path.join(os.path.abspath(a.build), "bench-null-fuse"),
+                  os.path.join(a.work, "null"), "1024"], os.path.join(a.work, "null"))
+    try:
+        with open(m.readahead_file()) as f, open(null.readahead_file(), "w") as g:
+            g.write(f.read())
+    except OSError:
+        pass  # not root: both keep the kernel's default
 
     def fresh(name):  # the mount's page cache of name emptied
         drop_cache(m.path(name))
         return m.path(name)
+
+    def nullfresh():
+        drop_cache(null.path("null.npy"))
+        return null.path("null.npy")
 
     def second(name):  # read once, so the next read is from the page cache
         cache(m.path(name))
@@ -169,10 +188,12 @@ def main():
         ("dd source", lambda: dd(src)),
         ("dd f32 through the mount", lambda: dd(fresh("f32.npy"))),
         ("dd f32 second read", lambda: dd(second("f32.npy"))),
+        ("dd through a null FUSE server", lambda: dd(nullfresh())),
         ("dd bf16->f32 through the mount", lambda: dd(fresh("bf16.npy"))),
         ("dd mxfp4->f32 through the mount", lambda: dd(fresh("mxfp4.npy"))),
         ("np.load f32 .npy on disk", lambda: npload(os.path.join(disk, "f32.npy"))),
         ("np.load f32 through the mount", lambda: npload(fresh("f32.npy"))),
+        ("np.load through a null FUSE server", lambda: npload(nullfresh())),
         ("np.load bf16 .npy on disk", lambda: npload(os.path.join(disk, "bf16.npy"))),
         ("np.load bf16->f32 through the mount", lambda: npload(fresh("bf16.npy"))),
         ("np.load mxfp4 .npy on disk", lambda: npload(os.path.join(disk, "mxfp4.npy"))),
@@ -197,15 +218,22 @@ def main():
         sys.stdout.flush()
     hwm = m.hwm()
     m.close()
+    null.close()
 
     def ratio(what, num, den, goal):
         if num in results and den in results:
             r = results[num] / results[den]
-            print("%-58s %5.2f  (goal >= %.2f)" % (what, r, goal))
+            print("%-58s %5.2f%s" % (what, r, "  (goal >= %.2f)" % goal if goal else ""))
 
     print()
     ratio("np.load f32: mount / disk", "np.load f32 through the mount",
           "np.load f32 .npy on disk", 0.8)
+    ratio("np.load: null FUSE server / disk (FUSE's ceiling)",
+          "np.load through a null FUSE server", "np.load f32 .npy on disk", 0)
+    ratio("np.load f32: mount / null FUSE server", "np.load f32 through the mount",
+          "np.load through a null FUSE server", 0)
+    ratio("dd: null FUSE server / source (FUSE's ceiling)",
+          "dd through a null FUSE server", "dd source", 0)
     ratio("np.load bf16->f32: mount / disk", "np.load bf16->f32 through the mount",
           "np.load bf16 .npy on disk", 0.75)
     ratio("np.load mxfp4->f32: mount / disk", "np.load mxfp4->f32 through the mount",

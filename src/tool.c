@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "tpfs/buf.h"
+#include "tpfs/card.h"
 #include "tpfs/file.h"
 #include "tpfs/guard.h"
 #include "tpfs/log.h"
@@ -298,6 +299,30 @@ static int print_table(const struct tpfs_model *m)
 	return 0;
 }
 
+/* The card of t, with the statistics s, as one JSON object on a line: the
+ * tensor's manifest record and the card's own members (card.h). */
+static int print_card_json(const struct tpfs_model *m, const struct tpfs_tensor *t,
+			   const struct tpfs_card_stats *s)
+{
+	char *path = tpfs_tree_path(&m->tree, t->node);
+	if (!path)
+		return -ENOMEM;
+	struct tpfs_buf b = {0};
+	tpfs_buf_puts(&b, "{");
+	tpfs_manifest_tensor(&b, t, path);
+	tpfs_buf_puts(&b, ", ");
+	tpfs_card_json(&b, t, s);
+	tpfs_buf_puts(&b, "}\n");
+	free(path);
+	size_t len;
+	char *text = tpfs_buf_take(&b, &len);
+	if (!text)
+		return -ENOMEM;
+	fwrite(text, 1, len, stdout);
+	free(text);
+	return 0;
+}
+
 static int run_ls(const struct tpfs_tool_args *a)
 {
 	struct tpfs_model *m;
@@ -309,17 +334,21 @@ static int run_ls(const struct tpfs_tool_args *a)
 		const struct tpfs_tensor *t = find_tensor(m, a->pos[1]);
 		const char *text;
 		size_t len;
-		int err = t ? tpfs_file_card(view, (size_t)(t - m->tensors), &text, &len)
+		const struct tpfs_card_stats *s;
+		int err = t ? tpfs_file_card(view, (size_t)(t - m->tensors), &text, &len, &s)
 			    : 0;
 		if (!t) {
 			tpfs_tool_say(stderr, "tpfs ls: %s: no tensor '%s' ('tpfs ls %s' lists "
 				      "them)", a->pos[0], a->pos[1], a->pos[0]);
 			rc = 1;
-		} else if (err < 0) {
+		} else if (err == 0 && a->json) {
+			err = print_card_json(m, t, s);
+		} else if (err == 0) {
+			fwrite(text, 1, len, stdout);
+		}
+		if (err < 0) {
 			tpfs_tool_say(stderr, "tpfs ls: %s: %s", t->name, strerror(-err));
 			rc = 1;
-		} else {
-			fwrite(text, 1, len, stdout);
 		}
 	} else if (a->json) {
 		fflush(stdout);
@@ -380,7 +409,11 @@ const struct tpfs_tool tpfs_tool_ls = {
 	"name, source dtype, shape, parameters, stored bytes, the dtype and\n"
 	".npy size served, and the file; totals at the end. --json prints\n"
 	"manifest.json instead. With TENSOR (a name or a path), prints that\n"
-	"tensor's info card, statistics included (reads the tensor once).\n"
+	"tensor's info card, statistics included (reads the tensor once);\n"
+	"with --json, as one JSON object: the tensor's manifest record with\n"
+	"\"parameters\", \"bytes\" and \"stats\" (min, max, mean, std, nan, inf,\n"
+	"first, last; null where the card says n/a, \"nan\", \"inf\" and \"-inf\"\n"
+	"as strings, a complex value as [real, imaginary]).\n"
 	"The -o options are the mount's conversion options.\n",
 	1, 2, TPFS_TOOL_JSON, run_ls,
 };

@@ -24,11 +24,10 @@ REAL = os.environ.get("TPFS_REALDATA", "")
 rng = np.random.default_rng(11)
 
 
-def fixtures(root):
-    """Folders to compare the tools with the mount on: a small model with
-    special values, the demo preset, and every real file (each alone)."""
-    out = []
-    src = os.path.join(root, "special")
+def special_model(src):
+    """A small model with special values: every kind of element the cards
+    print, NaNs, infinities, integer extremes, an empty tensor, a scalar, an
+    MXFP4 pair."""
     vals = rng.standard_normal(500).astype("<f4")
     vals[[3, 70, 499]] = [np.nan, np.inf, -np.inf]
     T.write_safetensors(os.path.join(src, "m.safetensors"), [
@@ -58,6 +57,14 @@ def fixtures(root):
         ("p2_64", "F64", (2,), np.array([2.0**-1017, -2.0**-1017], "<f8").tobytes()),
         ("w_blocks", "U8", (2, 16), rng.integers(0, 256, 32, dtype=np.uint8).tobytes()),
         ("w_scales", "U8", (2,), bytes([120, 130]))])
+
+
+def fixtures(root):
+    """Folders to compare the tools with the mount on: a small model with
+    special values, the demo preset, and every real file (each alone)."""
+    out = []
+    src = os.path.join(root, "special")
+    special_model(src)
     out.append(src)
     demo = os.path.join(root, "demo")
     subprocess.run([GEN, demo, "--preset", "demo", "--quiet"], check=True)
@@ -226,6 +233,109 @@ class Listing(unittest.TestCase):
             self.assertIn("# 3 tensors, 86 parameters, 92 bytes stored, {:,} bytes served"
                           .format(served), out)
             self.assertIn("# dtypes: BF16 1 F32 1 MXFP4 1", out)
+
+    def test_ls_tensor_json_is_the_card_as_an_object(self):
+        """`tpfs ls SRC TENSOR --json`: the tensor's manifest record and the
+        card's values, each against NumPy's on the array decoded here from
+        the source, and against the text card."""
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            special_model(src)
+            _, infos = T.read_safetensors(os.path.join(src, "m.safetensors"))
+            manifest = json.loads(tool("ls", src, "--json").stdout)
+            for record in manifest["tensors"]:
+                name = record["name"]
+                with self.subTest(name):
+                    if "sources" in record:
+                        b, sc = (infos[p["name"]] for p in record["sources"])
+                        a = T.expected_mxfp4(b["raw"], b["shape"], sc["raw"], sc["shape"])
+                    else:
+                        i = infos[name]
+                        a = T.expected_array(i["dtype"], i["shape"], i["raw"])
+                    r = tool("ls", src, name, "--json")
+                    self.assertEqual(r.stdout.count(b"\n"), 1)  # one object, one line
+                    card = json.loads(r.stdout)
+                    text = tool("ls", src, name).stdout.decode()
+                    self.check_json_card(card, record, a, text)
+
+    def check_json_card(self, card, record, a, text):
+        own = {k: card.pop(k) for k in ("parameters", "bytes", "stats")}
+        self.assertEqual(card, record)
+        self.assertEqual((own["parameters"], own["bytes"]), (a.size, a.nbytes))
+        st = own["stats"]
+        self.assertEqual(sorted(st), ["first", "inf", "last", "max", "mean", "min", "nan",
+                                      "std"])
+        if a.dtype.kind == "V":  # bfloat16 bits: their values
+            a = (a.view("<u2").astype("<u4") << 16).view("<f4")
+        flat = a.reshape(-1)
+        kind = a.dtype.kind
+
+        def value(v):
+            """A JSON value of the card as a number."""
+            if isinstance(v, str):
+                self.assertIn(v, ("nan", "inf", "-inf"))
+                return float(v)
+            return v
+
+        def same(v, want):
+            if kind == "c":
+                return len(v) == 2 and same_float(value(v[0]), want.real, np.float32) \
+                    and same_float(value(v[1]), want.imag, np.float32)
+            if kind == "b":
+                return v is bool(want)
+            if kind in "iu":
+                return isinstance(v, int) and v == int(want)
+            return same_float(value(v), want, a.dtype.type)
+
+        def same_float(x, want, elem):
+            # read back at the element's precision: the same value, sign
+            # of zero and NaN included
+            x = elem(x)
+            return (np.isnan(x) and np.isnan(want)) or \
+                (x == want and np.signbit(x) == np.signbit(want))
+
+        self.assertEqual(len(st["first"]), min(3, a.size))
+        self.assertEqual(len(st["last"]), min(3, a.size))
+        for k, v in enumerate(st["first"]):
+            self.assertTrue(same(v, flat[k]), (v, flat[k]))
+        for k, v in enumerate(st["last"]):
+            self.assertTrue(same(v, flat[a.size - len(st["last"]) + k]), (v,))
+        numeric = flat.astype(np.complex128 if kind == "c" else np.float64)
+        self.assertEqual((st["nan"], st["inf"]),
+                         (int(np.isnan(numeric).sum()), int(np.isinf(numeric).sum())))
+        finite = flat[np.isfinite(numeric)]
+        if kind == "c" or finite.size == 0:
+            self.assertEqual([st[k] for k in ("min", "max", "mean", "std")], [None] * 4)
+        else:
+            self.assertTrue(same(st["min"], finite.min()), (st["min"], finite.min()))
+            self.assertTrue(same(st["max"], finite.max()), (st["max"], finite.max()))
+            wide = finite.astype(np.float64)
+            tol = 1e-9 * (np.abs(wide).max() + 1e-300)
+            self.assertTrue(abs(st["mean"] - wide.mean()) <= tol, (st["mean"], wide.mean()))
+            self.assertTrue(abs(st["std"] - wide.std()) <= tol, (st["std"], wide.std()))
+        # The same values as the text card.
+        f = dict(re.findall(r"^(\w+) +(.*?)\s*$", text, re.M))
+        for k in ("min", "max", "mean", "std"):
+            if st[k] is None:
+                self.assertEqual(f[k], "n/a")
+            elif kind == "b":
+                self.assertEqual(f[k], str(st[k]))
+            elif kind in "iu" and k in ("min", "max"):
+                self.assertEqual(int(f[k]), st[k], k)
+            else:
+                self.assertEqual(float(f[k]), st[k], k)
+        self.assertEqual((int(f["nan"]), int(f["inf"])), (st["nan"], st["inf"]))
+        for k in ("first", "last"):
+            tokens = f.get(k, "").split()
+            if kind == "c":
+                got = [complex(t) for t in tokens]
+                want = [complex(value(x), value(y)) for x, y in st[k]]
+                self.assertEqual(str(got), str(want), k)  # NaNs as text
+            elif kind == "b":
+                self.assertEqual(tokens, [str(v) for v in st[k]], k)
+            else:
+                self.assertEqual([str(float(t)) for t in tokens],
+                                 [str(float(value(v))) for v in st[k]], k)
 
     def test_a_source_without_tensors_says_why(self):
         """No .safetensors file at all, and .safetensors files that hold no

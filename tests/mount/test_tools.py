@@ -337,6 +337,90 @@ class Listing(unittest.TestCase):
                 self.assertEqual([str(float(t)) for t in tokens],
                                  [str(float(value(v))) for v in st[k]], k)
 
+    def test_the_table_is_in_natural_order_and_the_json_in_the_mounts(self):
+        """Digit runs by value, folder by folder (file by file with
+        by_file); --json keeps manifest.json's order (names by their bytes)
+        byte for byte."""
+        names = ["layers.10.w", "layers.2.w", "layers.1.w", "layers.1.w_bias", "a01", "a1",
+                 "a.1", "w", "w1", "w_bias", "x9y", "x10", "x009z", "1st", "b0", "b00"]
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            files = {"m.safetensors": names, "sub10/x.safetensors": ["k10", "k9"],
+                     "sub2/x.safetensors": ["k10", "k9"], "z2.safetensors": ["y"]}
+            for rel, tensors in files.items():
+                T.write_safetensors(os.path.join(src, rel),
+                                    [(n, "U8", (1,), b"\0") for n in tensors])
+
+            def key(s):
+                parts = re.split(r"([0-9]+)", s, flags=re.ASCII)
+                return [int(p) if k % 2 else p for k, p in enumerate(parts)], s.encode()
+
+            def listed(*opts):
+                out = tool("ls", src, *opts).stdout.decode().splitlines()
+                return [tuple(l.split("\t")[i] for i in (7, 0)) for l in out[1:]
+                        if not l.startswith("#")]
+            got = listed()
+            want = sorted(((rel, n) for rel, ns in files.items() for n in ns),
+                          key=lambda r: (key(os.path.dirname(r[0])), key(r[1])))
+            self.assertEqual(got, want)
+            self.assertLess(got.index(("m.safetensors", "layers.2.w")),
+                            got.index(("m.safetensors", "layers.10.w")))
+            got = listed("-o", "by_file")
+            want = sorted(((rel, n) for rel, ns in files.items() for n in ns),
+                          key=lambda r: (key(r[0]), key(r[1])))
+            self.assertEqual(got, want)
+            # The JSON listing is the manifest: folder by folder, names in
+            # byte order.
+            manifest = json.loads(tool("ls", src, "--json").stdout)
+            root = [t["name"] for t in manifest["tensors"] if t["source_file"] == "m.safetensors"]
+            self.assertEqual(root, sorted(names, key=lambda n: n.encode()))
+
+    def test_h_shows_sizes_as_ls_h_does(self):
+        """-h: the stored and served bytes as GNU ls -h shows a file of
+        that size (1024-based, rounded up), units spelled KiB, MiB..."""
+        sizes = [0, 1, 1023, 1024, 1025, 1536, 10239, 10240, 1048575, 1048576, 1048577,
+                 5 * 2**30 + 1, 2**40 - 1]
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            os.mkdir(src)
+            # Only headers are read: the data is a hole.
+            header = {"t%02d" % k: {"dtype": "U8", "shape": [n],
+                                    "data_offsets": [sum(sizes[:k]), sum(sizes[:k + 1])]}
+                      for k, n in enumerate(sizes)}
+            text = json.dumps(header).encode()
+            with open(os.path.join(src, "m.safetensors"), "wb") as f:
+                f.write(struct.pack("<Q", len(text)) + text)
+                f.truncate(8 + len(text) + sum(sizes))
+
+            def ls_h(n):
+                path = os.path.join(tmp, "probe")
+                with open(path, "wb") as f:
+                    f.truncate(n)
+                r = subprocess.run(["ls", "-l", "--human-readable", path], check=True,
+                                   capture_output=True, text=True)
+                v = r.stdout.split()[4]
+                return v + " B" if v[-1].isdigit() else v[:-1] + " " + v[-1] + "iB"
+
+            def rows(*opts):
+                out = tool("ls", src, *opts).stdout.decode().splitlines()
+                return [l.split("\t") for l in out[1:] if not l.startswith("#")], out[-2]
+            plain, _ = rows()
+            human, totals = rows("-h")
+            self.assertEqual([r[4] for r in plain], [str(n) for n in sizes])
+            for p, h in zip(plain, human):
+                self.assertEqual((h[4], h[6]), (ls_h(int(p[4])), ls_h(int(p[6]))), p[0])
+                self.assertEqual(h[:4] + h[5:6] + h[7:], p[:4] + p[5:6] + p[7:])
+            self.assertEqual(totals, "# %d tensors, %s parameters, %s stored, %s served" % (
+                len(sizes), "{:,}".format(sum(sizes)), ls_h(sum(sizes)),
+                ls_h(sum(int(p[6]) for p in plain))))
+            # -h is for the table; --help is the help
+            for extra in (["--json"], ["t00"]):
+                r = tool("ls", src, "-h", *extra, check=False)
+                self.assertEqual(r.returncode, 2)
+                self.assertIn("-h sizes the table's bytes", r.stderr.decode())
+            r = tool("ls", "--help")
+            self.assertIn("-h, --human-readable", r.stdout.decode())
+
     def test_a_source_without_tensors_says_why(self):
         """No .safetensors file at all, and .safetensors files that hold no
         tensor, are different mistakes and are told apart."""

@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -737,18 +739,25 @@ static int check_plan(const struct convert *c)
 
 /* ---- writing ------------------------------------------------------------ */
 
+/* The latest record of j's file when it is of this run's fingerprint and
+ * size (the file may then be kept), else NULL. */
+static const struct record *keepable(const struct convert *c, const struct job *j)
+{
+	const struct record *r;
+	for (size_t n = records_of(c, j->rel, &r); n; n--)
+		if (r[n - 1].kind == REC_FILE)
+			return strcmp(r[n - 1].fp, c->fp) == 0 && r[n - 1].size == j->size
+				       ? &r[n - 1]
+				       : NULL;
+	return NULL;
+}
+
 /* A file of an earlier run is kept if its latest record is of this run's
  * fingerprint and its bytes still hash as recorded (j takes the hash). */
 static bool verified(struct convert *c, struct job *j, unsigned char *buf)
 {
-	const struct record *r;
-	const struct record *latest = NULL;
-	for (size_t n = records_of(c, j->rel, &r); n; n--)
-		if (r[n - 1].kind == REC_FILE) {
-			latest = &r[n - 1];
-			break;
-		}
-	if (!latest || strcmp(latest->fp, c->fp) != 0 || latest->size != j->size)
+	const struct record *latest = keepable(c, j);
+	if (!latest)
 		return false;
 	const char *name;
 	int dfd = dir_of(c, j->rel, &name);
@@ -1000,13 +1009,71 @@ static bool out_inside_src(const char *src, const char *out)
 	return inside;
 }
 
+#define MIB (1024.0 * 1024)
+
+/* Whether OUT's filesystem has room for what this run will write, said
+ * when it has not: every file but those an earlier run wrote that this one
+ * will keep, as far as the journal and their sizes tell (their checksums
+ * are checked later), each in whole blocks. OUT is open as fd, or, when fd
+ * is negative, does not exist yet: its nearest existing folder tells. A
+ * file replaced takes its room until its new version is complete, so it
+ * counts whole. */
+static bool room_for(const struct convert *c, int fd)
+{
+	struct statvfs fs;
+	int rc = fd >= 0 ? fstatvfs(fd, &fs) : -1;
+	char *p = fd >= 0 ? NULL : resolved(c->out);
+	while (p && (rc = statvfs(p, &fs)) < 0 && errno == ENOENT && p[1]) {
+		char *slash = strrchr(p, '/'); /* p is absolute */
+		slash[slash == p] = '\0';    /* "/x" leaves "/" */
+	}
+	free(p);
+	if (rc < 0)
+		return true; /* cannot tell: the writes will */
+	uint64_t need = 0, block = fs.f_frsize ? fs.f_frsize : 1;
+	for (size_t i = 0; i < c->njobs; i++) {
+		const struct job *j = &c->jobs[i];
+		const char *name;
+		struct stat st;
+		int dfd = fd >= 0 && keepable(c, j) ? dir_of(c, j->rel, &name) : -1;
+		bool kept = dfd >= 0 && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISREG(st.st_mode) && (uint64_t)st.st_size == j->size;
+		put_dir(c, dfd);
+		if (!kept)
+			need += (j->size + block - 1) / block * block;
+	}
+	uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+	if (need <= avail)
+		return true;
+	fprintf(stderr, "tpfs convert: %s: need %.1f MiB for the files to write, %.1f MiB free "
+			"on its filesystem; make room or choose another folder\n",
+		c->out, ceil((double)need / MIB * 10) / 10, floor((double)avail / MIB * 10) / 10);
+	return false;
+}
+
+/* Refuse --resume into an OUT without an earlier output. */
+static int no_resume(const struct convert *c)
+{
+	fprintf(stderr, "tpfs convert: --resume: %s holds no earlier tpfs convert output (no "
+			"%s file)\n",
+		c->out, JOURNAL);
+	return -1;
+}
+
 /* OUT must be the caller's alone and no link (open_dir), and new, empty,
  * or an earlier output (it has the journal); with --resume, an earlier
- * output. The folders above it are made (and followed) as by mkdir -p.
- * Locks OUT, loads the journal, removes the manifest and starts the
- * journal afresh. */
+ * output. Nothing is made (OUT or the folders above it, as by mkdir -p)
+ * before the room for the files is known. Locks OUT, loads the journal,
+ * removes the manifest and starts the journal afresh. */
 static int prepare_out(struct convert *c, bool resume)
 {
+	struct stat ost;
+	if (lstat(c->out, &ost) < 0 && errno == ENOENT) {
+		if (resume)
+			return no_resume(c);
+		if (!room_for(c, -1))
+			return -1;
+	}
 	char name[NAME_MAX + 1];
 	int dfd = tpfs_path_mkdir_parent(c->out, name), rc = dfd;
 	bool made = false; /* private until it has its planned mode */
@@ -1038,12 +1105,8 @@ static int prepare_out(struct convert *c, bool resume)
 	if (!j) {
 		/* new or empty (but for a journal a cut first run began) */
 		long n = tpfs_path_entries_fd(c->lock_fd, JOURNAL PARTIAL);
-		if (resume) {
-			fprintf(stderr, "tpfs convert: --resume: %s holds no earlier tpfs convert "
-					"output (no %s file)\n",
-				c->out, JOURNAL);
-			return -1;
-		}
+		if (resume)
+			return no_resume(c);
 		if (n != 0) {
 			fprintf(stderr, "tpfs convert: %s is not empty and holds no earlier tpfs "
 					"convert output (no %s file); choose an empty or new folder\n",
@@ -1055,17 +1118,18 @@ static int prepare_out(struct convert *c, bool resume)
 		fclose(j);
 		if (rc < 0)
 			return -1;
-		size_t files = 0, current = 0;
-		for (size_t i = 0; i < c->nrecords; i++) {
-			files += c->records[i].kind == REC_FILE;
-			current += c->records[i].kind == REC_FILE &&
-				   strcmp(c->records[i].fp, c->fp) == 0;
-		}
-		if (files && !current)
-			fprintf(stderr, "tpfs convert: %s holds the output of another model or "
-					"other options; rewriting it\n",
-				c->out);
 	}
+	if (!room_for(c, c->lock_fd))
+		return -1;
+	size_t files = 0, current = 0;
+	for (size_t i = 0; i < c->nrecords; i++) {
+		files += c->records[i].kind == REC_FILE;
+		current += c->records[i].kind == REC_FILE && strcmp(c->records[i].fp, c->fp) == 0;
+	}
+	if (files && !current)
+		fprintf(stderr, "tpfs convert: %s holds the output of another model or other "
+				"options; rewriting it\n",
+			c->out);
 	if (unlinkat(c->lock_fd, MANIFEST, 0) < 0 && errno != ENOENT) {
 		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, MANIFEST, strerror(errno));
 		return -1;
@@ -1353,7 +1417,8 @@ const struct tpfs_tool tpfs_export_convert = {
 	"their XXH3 checksum; running again over OUT keeps the files that\n"
 	"are complete and verified, redoes the rest, and removes what an\n"
 	"earlier run wrote that this one does not. manifest.json is written\n"
-	"last: OUT is complete when it is there.\n"
+	"last: OUT is complete when it is there. Nothing is written when\n"
+	"OUT's filesystem has no room for the files to write.\n"
 	"  --resume            refuse to start over: OUT must be an earlier output\n"
 	"  --jobs N            files converted at once (default: the cores)\n"
 	"  --shard-size SIZE   put tensors in shard_000/, shard_001/... folders\n"

@@ -3,6 +3,7 @@ NumPy's statistics, and the generator's presets against the real
 checkpoint's figures."""
 
 import json
+import math
 import os
 import pty
 import re
@@ -943,6 +944,77 @@ class Convert(unittest.TestCase):
                               (journal, len(good.splitlines()) + 1), r.stderr.decode())
                 self.assertIn("empty, absolute, or has an empty, '.' or '..' part",
                               r.stderr.decode())
+
+
+class ConvertRoom(unittest.TestCase):
+    """convert checks that OUT's filesystem has room before it writes."""
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs needs root")
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)  # after the tmpfs are unmounted
+        self.src = os.path.join(self.tmp.name, "model")
+        # 8 BF16 tensors served as float32: 1 MiB and a header each
+        subprocess.run([GEN, self.src, "--quiet", *sum(
+            (["--tensor", "t%d=bf16:256x1024" % i] for i in range(8)), [])], check=True)
+        self.npy = len(T.npy_bytes(np.zeros((256, 1024), "<f4")))
+
+    def tmpfs(self, size):
+        """A tmpfs of that size, unmounted at the end."""
+        fs = tempfile.mkdtemp(dir=self.tmp.name)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", fs],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            self.skipTest("cannot mount a tmpfs here: " + r.stderr.strip())
+        self.addCleanup(subprocess.run, ["umount", fs], check=True)
+        return fs
+
+    def refused(self, out, files, *args):
+        """convert into out is refused in one line with the room files of
+        the model's .npy size need and what out's filesystem has free."""
+        top = out
+        while not os.path.exists(top):
+            top = os.path.dirname(top)
+        before = sorted(os.listdir(top))
+        r = tool("convert", self.src, out, *args, check=False)
+        self.assertEqual(r.returncode, 1)
+        lines = r.stderr.decode().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        m = re.fullmatch(r"tpfs convert: (.*): need ([\d.]+) MiB for the files to write, "
+                         r"([\d.]+) MiB free on its filesystem; make room or choose another "
+                         r"folder", lines[0])
+        self.assertTrue(m, lines[0])
+        st = os.statvfs(top)
+        block = st.f_frsize
+        need = files * -(-self.npy // block) * block
+        free = st.f_bavail * st.f_frsize
+        self.assertGreater(need, free)
+        self.assertEqual(m.groups(), (out, "%.1f" % (math.ceil(need / 2**20 * 10) / 10),
+                                      "%.1f" % (math.floor(free / 2**20 * 10) / 10)))
+        self.assertEqual(sorted(os.listdir(top)), before)  # nothing written
+
+    def test_a_filesystem_too_small_is_refused_before_anything_is_written(self):
+        fs = self.tmpfs("4M")
+        self.refused(os.path.join(fs, "out", "deeper"), 8)
+        os.mkdir(os.path.join(fs, "out"))
+        self.refused(os.path.join(fs, "out"), 8)
+
+    def test_files_an_earlier_run_wrote_and_this_one_keeps_need_no_room(self):
+        fs = self.tmpfs("12M")
+        out = os.path.join(fs, "out")
+        tool("convert", self.src, out)
+        self.assertLess(os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize, 8 * self.npy)
+        r = tool("convert", self.src, out)
+        self.assertIn("0 files written, 8 kept", r.stdout.decode())
+        for k in range(3):
+            os.unlink(os.path.join(out, "t%d.npy" % k))
+        r = tool("convert", self.src, out)
+        self.assertIn("3 files written, 5 kept", r.stdout.decode())
+        # Other options: every file is written anew (and the old ones stay
+        # until the new ones are complete)
+        self.refused(out, 8, "-o", "by_file")
+        self.assertTrue(os.path.exists(os.path.join(out, "manifest.json")))
 
 
 def gpt_oss_layout(layers, hidden, experts, vocab, heads, kv_heads, head_dim,

@@ -35,6 +35,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,26 @@
 #define JOURNAL_HEAD "tpfs-convert 2"
 #define PARTIAL ".tpfs-partial"
 #define MANIFEST "manifest.json"
+#define MIB (1024.0 * 1024)
+
+/* The signal (SIGINT or SIGTERM) that asked a run to stop, or 0: workers
+ * take no new file once it is set, and drop the one they are writing. */
+static atomic_int stop_signal;
+
+static void on_stop(int sig)
+{
+	atomic_store(&stop_signal, sig);
+}
+
+/* From now on SIGINT and SIGTERM stop the run cleanly; a second one has its
+ * default effect, at once (the journal makes that safe too). */
+static void catch_stop(void)
+{
+	struct sigaction sa = {.sa_handler = on_stop, .sa_flags = SA_RESTART | SA_RESETHAND};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
 
 struct job {
 	uint32_t node;
@@ -102,6 +123,7 @@ struct convert {
 	int lock_fd;                  /* OUT, locked for this run */
 	struct timespec t0;           /* when writing began */
 	bool tty;
+	int progress_len;             /* of the longest progress line shown */
 };
 
 static int cmp_str(const void *a, const void *b)
@@ -169,7 +191,7 @@ static int hash_fd(int fd, uint64_t size, unsigned char *buf, size_t unit, char 
 		XXH3_64bits_reset(h);
 	for (uint64_t at = 0; ok && at < size;) {
 		ssize_t got = pread(fd, buf, unit, (off_t)at);
-		ok = got > 0;
+		ok = got > 0 && !atomic_load(&stop_signal);
 		if (ok) {
 			XXH3_64bits_update(h, buf, (size_t)got);
 			at += (uint64_t)got;
@@ -785,6 +807,10 @@ static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 	if (h)
 		XXH3_64bits_reset(h);
 	for (uint64_t at = 0; at < j->size && rc == 0;) {
+		if (atomic_load(&stop_signal)) {
+			rc = -EINTR; /* not an error to report: the run says it stopped */
+			break;
+		}
 		ssize_t got = tpfs_file_read(c->view, j->node, at, c->unit, buf);
 		rc = got <= 0 ? (got < 0 ? (int)got : -EIO) : tpfs_path_write_all(fd, buf, (size_t)got);
 		if (rc == 0) {
@@ -806,7 +832,7 @@ static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 		rc = journal_add(c, REC_FILE, j->rel, j->hash, j->size, true);
 	if (rc == 0)
 		rc = rename_tmp(dfd, name);
-	if (rc < 0 && rc != REFUSED) {
+	if (rc < 0 && rc != REFUSED && rc != -EINTR) {
 		flockfile(stderr); /* one piece, between the progress lines */
 		if (c->tty)
 			fputc('\n', stderr);
@@ -823,14 +849,18 @@ static void *worker(void *arg)
 {
 	struct convert *c = arg;
 	unsigned char *buf = malloc(c->unit);
-	for (size_t i; buf && (i = atomic_fetch_add(&c->next, 1)) < c->njobs;) {
+	for (size_t i; buf && !atomic_load(&stop_signal) &&
+		       (i = atomic_fetch_add(&c->next, 1)) < c->njobs;) {
 		struct job *j = &c->jobs[i];
+		int rc = 0;
 		if (verified(c, j, buf)) {
 			j->state = SKIPPED;
 			atomic_fetch_add(&c->bytes, j->size);
-		} else {
-			j->state = write_job(c, j, buf) == 0 ? WRITTEN : FAILED;
+		} else if ((rc = write_job(c, j, buf)) != -EINTR) {
+			j->state = rc == 0 ? WRITTEN : FAILED;
 		}
+		if (j->state == TODO)
+			break; /* stopped */
 		atomic_fetch_add(&c->done, 1);
 		if (!c->tty && j->state != FAILED) {
 			char sz[32];
@@ -853,17 +883,46 @@ static double seconds_since(const struct timespec *t0)
 	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-static void progress(struct convert *c, const struct timespec *t0)
+/* Whether every file was kept from an earlier run (none written). */
+static bool all_kept(const struct convert *c)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < c->njobs; i++)
+		kept += c->jobs[i].state == SKIPPED;
+	return c->njobs && kept == c->njobs;
+}
+
+/* The progress line, over the last one: bytes done and to do in MiB, the
+ * rate, the time left ("--:--" until a second has passed and bytes were
+ * done: a guess from less would swing; 0:00 once all are), files; at the
+ * end of a run that kept every file, that instead of a rate. */
+static void progress(struct convert *c, const struct timespec *t0, bool end)
 {
 	uint64_t b = atomic_load(&c->bytes);
 	double s = seconds_since(t0), rate = s > 0 ? (double)b / s : 0;
-	double eta = rate > 0 ? (double)(c->total - b) / rate : 0;
 	int filled = c->total ? (int)(30.0 * (double)b / (double)c->total) : 30;
-	char x[32], y[32];
-	fprintf(stderr, "\r[%-30.*s] %s / %s  %.0f MB/s  ETA %d:%02d  files %zu/%zu ",
-		filled, "##############################", tpfs_size_format(b, x, sizeof(x)),
-		tpfs_size_format(c->total, y, sizeof(y)), rate / 1e6, (int)eta / 60,
-		(int)eta % 60, atomic_load(&c->done), c->njobs);
+	char tail[80];
+	if (end && all_kept(c)) {
+		snprintf(tail, sizeof(tail), "all %zu files already converted, kept", c->njobs);
+	} else {
+		char eta[16] = "--:--";
+		int left = b == c->total ? 0 : s >= 1 && b ? (int)((double)(c->total - b) / rate)
+							   : -1;
+		if (left >= 3600)
+			snprintf(eta, sizeof(eta), "%d:%02d:%02d", left / 3600, left / 60 % 60,
+				 left % 60);
+		else if (left >= 0)
+			snprintf(eta, sizeof(eta), "%d:%02d", left / 60, left % 60);
+		snprintf(tail, sizeof(tail), "%.1f MiB/s  ETA %s  files %zu/%zu", rate / MIB, eta,
+			 atomic_load(&c->done), c->njobs);
+	}
+	/* padded to cover a longer line before it */
+	int n = fprintf(stderr, "\r[%-30.*s] %.1f / %.1f MiB  %s", filled,
+			"##############################", (double)b / MIB, (double)c->total / MIB,
+			tail);
+	if (n > 0 && n < c->progress_len)
+		fprintf(stderr, "%*s", c->progress_len - n, "");
+	c->progress_len = n > c->progress_len ? n : c->progress_len;
 }
 
 /* Create the plan's folders (parents first), each recorded before it
@@ -1008,8 +1067,6 @@ static bool out_inside_src(const char *src, const char *out)
 	free(o);
 	return inside;
 }
-
-#define MIB (1024.0 * 1024)
 
 /* Whether OUT's filesystem has room for what this run will write, said
  * when it has not: every file but those an earlier run wrote that this one
@@ -1287,7 +1344,7 @@ static int run_jobs(struct convert *c, size_t n)
 		}
 	}
 	while (c->tty && atomic_load(&c->running) > 0) {
-		progress(c, &t0);
+		progress(c, &t0, false);
 		struct timespec nap = {0, 250000000};
 		nanosleep(&nap, NULL);
 	}
@@ -1295,7 +1352,7 @@ static int run_jobs(struct convert *c, size_t n)
 		pthread_join(th[i], NULL);
 	free(th);
 	if (c->tty) {
-		progress(c, &t0);
+		progress(c, &t0, true);
 		fputc('\n', stderr);
 	}
 	if (!started)
@@ -1320,12 +1377,21 @@ static void summary(const struct convert *c, const struct tpfs_model *m, const c
 		params += m->tensors[i].nelem;
 	double s = seconds_since(&c->t0);
 	char sz[32];
-	if (rc == 0)
+	int sig = atomic_load(&stop_signal);
+	if (rc == 0 && all_kept(c))
+		printf("converted %s to %s: all %zu files already converted, kept; %" PRIu64
+		       " parameters, %s\n",
+		       src, c->out, c->njobs, params, tpfs_size_format(c->total, sz, sizeof(sz)));
+	else if (rc == 0)
 		printf("converted %s to %s: %zu files written, %zu kept from an earlier run, "
-		       "%" PRIu64 " parameters, %s in %.1f s (%.0f MB/s)\n",
+		       "%" PRIu64 " parameters, %s in %.1f s (%.1f MiB/s)\n",
 		       src, c->out, written, kept, params,
 		       tpfs_size_format(c->total, sz, sizeof(sz)), s,
-		       s > 0 ? (double)atomic_load(&c->bytes) / s / 1e6 : 0.0);
+		       s > 0 ? (double)atomic_load(&c->bytes) / s / MIB : 0.0);
+	else if (sig)
+		fprintf(stderr, "tpfs convert: stopped by %s: %zu of %zu files done, partial files "
+				"removed; run the same command again to finish\n",
+			sig == SIGINT ? "SIGINT" : "SIGTERM", written + kept, c->njobs);
 	else if (ran)
 		fprintf(stderr, "tpfs convert: %zu of %zu files done; run the same command "
 				"again to finish\n",
@@ -1351,13 +1417,15 @@ static int convert(struct convert *c, const struct tpfs_model *m,
 			c->out, a->pos[0]);
 		return -1;
 	}
+	catch_stop();
 	if ((rc = prepare_out(c, a->resume)) < 0 || (rc = make_dirs(c)) < 0)
 		return rc;
 	clock_gettime(CLOCK_MONOTONIC, &c->t0);
 	*ran = true;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	if ((rc = run_jobs(c, (size_t)(a->jobs ? a->jobs : cores > 0 ? cores : 1))) < 0)
-		return rc;
+	if ((rc = run_jobs(c, (size_t)(a->jobs ? a->jobs : cores > 0 ? cores : 1))) < 0 ||
+	    atomic_load(&stop_signal))
+		return rc < 0 ? rc : -EINTR;
 	unsigned char *buf = malloc(c->unit);
 	if (!buf) {
 		fprintf(stderr, "tpfs convert: out of memory\n");
@@ -1406,7 +1474,8 @@ static int run_convert(const struct tpfs_tool_args *a)
 	free(paths);
 	pthread_mutex_destroy(&c.journal_lock);
 	tpfs_tool_close(m, c.view);
-	return rc == 0 ? 0 : 1;
+	int sig = atomic_load(&stop_signal);
+	return rc == 0 ? 0 : sig ? 128 + sig : 1;
 }
 
 const struct tpfs_tool tpfs_export_convert = {
@@ -1418,7 +1487,10 @@ const struct tpfs_tool tpfs_export_convert = {
 	"are complete and verified, redoes the rest, and removes what an\n"
 	"earlier run wrote that this one does not. manifest.json is written\n"
 	"last: OUT is complete when it is there. Nothing is written when\n"
-	"OUT's filesystem has no room for the files to write.\n"
+	"OUT's filesystem has no room for the files to write. On a terminal,\n"
+	"a progress line (MiB, MiB/s, time left). Ctrl-C (SIGINT) or SIGTERM\n"
+	"stops it cleanly, with exit status 130 (143): the files done stay,\n"
+	"and running the same command again finishes the job.\n"
 	"  --resume            refuse to start over: OUT must be an earlier output\n"
 	"  --jobs N            files converted at once (default: the cores)\n"
 	"  --shard-size SIZE   put tensors in shard_000/, shard_001/... folders\n"

@@ -669,6 +669,88 @@ class Convert(unittest.TestCase):
         r = tool("convert", self.src, out)
         self.assertIn("1 files written, 47 kept", r.stdout.decode())
 
+    def on_a_terminal(self, out, *args):
+        """Run convert into out with its standard error on a terminal:
+        its exit status, its standard output, and each state of the line
+        the terminal showed."""
+        master, slave = pty.openpty()
+        p = subprocess.Popen([T.TPFS, "convert", self.src, out, *args],
+                             stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's last writer is gone
+                break
+            if not data:
+                break
+            shown += data
+        os.close(master)
+        stdout = p.stdout.read().decode()
+        p.stdout.close()
+        states = [l for l in re.split(r"[\r\n]", shown.decode()) if l]
+        return p.wait(), stdout, states
+
+    def test_the_progress_line_counts_in_mib_and_says_when_every_file_was_kept(self):
+        out = os.path.join(self.tmp.name, "out")
+        total = "%.1f" % (48 * len(T.npy_bytes(np.zeros((512, 1024), "<f4"))) / 2**20)
+        rc, stdout, states = self.on_a_terminal(out)
+        self.assertEqual(rc, 0)
+        line = re.compile(r"\[[# ]{30}\] (\d+\.\d) / (\d+\.\d) MiB  (\d+\.\d MiB/s  ETA "
+                          r"(--:--|\d+:\d\d|\d+:\d\d:\d\d)  files (\d+)/48|all 48 files already "
+                          r"converted, kept) *")
+        for state in states:
+            self.assertRegex(state, line)
+            self.assertEqual(line.fullmatch(state).group(2), total)
+        # No estimate before there is one to make
+        self.assertEqual(line.fullmatch(states[0]).group(4), "--:--")
+        self.assertEqual(line.fullmatch(states[-1]).group(1, 5), (total, "48"))
+        self.assertRegex(stdout, r"48 files written, 0 kept .* in \d+\.\d s \(\d+\.\d MiB/s\)\n$")
+        # Again: every file is kept, which the end says instead of a rate
+        rc, stdout, states = self.on_a_terminal(out)
+        self.assertEqual(rc, 0)
+        self.assertEqual(states[-1].rstrip(), "[%s] %s / %s MiB  all 48 files already converted, "
+                         "kept" % ("#" * 30, total, total))
+        self.assertIn("all 48 files already converted, kept;", stdout)
+        self.assertNotIn("/s", stdout)
+
+    def test_sigint_and_sigterm_stop_it_saying_what_it_left(self):
+        """The file being written is dropped, the rest stays, one line says
+        so; the exit status is 128 and the signal's number; running the
+        same command again finishes the job."""
+        npy = len(T.npy_bytes(np.zeros((512, 1024), "<f4")))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with self.subTest(sig.name):
+                out = os.path.join(self.tmp.name, "out-" + sig.name)
+                p = subprocess.Popen([T.TPFS, "convert", self.src, out, "--jobs", "1",
+                                      "-o", "cache_size=0"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                deadline = time.time() + 60
+                while time.time() < deadline and not (os.path.isdir(out) and len(
+                        [f for f in os.listdir(out) if f.endswith(".npy")]) >= 3):
+                    time.sleep(0.005)
+                p.send_signal(sig)
+                _, stderr = p.communicate(timeout=60)
+                self.assertEqual(p.returncode, 128 + sig)
+                lines = stderr.decode().splitlines()
+                self.assertEqual(len(lines), 1, lines)
+                m = re.fullmatch(r"tpfs convert: stopped by %s: (\d+) of 48 files done, "
+                                 r"partial files removed; run the same command again to "
+                                 r"finish" % sig.name, lines[0])
+                self.assertTrue(m, lines[0])
+                done = [f for f in os.listdir(out) if f.endswith(".npy")]
+                self.assertEqual(int(m.group(1)), len(done))
+                self.assertLess(len(done), 48, "conversion finished before the signal")
+                for f in done:
+                    self.assertEqual(os.path.getsize(os.path.join(out, f)), npy)
+                self.assertEqual([f for f in os.listdir(out) if f.endswith(".tpfs-partial")],
+                                 [])
+                self.assertFalse(os.path.exists(os.path.join(out, "manifest.json")))
+                r = tool("convert", self.src, out)
+                self.assertIn("%d files written, %d kept" % (48 - len(done), len(done)),
+                              r.stdout.decode())
+
     def start_and_kill(self, out, args, files_written):
         """Start a convert into out and kill it once files_written .npy
         files in out are newer than the call (0: kill at once)."""
@@ -693,7 +775,7 @@ class Convert(unittest.TestCase):
         # Cut short at once: the next run still keeps every file.
         self.start_and_kill(out, [], 0)
         r = tool("convert", self.src, out)
-        self.assertIn("0 files written, 48 kept", r.stdout.decode())
+        self.assertIn("all 48 files already converted, kept", r.stdout.decode())
         # Other options, cut short after a few files: no manifest says the
         # output is whole while its files disagree.
         self.start_and_kill(out, ["-o", "bf16=f16"], 3)
@@ -799,7 +881,7 @@ class Convert(unittest.TestCase):
         out = os.path.join(self.tmp.name, "out")
         tool("convert", self.src, out)
         r = tool("convert", self.src, out)
-        self.assertIn("0 files written, 53 kept", r.stdout.decode())
+        self.assertIn("all 53 files already converted, kept", r.stdout.decode())
         with open(os.path.join(out, " lead")) as f:
             self.assertEqual(f.read(), " lead")
 
@@ -1006,7 +1088,7 @@ class ConvertRoom(unittest.TestCase):
         tool("convert", self.src, out)
         self.assertLess(os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize, 8 * self.npy)
         r = tool("convert", self.src, out)
-        self.assertIn("0 files written, 8 kept", r.stdout.decode())
+        self.assertIn("all 8 files already converted, kept", r.stdout.decode())
         for k in range(3):
             os.unlink(os.path.join(out, "t%d.npy" % k))
         r = tool("convert", self.src, out)

@@ -8,6 +8,7 @@
  * 2^-8. Normal variates come from a 65536-entry inverse-CDF table indexed by
  * 16 random bits, which is fast enough to keep up with the disk.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -48,7 +49,7 @@ struct config {
 	const char *out;
 	int layers, hidden, experts, vocab, heads, kv_heads, head_dim, intermediate;
 	enum dt dt;
-	bool mxfp4, tie_embeddings, sparse, quiet;
+	bool mxfp4, tie_embeddings, sparse, quiet, force;
 	int shards;
 	uint64_t seed;
 	const char *preset;
@@ -381,6 +382,16 @@ static char *shard_name(int k, int n)
 	return s;
 }
 
+/* A file made anew at path: whatever had the name is removed first (with
+ * --force, a file of another model; never written through, even where it
+ * is a link). Returns its fd, or -1 with errno set. */
+static int create_file(const char *path)
+{
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -1;
+	return open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+}
+
 static int write_shard(const struct config *c, int k, const char *path)
 {
 	struct tpfs_buf h = {0};
@@ -405,7 +416,7 @@ static int write_shard(const struct config *c, int k, const char *path)
 		tpfs_buf_puts(&h, " ");
 	size_t hlen;
 	char *header = tpfs_buf_take(&h, &hlen);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = create_file(path);
 	if (!header || fd < 0) {
 		fprintf(stderr, "tpfs-gen: %s: %s\n", path, strerror(errno));
 		free(header);
@@ -457,7 +468,10 @@ static int write_shard(const struct config *c, int k, const char *path)
 static int write_text(const char *dir, const char *name, const char *text)
 {
 	char *path = tpfs_path_join(dir, name);
-	FILE *f = path ? fopen(path, "w") : NULL;
+	int fd = path ? create_file(path) : -1;
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (fd >= 0 && !f)
+		close(fd);
 	int rc = f && fputs(text, f) >= 0 ? 0 : -1;
 	if (f && fclose(f) != 0)
 		rc = -1;
@@ -533,12 +547,67 @@ static void assign_shards(const struct config *c, uint64_t total)
 	}
 }
 
+/* Whether name is one of the files this run writes in OUT. */
+static bool ours(const struct config *c, const char *name)
+{
+	if (strcmp(name, "model.safetensors.index.json") == 0)
+		return c->shards > 1;
+	if (strcmp(name, "config.json") == 0)
+		return !c->ncustom;
+	bool same = false;
+	for (int k = 0; k < c->shards && !same; k++) {
+		char *s = shard_name(k, c->shards);
+		same = s && strcmp(s, name) == 0;
+		free(s);
+	}
+	return same;
+}
+
+/* A new or empty OUT is written; another only with --force, which
+ * replaces the files this run writes and leaves the rest, said here, as a
+ * mount of OUT would show them beside the model. Returns 0, or -1 after
+ * saying why OUT is refused. */
+static int check_out(const struct config *c)
+{
+	DIR *d = opendir(c->out);
+	if (!d)
+		return 0; /* new; or not a folder, which making it says */
+	long entries = 0, others = 0;
+	char first[256] = "", other[256] = ""; /* the least names, to show */
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		entries++;
+		if (!first[0] || strcmp(e->d_name, first) < 0)
+			snprintf(first, sizeof(first), "%s", e->d_name);
+		if (ours(c, e->d_name))
+			continue;
+		others++;
+		if (!other[0] || strcmp(e->d_name, other) < 0)
+			snprintf(other, sizeof(other), "%s", e->d_name);
+	}
+	closedir(d);
+	if (entries && !c->force) {
+		fprintf(stderr, "tpfs-gen: %s is not empty (%ld entr%s, such as %s): choose a new "
+				"or empty folder, or give --force to replace the files tpfs-gen "
+				"writes there\n",
+			c->out, entries, entries == 1 ? "y" : "ies", first);
+		return -1;
+	}
+	if (others)
+		fprintf(stderr, "tpfs-gen: warning: %s keeps %ld entr%s tpfs-gen does not write "
+				"(such as %s), which a mount of it shows beside the model\n",
+			c->out, others, others == 1 ? "y" : "ies", other);
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tpfs-gen OUT [--preset demo|gpt-oss-20b] [options]\n"
 		"\n"
-		"Writes a synthetic Safetensors model folder shaped like GPT-OSS.\n"
+		"Writes a synthetic Safetensors model folder shaped like GPT-OSS\n"
+		"into OUT, a new or empty folder (see --force).\n"
 		"\n"
 		"  --preset demo          vocab 32000, hidden 768, 4 layers, 12 heads of 64\n"
 		"                         (4 for keys/values), 4 MXFP4 experts of 192,\n"
@@ -558,6 +627,10 @@ static void usage(FILE *f)
 		"                         DTYPE is bf16, f16, f32, or mxfp4 for a pair\n"
 		"                         NAME_blocks/NAME_scales of that many values\n"
 		"  --quiet                no progress line\n"
+		"  --force                write into an OUT that is not empty: the files\n"
+		"                         tpfs-gen writes are replaced (never written\n"
+		"                         through, even links), every other file stays\n"
+		"                         (and is named in a warning)\n"
 		"  --help | --version     this help, or the version (the same as tpfs's)\n");
 }
 
@@ -587,23 +660,24 @@ static void preset(struct config *c, const char *name)
 	c->dt = BF16;
 }
 
-int main(int argc, char **argv)
+/* The command line into c: -1 to go on, or the exit status (0 after the
+ * help, 2 after a mistake). */
+static int parse_args(int argc, char **argv, struct config *c)
 {
-	struct config c = {0};
-	preset(&c, "demo");
+	preset(c, "demo");
 	bool have_preset = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		int *num = strcmp(a, "--layers") == 0         ? &c.layers
-			   : strcmp(a, "--hidden") == 0       ? &c.hidden
-			   : strcmp(a, "--experts") == 0      ? &c.experts
-			   : strcmp(a, "--vocab") == 0        ? &c.vocab
-			   : strcmp(a, "--heads") == 0        ? &c.heads
-			   : strcmp(a, "--kv-heads") == 0     ? &c.kv_heads
-			   : strcmp(a, "--head-dim") == 0     ? &c.head_dim
-			   : strcmp(a, "--intermediate") == 0 ? &c.intermediate
-			   : strcmp(a, "--shards") == 0       ? &c.shards
+		int *num = strcmp(a, "--layers") == 0         ? &c->layers
+			   : strcmp(a, "--hidden") == 0       ? &c->hidden
+			   : strcmp(a, "--experts") == 0      ? &c->experts
+			   : strcmp(a, "--vocab") == 0        ? &c->vocab
+			   : strcmp(a, "--heads") == 0        ? &c->heads
+			   : strcmp(a, "--kv-heads") == 0     ? &c->kv_heads
+			   : strcmp(a, "--head-dim") == 0     ? &c->head_dim
+			   : strcmp(a, "--intermediate") == 0 ? &c->intermediate
+			   : strcmp(a, "--shards") == 0       ? &c->shards
 								: NULL;
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
@@ -627,51 +701,60 @@ int main(int argc, char **argv)
 				fprintf(stderr, "tpfs-gen: give --preset once, before the sizes\n");
 				return 2;
 			}
-			preset(&c, v);
+			preset(c, v);
 			have_preset = true;
 			i++;
 		} else if (strcmp(a, "--dtype") == 0 && v) {
 			if (strcmp(v, "bf16") == 0)
-				c.dt = BF16;
+				c->dt = BF16;
 			else if (strcmp(v, "f16") == 0)
-				c.dt = F16;
+				c->dt = F16;
 			else if (strcmp(v, "f32") == 0)
-				c.dt = F32;
+				c->dt = F32;
 			else {
 				fprintf(stderr, "tpfs-gen: --dtype takes bf16, f16 or f32\n");
 				return 2;
 			}
 			i++;
 		} else if (strcmp(a, "--seed") == 0 && v) {
-			c.seed = strtoull(v, NULL, 10);
+			c->seed = strtoull(v, NULL, 10);
 			i++;
 		} else if (strcmp(a, "--tensor") == 0 && v) {
-			c.custom = realloc(c.custom, (size_t)(c.ncustom + 1) * sizeof(char *));
-			c.custom[c.ncustom++] = argv[++i];
+			c->custom = realloc(c->custom, (size_t)(c->ncustom + 1) * sizeof(char *));
+			c->custom[c->ncustom++] = argv[++i];
 		} else if (strcmp(a, "--mxfp4") == 0) {
-			c.mxfp4 = true;
+			c->mxfp4 = true;
 		} else if (strcmp(a, "--no-mxfp4") == 0) {
-			c.mxfp4 = false;
+			c->mxfp4 = false;
 		} else if (strcmp(a, "--sparse") == 0) {
-			c.sparse = true;
+			c->sparse = true;
 		} else if (strcmp(a, "--quiet") == 0) {
-			c.quiet = true;
-		} else if (a[0] != '-' && !c.out) {
-			c.out = a;
+			c->quiet = true;
+		} else if (strcmp(a, "--force") == 0) {
+			c->force = true;
+		} else if (a[0] != '-' && !c->out) {
+			c->out = a;
 		} else {
 			fprintf(stderr, "tpfs-gen: unexpected argument '%s' (see --help)\n", a);
 			return 2;
 		}
 	}
-	if (!c.out) {
+	if (!c->out) {
 		usage(stderr);
 		return 2;
 	}
-	if (c.mxfp4 && (c.hidden % 32 || c.intermediate % 32)) {
+	if (c->mxfp4 && (c->hidden % 32 || c->intermediate % 32)) {
 		fprintf(stderr, "tpfs-gen: MXFP4 needs --hidden and --intermediate to be "
 				"multiples of 32\n");
 		return 2;
 	}
+	return -1;
+}
+
+/* Write the model cfg describes; returns the exit status. */
+static int generate(const struct config *cfg)
+{
+	struct config c = *cfg;
 	init_normal_table();
 	if (c.ncustom) {
 		c.preset = "custom";
@@ -699,6 +782,8 @@ int main(int argc, char **argv)
 		c.shards = ntensors;
 	}
 	assign_shards(&c, total_bytes);
+	if (check_out(&c) < 0)
+		return 1;
 	int err = -tpfs_path_mkdir(c.out);
 	if (err) {
 		fprintf(stderr, "tpfs-gen: %s: %s\n", c.out, strerror(err));
@@ -727,7 +812,16 @@ int main(int argc, char **argv)
 		       tpfs_size_format(total_bytes, sz, sizeof(sz)), c.shards,
 		       c.shards == 1 ? "" : "s", since(&t_start));
 	}
-	free(tensors);
-	free(c.custom);
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct config c = {0};
+	int rc = parse_args(argc, argv, &c);
+	if (rc < 0)
+		rc = generate(&c);
+	free(c.custom);
+	free(tensors);
+	return rc;
 }

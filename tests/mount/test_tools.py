@@ -1099,6 +1099,90 @@ class ConvertRoom(unittest.TestCase):
         self.assertTrue(os.path.exists(os.path.join(out, "manifest.json")))
 
 
+def gen(*args, check=True):
+    r = subprocess.run([GEN, *args], capture_output=True, text=True, timeout=600)
+    if check and r.returncode != 0:
+        raise AssertionError("tpfs-gen %s failed: %s" % (" ".join(args), r.stderr))
+    return r
+
+
+def snapshot(top):
+    """Every entry under top: its bytes for a file, its target for a link."""
+    out = {}
+    for name in os.listdir(top):
+        path = os.path.join(top, name)
+        if os.path.islink(path):
+            out[name] = "-> " + os.readlink(path)
+        else:
+            with open(path, "rb") as f:
+                out[name] = f.read()
+    return out
+
+
+class GeneratorOut(unittest.TestCase):
+    """What tpfs-gen does with an OUT that holds files already."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def test_a_folder_that_is_not_empty_is_refused_without_force(self):
+        out = os.path.join(self.tmp.name, "model")
+        gen(out, "--quiet", "--preset", "demo", "--layers", "1", "--vocab", "64",
+            "--shards", "2")
+        before = snapshot(out)
+        for args in (["--tensor", "w=f32:3"], ["--layers", "1", "--vocab", "64"]):
+            with self.subTest(args):
+                r = gen(out, "--quiet", *args, check=False)
+                self.assertEqual(r.returncode, 1)
+                self.assertEqual(r.stderr.splitlines(), [
+                    "tpfs-gen: %s is not empty (4 entries, such as config.json): choose a "
+                    "new or empty folder, or give --force to replace the files tpfs-gen "
+                    "writes there" % out])
+                self.assertEqual(snapshot(out), before)
+        # An empty folder is fine.
+        empty = os.path.join(self.tmp.name, "empty")
+        os.mkdir(empty)
+        gen(empty, "--quiet", "--tensor", "w=f32:3")
+        self.assertEqual(sorted(os.listdir(empty)), ["model.safetensors"])
+
+    def test_force_replaces_only_what_it_writes_and_names_the_rest(self):
+        out = os.path.join(self.tmp.name, "model")
+        gen(out, "--quiet", "--preset", "demo", "--layers", "1", "--vocab", "64",
+            "--shards", "2")
+        victim = os.path.join(self.tmp.name, "victim")
+        with open(victim, "w") as f:
+            f.write("precious")
+        with open(os.path.join(out, "notes.txt"), "w") as f:
+            f.write("mine")
+        # A link where tpfs-gen writes is replaced, never written through.
+        os.symlink(victim, os.path.join(out, "model.safetensors"))
+        before = snapshot(out)
+        r = gen(out, "--quiet", "--force", "--tensor", "w=f32:3")
+        others = sorted(set(before) - {"model.safetensors"})
+        self.assertEqual(r.stderr.splitlines(), [
+            "tpfs-gen: warning: %s keeps %d entries tpfs-gen does not write (such as %s), "
+            "which a mount of it shows beside the model" % (out, len(others), others[0])])
+        after = snapshot(out)
+        self.assertEqual({k: after[k] for k in others}, {k: before[k] for k in others})
+        self.assertFalse(os.path.islink(os.path.join(out, "model.safetensors")))
+        _, infos = T.read_safetensors(os.path.join(out, "model.safetensors"))
+        self.assertEqual(list(infos), ["w"])
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious")
+        # The same files again: replaced, no warning.
+        again = os.path.join(self.tmp.name, "again")
+        gen(again, "--quiet", "--tensor", "w=f32:300")
+        _, first = T.read_safetensors(os.path.join(again, "model.safetensors"))
+        r = gen(again, "--quiet", "--force", "--tensor", "w=f32:300", "--seed", "2")
+        self.assertEqual(r.stderr, "")
+        _, infos = T.read_safetensors(os.path.join(again, "model.safetensors"))
+        self.assertEqual(infos["w"]["shape"], (300,))
+        self.assertNotEqual(infos["w"]["raw"], first["w"]["raw"])
+        r = gen("--help")
+        self.assertIn("--force", r.stdout)
+
+
 def gpt_oss_layout(layers, hidden, experts, vocab, heads, kv_heads, head_dim,
                    intermediate, tied):
     """name -> (dtype, shape) of a GPT-OSS checkpoint in the Hugging Face

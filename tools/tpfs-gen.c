@@ -630,7 +630,7 @@ static void usage(FILE *f)
 		"  --force                write into an OUT that is not empty: the files\n"
 		"                         tpfs-gen writes are replaced (never written\n"
 		"                         through, even links), every other file stays\n"
-		"                         (and is named in a warning)\n"
+		"                         (a warning says how many)\n"
 		"  --help | --version     this help, or the version (the same as tpfs's)\n");
 }
 

@@ -2,6 +2,7 @@
 NumPy's statistics, and the generator's presets against the real
 checkpoint's figures."""
 
+import io
 import json
 import math
 import os
@@ -1181,6 +1182,94 @@ class GeneratorOut(unittest.TestCase):
         self.assertNotEqual(infos["w"]["raw"], first["w"]["raw"])
         r = gen("--help")
         self.assertIn("--force", r.stdout)
+
+
+class GeneratorTensors(unittest.TestCase):
+    """--tensor: what each spec writes, and each mistake's rule."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def test_each_tensor_mistake_names_the_rule_it_breaks(self):
+        cases = {
+            "w=f8:3": "the dtype is one of bf16, f16, f32, f8_e4m3, f8_e5m2, or mxfp4 for a "
+                      "_blocks/_scales pair, not 'f8'",
+            "w=i32:3": "the dtype is one of bf16, f16, f32, f8_e4m3, f8_e5m2, or mxfp4 for a "
+                       "_blocks/_scales pair, not 'i32'",
+            "w=f32": "expected NAME=DTYPE:SHAPE, such as w=bf16:4096x4096",
+            "=f32:3": "the name is empty",
+            "n" * 151 + "=f32:3": "the name is longer than 150 bytes",
+            "w=f32:3xa": "a dimension is a whole number below 2^64, not 'a'",
+            "w=f32:3x": "a dimension is a whole number below 2^64, not ''",
+            "w=f32:-3": "a dimension is a whole number below 2^64, not '-3'",
+            "w=f32:99999999999999999999":
+                "a dimension is a whole number below 2^64, not '99999999999999999999'",
+            "w=f32:4294967296x4294967296": "the tensor has more than 2^64 bytes",
+            "w=f32:1x2x3x4x5": "tpfs-gen writes at most 4 dimensions",
+            "w=mxfp4:1x2x3x32": "an mxfp4 pair takes at most 3 dimensions",
+            "w=mxfp4:2x33": "an mxfp4 pair's last dimension is a multiple of 32 (a scale "
+                            "for each 32 values), not 33",
+            "w=mxfp4:": "an mxfp4 pair has at least one dimension",
+        }
+        for spec, rule in cases.items():
+            with self.subTest(spec):
+                out = os.path.join(self.tmp.name, "out")
+                r = gen(out, "--quiet", "--tensor", spec, check=False)
+                self.assertEqual(r.returncode, 2)
+                self.assertEqual(r.stderr, "tpfs-gen: --tensor %s: %s\n" % (spec, rule))
+                self.assertFalse(os.path.exists(out))
+        for specs, name in ((["w=f32:3", "w=bf16:2"], "w"),
+                            (["w_scales=f32:3", "w=mxfp4:32"], "w_scales")):
+            r = gen(os.path.join(self.tmp.name, "out"), "--tensor", specs[0], "--tensor",
+                    specs[1], check=False)
+            self.assertEqual(r.stderr, "tpfs-gen: --tensor %s: each name once: '%s' is given "
+                             "twice\n" % (specs[1], name))
+        r = gen(os.path.join(self.tmp.name, "out"), "--dtype", "f8", check=False)
+        self.assertEqual(r.stderr, "tpfs-gen: --dtype is one of bf16, f16, f32, f8_e4m3, "
+                         "f8_e5m2, not 'f8'\n")
+
+    def test_fp8_tensors_are_normal_values_rounded_to_nearest(self):
+        """F8_E4M3 and F8_E5M2, decoded here from the OFP8 definition: no
+        NaN or infinity, and each value as often as a normal variate of std
+        0.02 rounds to it (the chance of the interval between the midpoints
+        to its neighbours); the mount's float32 are the same values."""
+        n, std = 1000 * 1000, 0.02
+        for dtype in ("F8_E4M3", "F8_E5M2"):
+            with self.subTest(dtype):
+                src = os.path.join(self.tmp.name, dtype)
+                spec = "w=%s:1000x1000" % (dtype.lower() if dtype == "F8_E4M3" else dtype)
+                gen(src, "--quiet", "--tensor", spec, "--seed", "3")
+                _, infos = T.read_safetensors(os.path.join(src, "model.safetensors"))
+                self.assertEqual((infos["w"]["dtype"], infos["w"]["shape"]),
+                                 (dtype, (1000, 1000)))
+                codes = np.frombuffer(infos["w"]["raw"], np.uint8)
+                values = T.minifloat_values(codes, *T.MINIFLOATS[dtype])
+                self.assertTrue(np.isfinite(values).all())
+                self.assertAlmostEqual(float(values.std()), std, delta=std * 0.02)
+                grid = T.minifloat_values(np.arange(256), *T.MINIFLOATS[dtype])
+                grid = np.unique(grid[np.isfinite(grid)])  # -0 and 0 as one
+                mids = (grid[1:] + grid[:-1]) / 2
+                edges = np.concatenate([[-np.inf], mids, [np.inf]])
+                cdf = np.array([0.5 * (1 + math.erf(e / std / math.sqrt(2))) for e in edges])
+                p = np.diff(cdf)
+                got = np.array([(values == g).sum() for g in grid])
+                # the variates come from a table of 2^16 quantiles
+                tol = 5 * np.sqrt(n * p * (1 - p)) + 2 * n / 65536 + 1
+                bad = np.abs(got - n * p) > tol
+                self.assertFalse(bad.any(), list(zip(grid[bad], got[bad], (n * p)[bad])))
+                r = tool("cat", src, "w", "-o", "fp8=f32")
+                served = np.load(io.BytesIO(r.stdout))
+                self.assertTrue(T.same_values(served, values.astype("<f4").reshape(1000, 1000)))
+
+    def test_dtype_sets_the_preset_s_tensors(self):
+        src = os.path.join(self.tmp.name, "m")
+        gen(src, "--quiet", "--preset", "demo", "--layers", "1", "--vocab", "64", "--dtype",
+            "f8_e5m2")
+        dtypes = {d for d, _ in layout_of(src).values()}
+        self.assertEqual(dtypes, {"F8_E5M2", "U8"})  # U8: the MXFP4 pairs
+        with open(os.path.join(src, "config.json")) as f:
+            self.assertEqual(json.load(f)["torch_dtype"], "float8_e5m2")
 
 
 def gpt_oss_layout(layers, hidden, experts, vocab, heads, kv_heads, head_dim,

@@ -906,8 +906,8 @@ static void progress(struct convert *c, const struct timespec *t0, bool end)
 		snprintf(tail, sizeof(tail), "all %zu files already converted, kept", c->njobs);
 	} else {
 		char eta[16] = "--:--";
-		int left = b == c->total ? 0 : s >= 1 && b ? (int)((double)(c->total - b) / rate)
-							   : -1;
+		double guess = b == c->total ? 0 : s >= 1 && b ? (double)(c->total - b) / rate : -1;
+		int left = guess < 359999 ? (int)guess : 359999; /* at most 99:59:59 */
 		if (left >= 3600)
 			snprintf(eta, sizeof(eta), "%d:%02d:%02d", left / 3600, left / 60 % 60,
 				 left % 60);

@@ -267,6 +267,22 @@ static void numpy_float(double v, const struct tpfs_card_stats *s, bool trim, ch
 	snprintf(buf, len, "%s", out);
 }
 
+/* The parts of a complex64 element printed as float32 values (24 bytes
+ * each hold any); returns whether the real part is +0. */
+static bool complex_parts(const struct tpfs_card_stats *s, const unsigned char *p, bool trim,
+			  char re_text[24], char im_text[24])
+{
+	float re, im;
+	memcpy(&re, p, 4);
+	memcpy(&im, p + 4, 4);
+	struct tpfs_card_stats one = *s;
+	one.size = 4;
+	one.kind = 'f';
+	numpy_float(re, &one, trim, re_text, 24);
+	numpy_float(im, &one, trim, im_text, 24);
+	return re == 0 && !signbit(re);
+}
+
 void tpfs_card_format_value(const struct tpfs_card_stats *s, const void *elem, char *buf,
 		       size_t len)
 {
@@ -282,27 +298,62 @@ void tpfs_card_format_value(const struct tpfs_card_stats *s, const void *elem, c
 		snprintf(buf, len, "%" PRIu64, unsigned_element(s, p));
 		return;
 	case 'c': {
-		float re, im;
-		memcpy(&re, p, 4);
-		memcpy(&im, p + 4, 4);
 		/* NumPy's complex repr: "2j" for a +0 real part, else "(1+2j)",
 		 * both parts without a bare ".0" */
-		char a[24], b[24]; /* float32 texts are at most 20 characters */
-		struct tpfs_card_stats one = *s;
-		one.size = 4;
-		one.kind = 'f';
-		numpy_float(im, &one, true, b, sizeof(b));
-		if (re == 0 && !signbit(re)) {
+		char a[24], b[24];
+		if (complex_parts(s, p, true, a, b)) {
 			snprintf(buf, len, "%sj", b);
 			return;
 		}
-		numpy_float(re, &one, true, a, sizeof(a));
 		snprintf(buf, len, "(%s%s%sj)", a, b[0] == '-' ? "" : "+", b);
 		return;
 	}
 	default:
 		numpy_float(element(s, p), s, false, buf, len);
 	}
+}
+
+/* The first (or the last) few elements: how many, and the k-th of them,
+ * which are the same ones when there are no more than that. */
+static uint64_t edge_count(const struct tpfs_tensor *t)
+{
+	return t->nelem < TPFS_CARD_EDGE ? t->nelem : TPFS_CARD_EDGE;
+}
+
+static const unsigned char *edge_element(const struct tpfs_card_stats *s,
+					 const struct tpfs_tensor *t, uint64_t k, bool last)
+{
+	uint64_t index = last ? t->nelem - edge_count(t) + k : k;
+	return last ? s->last[index % TPFS_CARD_EDGE] : s->first[index];
+}
+
+/* The texts of min, max, mean and std; false when there are none (no
+ * finite value, or complex values, which have no order). */
+static bool summary(const struct tpfs_card_stats *s, char v[4][NUM_W + 8])
+{
+	if (!s->finite || s->kind == 'c')
+		return false;
+	/* min and max are elements: printed as such; mean and std are
+	 * float64 results */
+	if (s->kind == 'i') {
+		snprintf(v[0], NUM_W + 8, "%" PRId64, s->imin);
+		snprintf(v[1], NUM_W + 8, "%" PRId64, s->imax);
+	} else if (s->kind == 'u') {
+		snprintf(v[0], NUM_W + 8, "%" PRIu64, s->umin);
+		snprintf(v[1], NUM_W + 8, "%" PRIu64, s->umax);
+	} else if (s->kind == 'b') {
+		snprintf(v[0], NUM_W + 8, "%s", s->min ? "True" : "False");
+		snprintf(v[1], NUM_W + 8, "%s", s->max ? "True" : "False");
+	} else {
+		numpy_float(s->min, s, false, v[0], NUM_W + 8);
+		numpy_float(s->max, s, false, v[1], NUM_W + 8);
+	}
+	struct tpfs_card_stats wide = *s;
+	wide.kind = 'f';
+	wide.size = 8;
+	numpy_float(s->mean, &wide, false, v[2], NUM_W + 8);
+	numpy_float(sqrt(s->m2 / (double)s->finite), &wide, false, v[3], NUM_W + 8);
+	return true;
 }
 
 /* A number right-aligned in NUM_W columns, or as many spaces without s. */
@@ -315,20 +366,12 @@ static void edge_values(struct tpfs_buf *b, const char *label,
 			const struct tpfs_card_stats *s, const struct tpfs_tensor *t,
 			bool last)
 {
-	/* the first and the last few, which are the same ones when there
-	 * are no more than that */
-	uint64_t n = t->nelem;
-	uint64_t count = n < TPFS_CARD_EDGE ? n : TPFS_CARD_EDGE;
 	int width = strcmp(tpfs_tensor_descr(t), "<c8") == 0 ? 2 * NUM_W : NUM_W;
 	tpfs_buf_printf(b, "%-11s", label);
-	for (uint64_t i = 0; i < count; i++) {
+	for (uint64_t k = 0; k < edge_count(t); k++) {
 		char v[2 * NUM_W + 8] = "";
-		if (s) {
-			uint64_t index = last ? n - count + i : i;
-			const unsigned char *p = last ? s->last[index % TPFS_CARD_EDGE]
-						      : s->first[index];
-			tpfs_card_format_value(s, p, v, sizeof(v));
-		}
+		if (s)
+			tpfs_card_format_value(s, edge_element(s, t, k, last), v, sizeof(v));
 		tpfs_buf_printf(b, " %*s", width, v);
 	}
 	tpfs_buf_puts(b, "\n");
@@ -368,31 +411,9 @@ char *tpfs_card_render(const struct tpfs_model *m, const struct tpfs_tensor *t,
 	tpfs_buf_printf(&b, "%-11s %" PRIu64 " (.npy %" PRIu64 ")\n", "bytes", t->data_bytes,
 			tpfs_tensor_npy_size(t));
 	char v[4][NUM_W + 8];
-	if (s && s->finite && s->kind != 'c') {
-		/* min and max are elements: printed as such; mean and std are
-		 * float64 results */
-		if (s->kind == 'i') {
-			snprintf(v[0], sizeof(v[0]), "%" PRId64, s->imin);
-			snprintf(v[1], sizeof(v[1]), "%" PRId64, s->imax);
-		} else if (s->kind == 'u') {
-			snprintf(v[0], sizeof(v[0]), "%" PRIu64, s->umin);
-			snprintf(v[1], sizeof(v[1]), "%" PRIu64, s->umax);
-		} else if (s->kind == 'b') {
-			snprintf(v[0], sizeof(v[0]), "%s", s->min ? "True" : "False");
-			snprintf(v[1], sizeof(v[1]), "%s", s->max ? "True" : "False");
-		} else {
-			numpy_float(s->min, s, false, v[0], sizeof(v[0]));
-			numpy_float(s->max, s, false, v[1], sizeof(v[1]));
-		}
-		struct tpfs_card_stats wide = *s;
-		wide.kind = 'f';
-		wide.size = 8;
-		numpy_float(s->mean, &wide, false, v[2], sizeof(v[2]));
-		numpy_float(sqrt(s->m2 / (double)s->finite), &wide, false, v[3], sizeof(v[3]));
-	} else {
+	if (!s || !summary(s, v))
 		for (int i = 0; i < 4; i++)
 			snprintf(v[i], sizeof(v[i]), "%s", s ? "n/a" : "");
-	}
 	field(&b, "min", v[0]);
 	field(&b, "max", v[1]);
 	field(&b, "mean", v[2]);
@@ -409,11 +430,68 @@ char *tpfs_card_render(const struct tpfs_model *m, const struct tpfs_tensor *t,
 	return tpfs_buf_take(&b, len);
 }
 
+/* A value of the card as JSON: its text, which is a JSON number, but for
+ * NaN and the infinities (JSON has none: the card's text as a string) and
+ * bools. */
+static void json_value(struct tpfs_buf *b, const char *text)
+{
+	if (strcmp(text, "True") == 0 || strcmp(text, "False") == 0)
+		tpfs_buf_puts(b, text[0] == 'T' ? "true" : "false");
+	else if (strcmp(text, "nan") == 0 || strcmp(text, "inf") == 0 ||
+		 strcmp(text, "-inf") == 0)
+		tpfs_buf_printf(b, "\"%s\"", text);
+	else
+		tpfs_buf_puts(b, text);
+}
+
+static void json_edge(struct tpfs_buf *b, const char *key, const struct tpfs_card_stats *s,
+		      const struct tpfs_tensor *t, bool last)
+{
+	tpfs_buf_printf(b, ", \"%s\": [", key);
+	for (uint64_t k = 0; k < edge_count(t); k++) {
+		const unsigned char *p = edge_element(s, t, k, last);
+		char v[2 * NUM_W + 8];
+		tpfs_buf_puts(b, k ? ", " : "");
+		if (s->kind == 'c') {
+			char im[24];
+			complex_parts(s, p, false, v, im);
+			tpfs_buf_puts(b, "[");
+			json_value(b, v);
+			tpfs_buf_puts(b, ", ");
+			json_value(b, im);
+			tpfs_buf_puts(b, "]");
+		} else {
+			tpfs_card_format_value(s, p, v, sizeof(v));
+			json_value(b, v);
+		}
+	}
+	tpfs_buf_puts(b, "]");
+}
+
+void tpfs_card_json(struct tpfs_buf *b, const struct tpfs_tensor *t,
+		    const struct tpfs_card_stats *s)
+{
+	static const char *const keys[4] = {"min", "max", "mean", "std"};
+	char v[4][NUM_W + 8];
+	bool some = summary(s, v);
+	tpfs_buf_printf(b, "\"parameters\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"stats\": {",
+			t->nelem, t->data_bytes);
+	for (int i = 0; i < 4; i++) {
+		tpfs_buf_printf(b, "%s\"%s\": ", i ? ", " : "", keys[i]);
+		json_value(b, some ? v[i] : "null");
+	}
+	tpfs_buf_printf(b, ", \"nan\": %" PRIu64 ", \"inf\": %" PRIu64, s->nan, s->inf);
+	json_edge(b, "first", s, t, false);
+	json_edge(b, "last", s, t, true);
+	tpfs_buf_puts(b, "}");
+}
+
 /* ---- the cards of a model ------------------------------------------------ */
 
 #define CARD_LOCKS 64 /* cards computed at once without waiting for another */
 
 struct card {
+	struct tpfs_card_stats stats;
 	size_t len;
 	char text[];
 };
@@ -506,6 +584,7 @@ static int compute(struct tpfs_card_set *c, size_t i, tpfs_card_read_fn read, vo
 	}
 	memcpy(card->text, text, len + 1);
 	card->len = len;
+	card->stats = st;
 	free(text);
 	if (len != want) {
 		/* A field outgrew its width: a bug, not a reason to lie about st_size. */
@@ -519,7 +598,8 @@ static int compute(struct tpfs_card_set *c, size_t i, tpfs_card_read_fn read, vo
 }
 
 int tpfs_card_set_text(struct tpfs_card_set *c, size_t i, tpfs_card_read_fn read,
-		       void *ctx, const char **text, size_t *len)
+		       void *ctx, const char **text, size_t *len,
+		       const struct tpfs_card_stats **stats)
 {
 	struct card *card = atomic_load(&c->done[i]);
 	int rc = 0;
@@ -537,6 +617,8 @@ int tpfs_card_set_text(struct tpfs_card_set *c, size_t i, tpfs_card_read_fn read
 	if (rc == 0) {
 		*text = card->text;
 		*len = card->len;
+		if (stats)
+			*stats = &card->stats;
 	}
 	return rc;
 }

@@ -33,13 +33,16 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -53,6 +56,26 @@
 #define JOURNAL_HEAD "tpfs-convert 2"
 #define PARTIAL ".tpfs-partial"
 #define MANIFEST "manifest.json"
+#define MIB (1024.0 * 1024)
+
+/* The signal (SIGINT or SIGTERM) that asked a run to stop, or 0: workers
+ * take no new file once it is set, and drop the one they are writing. */
+static atomic_int stop_signal;
+
+static void on_stop(int sig)
+{
+	atomic_store(&stop_signal, sig);
+}
+
+/* From now on SIGINT and SIGTERM stop the run cleanly; a second one has its
+ * default effect, at once (the journal makes that safe too). */
+static void catch_stop(void)
+{
+	struct sigaction sa = {.sa_handler = on_stop, .sa_flags = SA_RESTART | SA_RESETHAND};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
 
 struct job {
 	uint32_t node;
@@ -100,6 +123,7 @@ struct convert {
 	int lock_fd;                  /* OUT, locked for this run */
 	struct timespec t0;           /* when writing began */
 	bool tty;
+	int progress_len;             /* of the longest progress line shown */
 };
 
 static int cmp_str(const void *a, const void *b)
@@ -167,7 +191,7 @@ static int hash_fd(int fd, uint64_t size, unsigned char *buf, size_t unit, char 
 		XXH3_64bits_reset(h);
 	for (uint64_t at = 0; ok && at < size;) {
 		ssize_t got = pread(fd, buf, unit, (off_t)at);
-		ok = got > 0;
+		ok = got > 0 && !atomic_load(&stop_signal);
 		if (ok) {
 			XXH3_64bits_update(h, buf, (size_t)got);
 			at += (uint64_t)got;
@@ -737,18 +761,25 @@ static int check_plan(const struct convert *c)
 
 /* ---- writing ------------------------------------------------------------ */
 
+/* The latest record of j's file when it is of this run's fingerprint and
+ * size (the file may then be kept), else NULL. */
+static const struct record *keepable(const struct convert *c, const struct job *j)
+{
+	const struct record *r;
+	for (size_t n = records_of(c, j->rel, &r); n; n--)
+		if (r[n - 1].kind == REC_FILE)
+			return strcmp(r[n - 1].fp, c->fp) == 0 && r[n - 1].size == j->size
+				       ? &r[n - 1]
+				       : NULL;
+	return NULL;
+}
+
 /* A file of an earlier run is kept if its latest record is of this run's
  * fingerprint and its bytes still hash as recorded (j takes the hash). */
 static bool verified(struct convert *c, struct job *j, unsigned char *buf)
 {
-	const struct record *r;
-	const struct record *latest = NULL;
-	for (size_t n = records_of(c, j->rel, &r); n; n--)
-		if (r[n - 1].kind == REC_FILE) {
-			latest = &r[n - 1];
-			break;
-		}
-	if (!latest || strcmp(latest->fp, c->fp) != 0 || latest->size != j->size)
+	const struct record *latest = keepable(c, j);
+	if (!latest)
 		return false;
 	const char *name;
 	int dfd = dir_of(c, j->rel, &name);
@@ -776,6 +807,10 @@ static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 	if (h)
 		XXH3_64bits_reset(h);
 	for (uint64_t at = 0; at < j->size && rc == 0;) {
+		if (atomic_load(&stop_signal)) {
+			rc = -EINTR; /* not an error to report: the run says it stopped */
+			break;
+		}
 		ssize_t got = tpfs_file_read(c->view, j->node, at, c->unit, buf);
 		rc = got <= 0 ? (got < 0 ? (int)got : -EIO) : tpfs_path_write_all(fd, buf, (size_t)got);
 		if (rc == 0) {
@@ -797,7 +832,7 @@ static int write_job(struct convert *c, struct job *j, unsigned char *buf)
 		rc = journal_add(c, REC_FILE, j->rel, j->hash, j->size, true);
 	if (rc == 0)
 		rc = rename_tmp(dfd, name);
-	if (rc < 0 && rc != REFUSED) {
+	if (rc < 0 && rc != REFUSED && rc != -EINTR) {
 		flockfile(stderr); /* one piece, between the progress lines */
 		if (c->tty)
 			fputc('\n', stderr);
@@ -814,14 +849,18 @@ static void *worker(void *arg)
 {
 	struct convert *c = arg;
 	unsigned char *buf = malloc(c->unit);
-	for (size_t i; buf && (i = atomic_fetch_add(&c->next, 1)) < c->njobs;) {
+	for (size_t i; buf && !atomic_load(&stop_signal) &&
+		       (i = atomic_fetch_add(&c->next, 1)) < c->njobs;) {
 		struct job *j = &c->jobs[i];
+		int rc = 0;
 		if (verified(c, j, buf)) {
 			j->state = SKIPPED;
 			atomic_fetch_add(&c->bytes, j->size);
-		} else {
-			j->state = write_job(c, j, buf) == 0 ? WRITTEN : FAILED;
+		} else if ((rc = write_job(c, j, buf)) != -EINTR) {
+			j->state = rc == 0 ? WRITTEN : FAILED;
 		}
+		if (j->state == TODO)
+			break; /* stopped */
 		atomic_fetch_add(&c->done, 1);
 		if (!c->tty && j->state != FAILED) {
 			char sz[32];
@@ -844,17 +883,46 @@ static double seconds_since(const struct timespec *t0)
 	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-static void progress(struct convert *c, const struct timespec *t0)
+/* Whether every file was kept from an earlier run (none written). */
+static bool all_kept(const struct convert *c)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < c->njobs; i++)
+		kept += c->jobs[i].state == SKIPPED;
+	return c->njobs && kept == c->njobs;
+}
+
+/* The progress line, over the last one: bytes done and to do in MiB, the
+ * rate, the time left ("--:--" until a second has passed and bytes were
+ * done: a guess from less would swing; 0:00 once all are), files; at the
+ * end of a run that kept every file, that instead of a rate. */
+static void progress(struct convert *c, const struct timespec *t0, bool end)
 {
 	uint64_t b = atomic_load(&c->bytes);
 	double s = seconds_since(t0), rate = s > 0 ? (double)b / s : 0;
-	double eta = rate > 0 ? (double)(c->total - b) / rate : 0;
 	int filled = c->total ? (int)(30.0 * (double)b / (double)c->total) : 30;
-	char x[32], y[32];
-	fprintf(stderr, "\r[%-30.*s] %s / %s  %.0f MB/s  ETA %d:%02d  files %zu/%zu ",
-		filled, "##############################", tpfs_size_format(b, x, sizeof(x)),
-		tpfs_size_format(c->total, y, sizeof(y)), rate / 1e6, (int)eta / 60,
-		(int)eta % 60, atomic_load(&c->done), c->njobs);
+	char tail[80];
+	if (end && all_kept(c)) {
+		snprintf(tail, sizeof(tail), "all %zu files already converted, kept", c->njobs);
+	} else {
+		char eta[16] = "--:--";
+		double guess = b == c->total ? 0 : s >= 1 && b ? (double)(c->total - b) / rate : -1;
+		int left = guess < 359999 ? (int)guess : 359999; /* at most 99:59:59 */
+		if (left >= 3600)
+			snprintf(eta, sizeof(eta), "%d:%02d:%02d", left / 3600, left / 60 % 60,
+				 left % 60);
+		else if (left >= 0)
+			snprintf(eta, sizeof(eta), "%d:%02d", left / 60, left % 60);
+		snprintf(tail, sizeof(tail), "%.1f MiB/s  ETA %s  files %zu/%zu", rate / MIB, eta,
+			 atomic_load(&c->done), c->njobs);
+	}
+	/* padded to cover a longer line before it */
+	int n = fprintf(stderr, "\r[%-30.*s] %.1f / %.1f MiB  %s", filled,
+			"##############################", (double)b / MIB, (double)c->total / MIB,
+			tail);
+	if (n > 0 && n < c->progress_len)
+		fprintf(stderr, "%*s", c->progress_len - n, "");
+	c->progress_len = n > c->progress_len ? n : c->progress_len;
 }
 
 /* Create the plan's folders (parents first), each recorded before it
@@ -1000,13 +1068,69 @@ static bool out_inside_src(const char *src, const char *out)
 	return inside;
 }
 
+/* Whether OUT's filesystem has room for what this run will write, said
+ * when it has not: every file but those an earlier run wrote that this one
+ * will keep, as far as the journal and their sizes tell (their checksums
+ * are checked later), each in whole blocks. OUT is open as fd, or, when fd
+ * is negative, does not exist yet: its nearest existing folder tells. A
+ * file replaced takes its room until its new version is complete, so it
+ * counts whole. */
+static bool room_for(const struct convert *c, int fd)
+{
+	struct statvfs fs;
+	int rc = fd >= 0 ? fstatvfs(fd, &fs) : -1;
+	char *p = fd >= 0 ? NULL : resolved(c->out);
+	while (p && (rc = statvfs(p, &fs)) < 0 && errno == ENOENT && p[1]) {
+		char *slash = strrchr(p, '/'); /* p is absolute */
+		slash[slash == p] = '\0';    /* "/x" leaves "/" */
+	}
+	free(p);
+	if (rc < 0)
+		return true; /* cannot tell: the writes will */
+	uint64_t need = 0, block = fs.f_frsize ? fs.f_frsize : 1;
+	for (size_t i = 0; i < c->njobs; i++) {
+		const struct job *j = &c->jobs[i];
+		const char *name;
+		struct stat st;
+		int dfd = fd >= 0 && keepable(c, j) ? dir_of(c, j->rel, &name) : -1;
+		bool kept = dfd >= 0 && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISREG(st.st_mode) && (uint64_t)st.st_size == j->size;
+		put_dir(c, dfd);
+		if (!kept)
+			need += (j->size + block - 1) / block * block;
+	}
+	uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+	if (need <= avail)
+		return true;
+	fprintf(stderr, "tpfs convert: %s: need %.1f MiB for the files to write, %.1f MiB free "
+			"on its filesystem; make room or choose another folder\n",
+		c->out, ceil((double)need / MIB * 10) / 10, floor((double)avail / MIB * 10) / 10);
+	return false;
+}
+
+/* Refuse --resume into an OUT without an earlier output. */
+static int no_resume(const struct convert *c)
+{
+	fprintf(stderr, "tpfs convert: --resume: %s holds no earlier tpfs convert output (no "
+			"%s file)\n",
+		c->out, JOURNAL);
+	return -1;
+}
+
 /* OUT must be the caller's alone and no link (open_dir), and new, empty,
  * or an earlier output (it has the journal); with --resume, an earlier
- * output. The folders above it are made (and followed) as by mkdir -p.
- * Locks OUT, loads the journal, removes the manifest and starts the
- * journal afresh. */
+ * output. Nothing is made (OUT or the folders above it, as by mkdir -p)
+ * before the room for the files is known. Locks OUT, loads the journal,
+ * removes the manifest and starts the journal afresh. */
 static int prepare_out(struct convert *c, bool resume)
 {
+	struct stat ost;
+	if (lstat(c->out, &ost) < 0 && errno == ENOENT) {
+		if (resume)
+			return no_resume(c);
+		if (!room_for(c, -1))
+			return -1;
+	}
 	char name[NAME_MAX + 1];
 	int dfd = tpfs_path_mkdir_parent(c->out, name), rc = dfd;
 	bool made = false; /* private until it has its planned mode */
@@ -1038,12 +1162,8 @@ static int prepare_out(struct convert *c, bool resume)
 	if (!j) {
 		/* new or empty (but for a journal a cut first run began) */
 		long n = tpfs_path_entries_fd(c->lock_fd, JOURNAL PARTIAL);
-		if (resume) {
-			fprintf(stderr, "tpfs convert: --resume: %s holds no earlier tpfs convert "
-					"output (no %s file)\n",
-				c->out, JOURNAL);
-			return -1;
-		}
+		if (resume)
+			return no_resume(c);
 		if (n != 0) {
 			fprintf(stderr, "tpfs convert: %s is not empty and holds no earlier tpfs "
 					"convert output (no %s file); choose an empty or new folder\n",
@@ -1055,17 +1175,18 @@ static int prepare_out(struct convert *c, bool resume)
 		fclose(j);
 		if (rc < 0)
 			return -1;
-		size_t files = 0, current = 0;
-		for (size_t i = 0; i < c->nrecords; i++) {
-			files += c->records[i].kind == REC_FILE;
-			current += c->records[i].kind == REC_FILE &&
-				   strcmp(c->records[i].fp, c->fp) == 0;
-		}
-		if (files && !current)
-			fprintf(stderr, "tpfs convert: %s holds the output of another model or "
-					"other options; rewriting it\n",
-				c->out);
 	}
+	if (!room_for(c, c->lock_fd))
+		return -1;
+	size_t files = 0, current = 0;
+	for (size_t i = 0; i < c->nrecords; i++) {
+		files += c->records[i].kind == REC_FILE;
+		current += c->records[i].kind == REC_FILE && strcmp(c->records[i].fp, c->fp) == 0;
+	}
+	if (files && !current)
+		fprintf(stderr, "tpfs convert: %s holds the output of another model or other "
+				"options; rewriting it\n",
+			c->out);
 	if (unlinkat(c->lock_fd, MANIFEST, 0) < 0 && errno != ENOENT) {
 		fprintf(stderr, "tpfs convert: %s/%s: %s\n", c->out, MANIFEST, strerror(errno));
 		return -1;
@@ -1223,7 +1344,7 @@ static int run_jobs(struct convert *c, size_t n)
 		}
 	}
 	while (c->tty && atomic_load(&c->running) > 0) {
-		progress(c, &t0);
+		progress(c, &t0, false);
 		struct timespec nap = {0, 250000000};
 		nanosleep(&nap, NULL);
 	}
@@ -1231,7 +1352,7 @@ static int run_jobs(struct convert *c, size_t n)
 		pthread_join(th[i], NULL);
 	free(th);
 	if (c->tty) {
-		progress(c, &t0);
+		progress(c, &t0, true);
 		fputc('\n', stderr);
 	}
 	if (!started)
@@ -1256,12 +1377,21 @@ static void summary(const struct convert *c, const struct tpfs_model *m, const c
 		params += m->tensors[i].nelem;
 	double s = seconds_since(&c->t0);
 	char sz[32];
-	if (rc == 0)
+	int sig = atomic_load(&stop_signal);
+	if (rc == 0 && all_kept(c))
+		printf("converted %s to %s: all %zu files already converted, kept; %" PRIu64
+		       " parameters, %s\n",
+		       src, c->out, c->njobs, params, tpfs_size_format(c->total, sz, sizeof(sz)));
+	else if (rc == 0)
 		printf("converted %s to %s: %zu files written, %zu kept from an earlier run, "
-		       "%" PRIu64 " parameters, %s in %.1f s (%.0f MB/s)\n",
+		       "%" PRIu64 " parameters, %s in %.1f s (%.1f MiB/s)\n",
 		       src, c->out, written, kept, params,
 		       tpfs_size_format(c->total, sz, sizeof(sz)), s,
-		       s > 0 ? (double)atomic_load(&c->bytes) / s / 1e6 : 0.0);
+		       s > 0 ? (double)atomic_load(&c->bytes) / s / MIB : 0.0);
+	else if (sig)
+		fprintf(stderr, "tpfs convert: stopped by %s: %zu of %zu files done, partial files "
+				"removed; run the same command again to finish\n",
+			sig == SIGINT ? "SIGINT" : "SIGTERM", written + kept, c->njobs);
 	else if (ran)
 		fprintf(stderr, "tpfs convert: %zu of %zu files done; run the same command "
 				"again to finish\n",
@@ -1287,13 +1417,15 @@ static int convert(struct convert *c, const struct tpfs_model *m,
 			c->out, a->pos[0]);
 		return -1;
 	}
+	catch_stop();
 	if ((rc = prepare_out(c, a->resume)) < 0 || (rc = make_dirs(c)) < 0)
 		return rc;
 	clock_gettime(CLOCK_MONOTONIC, &c->t0);
 	*ran = true;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	if ((rc = run_jobs(c, (size_t)(a->jobs ? a->jobs : cores > 0 ? cores : 1))) < 0)
-		return rc;
+	if ((rc = run_jobs(c, (size_t)(a->jobs ? a->jobs : cores > 0 ? cores : 1))) < 0 ||
+	    atomic_load(&stop_signal))
+		return rc < 0 ? rc : -EINTR;
 	unsigned char *buf = malloc(c->unit);
 	if (!buf) {
 		fprintf(stderr, "tpfs convert: out of memory\n");
@@ -1342,7 +1474,8 @@ static int run_convert(const struct tpfs_tool_args *a)
 	free(paths);
 	pthread_mutex_destroy(&c.journal_lock);
 	tpfs_tool_close(m, c.view);
-	return rc == 0 ? 0 : 1;
+	int sig = atomic_load(&stop_signal);
+	return rc == 0 ? 0 : sig ? 128 + sig : 1;
 }
 
 const struct tpfs_tool tpfs_export_convert = {
@@ -1353,7 +1486,11 @@ const struct tpfs_tool tpfs_export_convert = {
 	"their XXH3 checksum; running again over OUT keeps the files that\n"
 	"are complete and verified, redoes the rest, and removes what an\n"
 	"earlier run wrote that this one does not. manifest.json is written\n"
-	"last: OUT is complete when it is there.\n"
+	"last: OUT is complete when it is there. Nothing is written when\n"
+	"OUT's filesystem has no room for the files to write. On a terminal,\n"
+	"a progress line (MiB, MiB/s, time left). Ctrl-C (SIGINT) or SIGTERM\n"
+	"stops it cleanly, with exit status 130 (143): the files done stay,\n"
+	"and running the same command again finishes the job.\n"
 	"  --resume            refuse to start over: OUT must be an earlier output\n"
 	"  --jobs N            files converted at once (default: the cores)\n"
 	"  --shard-size SIZE   put tensors in shard_000/, shard_001/... folders\n"

@@ -297,7 +297,7 @@ ssize_t tpfs_file_spans_get(struct tpfs_view *v, uint32_t id, uint64_t off,
 	case TPFS_NODE_CARD: {
 		const char *text;
 		size_t tl;
-		int rc = tpfs_file_card(v, (size_t)(t - v->model->tensors), &text, &tl);
+		int rc = tpfs_file_card(v, (size_t)(t - v->model->tensors), &text, &tl, NULL);
 		if (rc < 0)
 			return rc;
 		add_span(sp, text + off, len);
@@ -369,9 +369,10 @@ static int card_block(void *ctx, size_t i, uint64_t block, void *buf, size_t n)
 	return rc < 0 ? -EIO : 0;
 }
 
-int tpfs_file_card(struct tpfs_view *v, size_t i, const char **text, size_t *len)
+int tpfs_file_card(struct tpfs_view *v, size_t i, const char **text, size_t *len,
+		   const struct tpfs_card_stats **stats)
 {
-	return tpfs_card_set_text(v->cards, i, card_block, v, text, len);
+	return tpfs_card_set_text(v->cards, i, card_block, v, text, len, stats);
 }
 
 void tpfs_file_faulted(struct tpfs_view *v, uint32_t id)

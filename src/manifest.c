@@ -28,11 +28,10 @@ static void render_part(struct tpfs_buf *b, const struct tpfs_part *p)
 	tpfs_buf_puts(b, "}");
 }
 
-static void render_tensor(struct tpfs_buf *b, const struct tpfs_tensor *t,
-			  const char *path)
+void tpfs_manifest_tensor(struct tpfs_buf *b, const struct tpfs_tensor *t, const char *path)
 {
 	const struct tpfs_st_tensor *st = t->part[0].st;
-	tpfs_buf_puts(b, "    {\"name\": ");
+	tpfs_buf_puts(b, "\"name\": ");
 	tpfs_buf_json_string(b, t->name);
 	tpfs_buf_puts(b, ", \"path\": ");
 	tpfs_buf_json_string(b, path);
@@ -55,7 +54,7 @@ static void render_tensor(struct tpfs_buf *b, const struct tpfs_tensor *t,
 		tpfs_buf_puts(b, "]");
 	}
 	tpfs_buf_printf(b, ", \"npy_bytes\": %" PRIu64 ", \"conversion\": \"%s\", "
-			   "\"exact\": %s}",
+			   "\"exact\": %s",
 			tpfs_tensor_npy_size(t), t->conv->name, t->conv->exact ? "true" : "false");
 }
 
@@ -100,7 +99,9 @@ static bool render_piece(struct tpfs_buf *b, const struct tpfs_model *m, size_t 
 		if (!paths && !path)
 			return false;
 		tpfs_buf_puts(b, i ? ",\n" : "\n");
-		render_tensor(b, &m->tensors[i], paths ? paths[i] : path);
+		tpfs_buf_puts(b, "    {");
+		tpfs_manifest_tensor(b, &m->tensors[i], paths ? paths[i] : path);
+		tpfs_buf_puts(b, "}");
 		free(path);
 	} else {
 		tpfs_buf_puts(b, m->ntensors ? "\n  ]" : "]");

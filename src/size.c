@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,5 +75,27 @@ const char *tpfs_size_format(uint64_t n, char *buf, size_t len)
 		snprintf(buf, len, "%llu B", (unsigned long long)n);
 	else
 		snprintf(buf, len, "%.2f %s", v, units[u]);
+	return buf;
+}
+
+const char *tpfs_size_human(uint64_t n, char *buf, size_t len)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	unsigned u = 0;
+	while (u < 6 && n >= (uint64_t)1 << (10 * (u + 1)))
+		u++;
+	uint64_t scale = (uint64_t)1 << (10 * u), whole = n / scale, rest = n % scale;
+	/* rounded up, in tenths below 10 (rest * 10 stays below 2^64 as
+	 * scale is at most 2^60) */
+	uint64_t tenths = whole * 10 + (rest * 10 + scale - 1) / scale;
+	if (u == 0)
+		snprintf(buf, len, "%" PRIu64 " B", n);
+	else if (tenths < 100)
+		snprintf(buf, len, "%" PRIu64 ".%" PRIu64 " %s", tenths / 10, tenths % 10,
+			 units[u]);
+	else if (whole + (rest > 0) < 1024)
+		snprintf(buf, len, "%" PRIu64 " %s", whole + (rest > 0), units[u]);
+	else /* 1024 of a unit, rounded up: one of the next */
+		snprintf(buf, len, "1.0 %s", units[u + 1]);
 	return buf;
 }

@@ -3,6 +3,7 @@
  */
 #include "tool.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "tpfs/buf.h"
+#include "tpfs/card.h"
 #include "tpfs/file.h"
 #include "tpfs/guard.h"
 #include "tpfs/log.h"
@@ -34,8 +36,11 @@ static int parse(const struct tpfs_tool *t, int argc, char **argv, struct tpfs_t
 		const char *s = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		struct tpfs_error e;
-		if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+		bool human = t->flags & TPFS_TOOL_HUMAN;
+		if ((strcmp(s, "-h") == 0 && !human) || strcmp(s, "--help") == 0) {
 			a->help = true;
+		} else if ((strcmp(s, "-h") == 0 || strcmp(s, "--human-readable") == 0) && human) {
+			a->human = true;
 		} else if (strncmp(s, "-o", 2) == 0) {
 			const char *list = s[2] ? s + 2 : v;
 			if (!s[2])
@@ -202,6 +207,15 @@ struct row {
 	uint64_t bytes;       /* stored */
 };
 
+/* A byte count as digits, or as `ls -h` shows it. */
+static const char *bytes_text(uint64_t n, bool human, char *buf, size_t len)
+{
+	if (human)
+		return tpfs_size_human(n, buf, len);
+	snprintf(buf, len, "%" PRIu64, n);
+	return buf;
+}
+
 static char *escaped(const char *s)
 {
 	struct tpfs_buf b = {0};
@@ -216,7 +230,7 @@ static void row_free(struct row *r)
 }
 
 /* false when out of memory */
-static bool row_of(const struct tpfs_tensor *t, struct row *r)
+static bool row_of(const struct tpfs_tensor *t, bool human, struct row *r)
 {
 	r->name = escaped(t->name);
 	r->file = escaped(t->part[0].src->rel);
@@ -225,8 +239,8 @@ static bool row_of(const struct tpfs_tensor *t, struct row *r)
 	for (int k = 0; k < 2 && t->part[k].st; k++)
 		r->bytes += t->part[k].st->end - t->part[k].st->begin;
 	snprintf(r->num[0], sizeof(r->num[0]), "%" PRIu64, t->nelem);
-	snprintf(r->num[1], sizeof(r->num[1]), "%" PRIu64, r->bytes);
-	snprintf(r->num[2], sizeof(r->num[2]), "%" PRIu64, tpfs_tensor_npy_size(t));
+	bytes_text(r->bytes, human, r->num[1], sizeof(r->num[1]));
+	bytes_text(tpfs_tensor_npy_size(t), human, r->num[2], sizeof(r->num[2]));
 	const char *v[COLS] = {r->name, tpfs_tensor_source_dtype(t), r->shape, r->num[0],
 			       r->num[1], tpfs_tensor_descr(t), r->num[2], r->file};
 	memcpy(r->v, v, sizeof(v));
@@ -246,10 +260,71 @@ static void print_row(const char *const *v, const size_t *width, bool tty)
 	}
 }
 
+/* a and b (na and nb bytes) in natural order: a run of digits against a
+ * run of digits by its value ("layers.2" before "layers.10"), other bytes
+ * by their value, and where one name has a digit or its end and the other
+ * any other byte, the first before ("w" before "w1" before "w_bias", "a1"
+ * before "a.1"), as if each name were its list of texts and numbers. Names
+ * equal so ("a01", "a1") compare by their bytes. */
+static int natural_cmp(const char *a, size_t na, const char *b, size_t nb)
+{
+	size_t i = 0, k = 0;
+	while (i < na || k < nb) {
+		/* 0: the end, 1: a digit, 2: any other byte */
+		int ra = i == na ? 0 : isdigit((unsigned char)a[i]) ? 1 : 2;
+		int rb = k == nb ? 0 : isdigit((unsigned char)b[k]) ? 1 : 2;
+		if (ra != rb)
+			return ra - rb;
+		if (ra == 2 && a[i] != b[k])
+			return (unsigned char)a[i] - (unsigned char)b[k];
+		if (ra == 2) {
+			i++, k++;
+			continue;
+		}
+		while (i < na && a[i] == '0')
+			i++;
+		while (k < nb && b[k] == '0')
+			k++;
+		size_t da = i, db = k;
+		while (da < na && isdigit((unsigned char)a[da]))
+			da++;
+		while (db < nb && isdigit((unsigned char)b[db]))
+			db++;
+		if (da - i != db - k)
+			return da - i < db - k ? -1 : 1;
+		int c = memcmp(a + i, b + k, da - i);
+		if (c)
+			return c;
+		i = da, k = db;
+	}
+	int c = memcmp(a, b, na < nb ? na : nb);
+	return c ? c : na < nb ? -1 : na > nb;
+}
+
+/* The bytes of a tensor's source path that name its namespace: its
+ * folder, or with by_file its file. */
+static size_t namespace_len(const struct tpfs_model *m, const struct tpfs_tensor *t)
+{
+	const char *rel = t->part[0].src->rel, *slash = strrchr(rel, '/');
+	return m->opt.by_file ? strlen(rel) : slash ? (size_t)(slash - rel) : 0;
+}
+
+/* Tensors listed folder by folder (or file by file, with by_file), by
+ * name, each in natural order. */
+static int cmp_listed(const void *x, const void *y, void *model)
+{
+	const struct tpfs_model *m = model;
+	const struct tpfs_tensor *a = &m->tensors[*(const size_t *)x];
+	const struct tpfs_tensor *b = &m->tensors[*(const size_t *)y];
+	int c = natural_cmp(a->part[0].src->rel, namespace_len(m, a), b->part[0].src->rel,
+			    namespace_len(m, b));
+	return c ? c : natural_cmp(a->name, strlen(a->name), b->name, strlen(b->name));
+}
+
 /* Two passes over the tensors, the first for the column widths, so that a
- * model of a million tensors is listed in the memory of one row. Returns
- * the exit status. */
-static int print_table(const struct tpfs_model *m)
+ * model of a million tensors is listed in the memory of one row (and its
+ * order). Returns 0 or -ENOMEM. */
+static int print_table(const struct tpfs_model *m, bool human)
 {
 	static const char *const head[COLS] = {"NAME", "DTYPE", "SHAPE", "PARAMS", "BYTES",
 					       "SERVED", "NPY BYTES", "FILE"};
@@ -257,12 +332,18 @@ static int print_table(const struct tpfs_model *m)
 	size_t n = m->ntensors, width[COLS];
 	uint64_t params = 0, source = 0, served = 0;
 	size_t per_dtype[TPFS_DT_COUNT + 1] = {0};
+	size_t *order = malloc((n + 1) * sizeof(*order));
+	if (!order)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	qsort_r(order, n, sizeof(*order), cmp_listed, (void *)m);
 	for (int c = 0; c < COLS; c++)
 		width[c] = strlen(head[c]);
 	struct row r;
 	bool ok = true;
 	for (size_t i = 0; ok && tty && i < n; i++) {
-		ok = row_of(&m->tensors[i], &r);
+		ok = row_of(&m->tensors[i], human, &r);
 		for (int c = 0; ok && c < COLS; c++)
 			width[c] = strlen(r.v[c]) > width[c] ? strlen(r.v[c]) : width[c];
 		row_free(&r);
@@ -270,8 +351,8 @@ static int print_table(const struct tpfs_model *m)
 	if (ok)
 		print_row(head, width, tty);
 	for (size_t i = 0; ok && i < n; i++) {
-		const struct tpfs_tensor *t = &m->tensors[i];
-		ok = row_of(t, &r);
+		const struct tpfs_tensor *t = &m->tensors[order[i]];
+		ok = row_of(t, human, &r);
 		if (ok)
 			print_row(r.v, width, tty);
 		row_free(&r);
@@ -280,14 +361,18 @@ static int print_table(const struct tpfs_model *m)
 		served += tpfs_tensor_npy_size(t);
 		per_dtype[t->part[1].st ? TPFS_DT_COUNT : t->part[0].st->dtype]++;
 	}
-	if (!ok) {
-		fprintf(stderr, "tpfs ls: out of memory\n");
-		return 1;
-	}
+	free(order);
+	if (!ok)
+		return -ENOMEM;
 	char a[32], b[32], c[32];
-	printf("%s%zu tensors, %s parameters, %s bytes stored, %s bytes served\n",
-	       tty ? "" : "# ", n, grouped(params, a, sizeof(a)), grouped(source, b, sizeof(b)),
-	       grouped(served, c, sizeof(c)));
+	if (human)
+		printf("%s%zu tensors, %s parameters, %s stored, %s served\n", tty ? "" : "# ", n,
+		       grouped(params, a, sizeof(a)), tpfs_size_human(source, b, sizeof(b)),
+		       tpfs_size_human(served, c, sizeof(c)));
+	else
+		printf("%s%zu tensors, %s parameters, %s bytes stored, %s bytes served\n",
+		       tty ? "" : "# ", n, grouped(params, a, sizeof(a)),
+		       grouped(source, b, sizeof(b)), grouped(served, c, sizeof(c)));
 	printf("%sdtypes:", tty ? "" : "# ");
 	for (int d = 0; d <= TPFS_DT_COUNT; d++)
 		if (per_dtype[d])
@@ -298,8 +383,37 @@ static int print_table(const struct tpfs_model *m)
 	return 0;
 }
 
+/* The card of t, with the statistics s, as one JSON object on a line: the
+ * tensor's manifest record and the card's own members (card.h). */
+static int print_card_json(const struct tpfs_model *m, const struct tpfs_tensor *t,
+			   const struct tpfs_card_stats *s)
+{
+	char *path = tpfs_tree_path(&m->tree, t->node);
+	if (!path)
+		return -ENOMEM;
+	struct tpfs_buf b = {0};
+	tpfs_buf_puts(&b, "{");
+	tpfs_manifest_tensor(&b, t, path);
+	tpfs_buf_puts(&b, ", ");
+	tpfs_card_json(&b, t, s);
+	tpfs_buf_puts(&b, "}\n");
+	free(path);
+	size_t len;
+	char *text = tpfs_buf_take(&b, &len);
+	if (!text)
+		return -ENOMEM;
+	fwrite(text, 1, len, stdout);
+	free(text);
+	return 0;
+}
+
 static int run_ls(const struct tpfs_tool_args *a)
 {
+	if (a->human && (a->json || a->npos == 2)) {
+		fprintf(stderr, "tpfs ls: -h sizes the table's bytes: it does not go with --json "
+				"or TENSOR\n");
+		return 2;
+	}
 	struct tpfs_model *m;
 	struct tpfs_view *view;
 	if (tpfs_tool_open("ls", a, &m, &view))
@@ -309,17 +423,21 @@ static int run_ls(const struct tpfs_tool_args *a)
 		const struct tpfs_tensor *t = find_tensor(m, a->pos[1]);
 		const char *text;
 		size_t len;
-		int err = t ? tpfs_file_card(view, (size_t)(t - m->tensors), &text, &len)
+		const struct tpfs_card_stats *s;
+		int err = t ? tpfs_file_card(view, (size_t)(t - m->tensors), &text, &len, &s)
 			    : 0;
 		if (!t) {
 			tpfs_tool_say(stderr, "tpfs ls: %s: no tensor '%s' ('tpfs ls %s' lists "
 				      "them)", a->pos[0], a->pos[1], a->pos[0]);
 			rc = 1;
-		} else if (err < 0) {
+		} else if (err == 0 && a->json) {
+			err = print_card_json(m, t, s);
+		} else if (err == 0) {
+			fwrite(text, 1, len, stdout);
+		}
+		if (err < 0) {
 			tpfs_tool_say(stderr, "tpfs ls: %s: %s", t->name, strerror(-err));
 			rc = 1;
-		} else {
-			fwrite(text, 1, len, stdout);
 		}
 	} else if (a->json) {
 		fflush(stdout);
@@ -328,8 +446,9 @@ static int run_ls(const struct tpfs_tool_args *a)
 			fprintf(stderr, "tpfs ls: %s\n", strerror(-err));
 			rc = 1;
 		}
-	} else {
-		rc = print_table(m);
+	} else if (print_table(m, a->human) < 0) {
+		fprintf(stderr, "tpfs ls: out of memory\n");
+		rc = 1;
 	}
 	tpfs_tool_close(m, view);
 	return rc;
@@ -375,14 +494,26 @@ static int run_cat(const struct tpfs_tool_args *a)
 }
 
 const struct tpfs_tool tpfs_tool_ls = {
-	"ls", "SRC [TENSOR] [--json] [-o OPT[,OPT...]]",
+	"ls", "SRC [TENSOR] [--json] [-h] [-o OPT[,OPT...]]",
 	"Lists the tensors tpfs would serve for SRC without mounting it:\n"
 	"name, source dtype, shape, parameters, stored bytes, the dtype and\n"
-	".npy size served, and the file; totals at the end. --json prints\n"
-	"manifest.json instead. With TENSOR (a name or a path), prints that\n"
-	"tensor's info card, statistics included (reads the tensor once).\n"
-	"The -o options are the mount's conversion options.\n",
-	1, 2, TPFS_TOOL_JSON, run_ls,
+	".npy size served, and the file; totals at the end. The rows go folder\n"
+	"by folder (file by file with -o by_file), by name, in natural order:\n"
+	"digits compare by value (layers.2 before layers.10).\n"
+	"With TENSOR (a name or a path), prints that tensor's info card,\n"
+	"statistics included (reads the tensor once).\n"
+	"  --json   manifest.json instead of the table, in its own order, which\n"
+	"           programs may rely on: names by their bytes, as the mount\n"
+	"           lists them. With TENSOR, the card as one JSON object: the\n"
+	"           tensor's manifest record with \"parameters\", \"bytes\" and\n"
+	"           \"stats\" (min, max, mean, std, nan, inf, first, last; null\n"
+	"           where the card says n/a; \"nan\", \"inf\" and \"-inf\" as strings;\n"
+	"           a complex value as [real, imaginary])\n"
+	"  -h, --human-readable\n"
+	"           the table's bytes as ls -h shows them (1.5 KiB, 12 MiB;\n"
+	"           1024-based, rounded up)\n"
+	"  -o ...   the mount's conversion options\n",
+	1, 2, TPFS_TOOL_JSON | TPFS_TOOL_HUMAN, run_ls,
 };
 
 const struct tpfs_tool tpfs_tool_cat = {

@@ -17,9 +17,11 @@
 #include "tpfs/model.h"
 #include "tpfs/options.h"
 
-/* The flags a tool takes besides -o and --help. */
+/* The flags a tool takes besides -o and --help (and -h, unless it takes
+ * TPFS_TOOL_HUMAN). */
 #define TPFS_TOOL_JSON 1        /* --json */
 #define TPFS_TOOL_CONVERT 2     /* --jobs N, --shard-size SIZE, --resume */
+#define TPFS_TOOL_HUMAN 4       /* -h, --human-readable (then only --help is help) */
 
 #define TPFS_TOOL_CHUNK ((size_t)8 << 20) /* the most a tool reads at once */
 
@@ -27,7 +29,7 @@ struct tpfs_tool_args {
 	const char *pos[3];
 	int npos;
 	struct tpfs_options opt;
-	bool json, resume, help;
+	bool json, resume, help, human;
 	long jobs;
 	uint64_t shard_size;
 };

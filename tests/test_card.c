@@ -1048,20 +1048,20 @@ static void a_card_set_serves_the_size_it_announced(void)
 	const struct tpfs_tensor *w = tensor("w", &wi);
 	const char *text;
 	size_t len;
-	CHECK(tpfs_card_set_text(cs, wi, read_fails, NULL, &text, &len) == -EIO);
+	CHECK(tpfs_card_set_text(cs, wi, read_fails, NULL, &text, &len, NULL) == -EIO);
 	for (size_t i = 0; i < m->ntensors; i++) {
 		uint64_t size = tpfs_card_set_size(cs, i);
 		CHECK(size == render_len(&m->tensors[i], NULL));
 		int calls = 0;
-		CHECK(tpfs_card_set_text(cs, i, read_stored, &calls, &text, &len) == 0);
+		CHECK(tpfs_card_set_text(cs, i, read_stored, &calls, &text, &len, NULL) == 0);
 		CHECKF(len == size && strlen(text) == len, "%s", m->tensors[i].name);
 		/* made once: a second call reads nothing */
 		int again = 0;
-		CHECK(tpfs_card_set_text(cs, i, read_stored, &again, &text, &len) == 0);
+		CHECK(tpfs_card_set_text(cs, i, read_stored, &again, &text, &len, NULL) == 0);
 		CHECK(again == 0 && len == size);
 	}
 	char *want = card_of("w");
-	CHECK(w && want && tpfs_card_set_text(cs, wi, read_fails, NULL, &text, &len) == 0 &&
+	CHECK(w && want && tpfs_card_set_text(cs, wi, read_fails, NULL, &text, &len, NULL) == 0 &&
 	      strcmp(text, want) == 0);
 	free(want);
 	tpfs_card_set_destroy(cs);

@@ -92,7 +92,9 @@ class Completion(unittest.TestCase):
         self.assertCompletes("tpfs mount -", ["-o", "-f", "-d", "-s", "--help"])
         self.assertCompletes("tpfs umount -", ["--help"])
         self.assertCompletes("tpfs unmount -", ["--help"])
-        self.assertCompletes("tpfs ls --", ["--json", "--help"])
+        self.assertCompletes("tpfs ls -", ["-o", "-h", "--human-readable", "--json",
+                                           "--help"])
+        self.assertCompletes("tpfs ls --", ["--human-readable", "--json", "--help"])
         self.assertCompletes("tpfs cat -", ["-o", "--help"])
         self.assertCompletes("tpfs convert --", ["--jobs", "--shard-size", "--resume",
                                                  "--help"])

@@ -8,6 +8,8 @@
  * 2^-8. Normal variates come from a 65536-entry inverse-CDF table indexed by
  * 16 random bits, which is fast enough to keep up with the disk.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -22,18 +24,21 @@
 
 #include "tpfs/conv.h"
 #include "tpfs/buf.h"
+#include "tpfs/dtype.h"
 #include "tpfs/size.h"
 #include "tpfs/path.h"
 
 enum fill { NORMAL, ONES, ZEROS, FP4_BLOCKS, E8M0_SCALES };
-enum dt { BF16, F16, F32, U8 };
 
-static const char *const dt_name[] = {"BF16", "F16", "F32", "U8"};
-static const unsigned dt_size[] = {2, 2, 4, 1};
+/* The dtypes of values (besides MXFP4 pairs, which are U8), as --dtype and
+ * --tensor spell them: the Safetensors names, in any case. */
+#define VALUE_DTYPES "bf16, f16, f32, f8_e4m3, f8_e5m2"
+
+#define NAME_LEN 150 /* the longest --tensor name: room for _blocks */
 
 struct tensor {
-	char name[160];
-	enum dt dt;
+	char name[NAME_LEN + 10];
+	enum tpfs_dtype dt;
 	int ndim;
 	uint64_t shape[4];
 	enum fill fill;
@@ -47,8 +52,8 @@ struct tensor {
 struct config {
 	const char *out;
 	int layers, hidden, experts, vocab, heads, kv_heads, head_dim, intermediate;
-	enum dt dt;
-	bool mxfp4, tie_embeddings, sparse, quiet;
+	enum tpfs_dtype dt;
+	bool mxfp4, tie_embeddings, sparse, quiet, force;
 	int shards;
 	uint64_t seed;
 	const char *preset;
@@ -158,6 +163,33 @@ static unsigned fp4_code(float x)
 	return (x < 0 ? 8u : 0u) | best;
 }
 
+/* The OFP8 code of x, rounded to nearest even: E4M3 (bias 7, 3 mantissa
+ * bits, no infinity: past the largest finite, 448, it saturates, as
+ * S.1111.111 is NaN) or E5M2 (bias 15, 2 mantissa bits, IEEE-like: from
+ * halfway past the largest finite, 57344, it is infinity). A value of
+ * binade 2^e (or of the subnormal range, below the least normal) is n
+ * steps of 2^(e - mantissa bits) with n from 2^mbits to 2^(mbits + 1):
+ * rounding n to even may carry into the next binade, which the code's
+ * exponent field takes as it is. */
+static unsigned char fp8_code(float x, enum tpfs_dtype dt)
+{
+	bool e4m3 = dt == TPFS_DT_F8_E4M3;
+	int mbits = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
+	unsigned sign = signbit(x) ? 0x80 : 0;
+	float a = fabsf(x);
+	if (a != a)
+		return (unsigned char)(sign | 0x7f);
+	if (a >= (e4m3 ? 448.0f : 61440.0f))
+		return (unsigned char)(sign | (e4m3 ? 0x7e : 0x7c));
+	if (a == 0)
+		return (unsigned char)sign;
+	int e;
+	frexpf(a, &e); /* a is in [2^(e - 1), 2^e) */
+	int exp = e - 1 < 1 - bias ? 1 - bias : e - 1;
+	unsigned n = (unsigned)nearbyintf(ldexpf(a, mbits - exp));
+	return (unsigned char)(sign | (((unsigned)(exp + bias) << mbits) + n - (1u << mbits)));
+}
+
 static void fill_values(const struct tensor *t, struct rng *r, unsigned char *out,
 			uint64_t n)
 {
@@ -197,21 +229,22 @@ static void fill_values(const struct tensor *t, struct rng *r, unsigned char *ou
 		}
 		}
 		switch (t->dt) {
-		case BF16: {
+		case TPFS_DT_BF16: {
 			uint16_t h = tpfs_conv_f32_to_bf16(bits_of(v));
 			memcpy(out + 2 * i, &h, 2);
 			break;
 		}
-		case F16: {
+		case TPFS_DT_F16: {
 			uint16_t h = tpfs_conv_f32_to_f16(bits_of(v));
 			memcpy(out + 2 * i, &h, 2);
 			break;
 		}
-		case F32:
-			memcpy(out + 4 * i, &v, 4);
+		case TPFS_DT_F8_E4M3:
+		case TPFS_DT_F8_E5M2:
+			out[i] = fp8_code(v, t->dt);
 			break;
-		case U8:
-			out[i] = (unsigned char)v;
+		default: /* F32: U8 tensors are filled above */
+			memcpy(out + 4 * i, &v, 4);
 			break;
 		}
 	}
@@ -219,7 +252,13 @@ static void fill_values(const struct tensor *t, struct rng *r, unsigned char *ou
 
 /* ---- the model --------------------------------------------------------- */
 
-static void add(const char *name, enum dt dt, enum fill fill, float std, int ndim, ...)
+static unsigned dt_size(enum tpfs_dtype dt)
+{
+	return tpfs_dtype_info(dt)->bits / 8;
+}
+
+static void add(const char *name, enum tpfs_dtype dt, enum fill fill, float std, int ndim,
+		...)
 {
 	struct tensor *t = realloc(tensors, (size_t)(ntensors + 1) * sizeof(*t));
 	if (!t) {
@@ -242,7 +281,7 @@ static void add(const char *name, enum dt dt, enum fill fill, float std, int ndi
 		n *= t->shape[i];
 	}
 	va_end(ap);
-	t->bytes = n * dt_size[dt];
+	t->bytes = n * dt_size(dt);
 	t->params = fill == FP4_BLOCKS ? n * 2 : fill == E8M0_SCALES ? 0 : n;
 }
 
@@ -255,9 +294,9 @@ static void expert_weight(const char *base, const struct config *c, int rows, in
 	char n[160];
 	if (c->mxfp4) {
 		snprintf(n, sizeof(n), "%s_blocks", base);
-		add(n, U8, FP4_BLOCKS, 0, 4, U(c->experts), U(rows), U(cols / 32), U(16));
+		add(n, TPFS_DT_U8, FP4_BLOCKS, 0, 4, U(c->experts), U(rows), U(cols / 32), U(16));
 		snprintf(n, sizeof(n), "%s_scales", base);
-		add(n, U8, E8M0_SCALES, 0, 3, U(c->experts), U(rows), U(cols / 32));
+		add(n, TPFS_DT_U8, E8M0_SCALES, 0, 3, U(c->experts), U(rows), U(cols / 32));
 	} else {
 		add(base, c->dt, NORMAL, 0.02f, 3, U(c->experts), U(rows), U(cols));
 	}
@@ -294,54 +333,115 @@ static void build_gpt_oss(const struct config *c)
 		add("lm_head.weight", c->dt, NORMAL, 0.02f, 2, U(c->vocab), U(c->hidden));
 }
 
-/* NAME=DTYPE:D0xD1x...  (DTYPE: bf16, f16, f32) */
-static int build_custom(const char *spec)
+/* A dtype of values, as VALUE_DTYPES spells it. Returns 0, or -1 for
+ * another name. */
+static int parse_dtype(const char *name, enum tpfs_dtype *dt)
+{
+	char up[16];
+	size_t n = strlen(name);
+	if (n >= sizeof(up))
+		return -1;
+	for (size_t i = 0; i <= n; i++)
+		up[i] = (char)toupper((unsigned char)name[i]);
+	if (tpfs_dtype_parse(up, dt) < 0)
+		return -1;
+	return *dt == TPFS_DT_BF16 || *dt == TPFS_DT_F16 || *dt == TPFS_DT_F32 ||
+			       *dt == TPFS_DT_F8_E4M3 || *dt == TPFS_DT_F8_E5M2
+		       ? 0
+		       : -1;
+}
+
+static bool taken(const char *name)
+{
+	for (int i = 0; i < ntensors; i++)
+		if (strcmp(tensors[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* The tensors of --tensor NAME=DTYPE:D0xD1x... (SHAPE empty for a scalar).
+ * Returns 0, or -1 with the rule spec breaks in why. */
+static int build_custom(const char *spec, char *why, size_t len)
 {
 	const char *eq = strchr(spec, '='), *colon = eq ? strchr(eq, ':') : NULL;
-	if (!eq || !colon || eq == spec)
+	if (!colon) {
+		snprintf(why, len, "expected NAME=DTYPE:SHAPE, such as w=bf16:4096x4096");
 		return -1;
-	char name[160], dts[16];
-	snprintf(name, sizeof(name), "%.*s", (int)(eq - spec), spec);
-	snprintf(dts, sizeof(dts), "%.*s", (int)(colon - eq - 1), eq + 1);
-	enum dt dt;
+	}
+	int nlen = (int)(eq - spec), dlen = (int)(colon - eq - 1);
+	if (nlen == 0 || nlen > NAME_LEN) {
+		snprintf(why, len, nlen ? "the name is longer than %d bytes" : "the name is empty",
+			 NAME_LEN);
+		return -1;
+	}
+	char name[NAME_LEN + 1], dts[16] = "";
+	snprintf(name, sizeof(name), "%.*s", nlen, spec);
+	if (dlen < (int)sizeof(dts))
+		snprintf(dts, sizeof(dts), "%.*s", dlen, eq + 1);
+	enum tpfs_dtype dt = TPFS_DT_U8;
 	bool mxfp4 = strcasecmp(dts, "mxfp4") == 0;
-	if (mxfp4)
-		dt = U8;
-	else if (strcasecmp(dts, "bf16") == 0)
-		dt = BF16;
-	else if (strcasecmp(dts, "f16") == 0)
-		dt = F16;
-	else if (strcasecmp(dts, "f32") == 0)
-		dt = F32;
-	else
+	if (!mxfp4 && parse_dtype(dts, &dt) < 0) {
+		snprintf(why, len, "the dtype is one of " VALUE_DTYPES ", or mxfp4 for a "
+				   "_blocks/_scales pair, not '%.*s'",
+			 dlen, eq + 1);
 		return -1;
-	uint64_t d[4] = {0};
-	int nd = 0;
-	for (const char *p = colon + 1; *p && nd < 4;) {
-		char *end;
-		d[nd++] = strtoull(p, &end, 10);
-		if (end == p)
+	}
+	/* dimensions joined by x; an MXFP4 pair's blocks take one more */
+	int most = mxfp4 ? 3 : 4, nd = 0;
+	uint64_t d[4] = {0}, bytes = mxfp4 ? 1 : dt_size(dt);
+	const char *p = colon + 1;
+	for (bool more = *p; more;) {
+		char *end = (char *)p;
+		errno = 0;
+		uint64_t v = isdigit((unsigned char)*p) ? strtoull(p, &end, 10) : 0;
+		int n = (int)strcspn(p, "x");
+		if (end == p || (*end && *end != 'x') || errno) {
+			snprintf(why, len, "a dimension is a whole number below 2^64, not '%.*s'", n,
+				 p);
 			return -1;
-		p = *end == 'x' ? end + 1 : end;
-		if (*end && *end != 'x')
+		}
+		if (nd == most) {
+			snprintf(why, len, "%s at most %d dimensions",
+				 mxfp4 ? "an mxfp4 pair takes" : "tpfs-gen writes", most);
 			return -1;
+		}
+		d[nd++] = v;
+		if (!tpfs_size_mul(bytes, v, &bytes)) {
+			snprintf(why, len, "the tensor has more than 2^64 bytes");
+			return -1;
+		}
+		more = *end == 'x';
+		p = end + 1;
+	}
+	if (mxfp4 && (nd == 0 || d[nd - 1] % 32)) {
+		snprintf(why, len, nd ? "an mxfp4 pair's last dimension is a multiple of 32 (a "
+					"scale for each 32 values), not %" PRIu64
+				      : "an mxfp4 pair has at least one dimension",
+			 nd ? d[nd - 1] : 0);
+		return -1;
+	}
+	char blocks[NAME_LEN + 10], scales[NAME_LEN + 10];
+	snprintf(blocks, sizeof(blocks), "%s_blocks", name);
+	snprintf(scales, sizeof(scales), "%s_scales", name);
+	const char *clash = !mxfp4 ? (taken(name) ? name : NULL)
+			   : taken(blocks) ? blocks
+			   : taken(scales) ? scales
+					   : NULL;
+	if (clash) {
+		snprintf(why, len, "each name once: '%s' is given twice", clash);
+		return -1;
 	}
 	if (!mxfp4) {
 		add(name, dt, NORMAL, 0.02f, nd, d[0], d[1], d[2], d[3]);
 		return 0;
 	}
-	if (nd == 0 || nd > 3 || d[nd - 1] % 32)
-		return -1;
 	uint64_t sh[4] = {0};
 	memcpy(sh, d, sizeof(uint64_t) * (size_t)nd);
 	sh[nd - 1] = d[nd - 1] / 32;
-	char n[200];
-	snprintf(n, sizeof(n), "%s_blocks", name);
 	sh[nd] = 16;
-	add(n, U8, FP4_BLOCKS, 0, nd + 1, sh[0], sh[1], sh[2], sh[3]);
-	snprintf(n, sizeof(n), "%s_scales", name);
+	add(blocks, TPFS_DT_U8, FP4_BLOCKS, 0, nd + 1, sh[0], sh[1], sh[2], sh[3]);
 	sh[nd] = 0;
-	add(n, U8, E8M0_SCALES, 0, nd, sh[0], sh[1], sh[2], sh[3]);
+	add(scales, TPFS_DT_U8, E8M0_SCALES, 0, nd, sh[0], sh[1], sh[2], sh[3]);
 	return 0;
 }
 
@@ -381,6 +481,16 @@ static char *shard_name(int k, int n)
 	return s;
 }
 
+/* A file made anew at path: whatever had the name is removed first (with
+ * --force, a file of another model; never written through, even where it
+ * is a link). Returns its fd, or -1 with errno set. */
+static int create_file(const char *path)
+{
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -1;
+	return open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+}
+
 static int write_shard(const struct config *c, int k, const char *path)
 {
 	struct tpfs_buf h = {0};
@@ -392,7 +502,7 @@ static int write_shard(const struct config *c, int k, const char *path)
 			continue;
 		tpfs_buf_puts(&h, ",");
 		tpfs_buf_json_string(&h, t->name);
-		tpfs_buf_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", dt_name[t->dt]);
+		tpfs_buf_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", tpfs_dtype_info(t->dt)->name);
 		for (int d = 0; d < t->ndim; d++)
 			tpfs_buf_printf(&h, "%s%" PRIu64, d ? "," : "", t->shape[d]);
 		tpfs_buf_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", data,
@@ -405,7 +515,7 @@ static int write_shard(const struct config *c, int k, const char *path)
 		tpfs_buf_puts(&h, " ");
 	size_t hlen;
 	char *header = tpfs_buf_take(&h, &hlen);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = create_file(path);
 	if (!header || fd < 0) {
 		fprintf(stderr, "tpfs-gen: %s: %s\n", path, strerror(errno));
 		free(header);
@@ -435,7 +545,7 @@ static int write_shard(const struct config *c, int k, const char *path)
 			continue;
 		struct rng r;
 		rng_seed(&r, c->seed, (uint64_t)i);
-		unsigned sz = dt_size[t->dt];
+		unsigned sz = dt_size(t->dt);
 		uint64_t n = t->bytes / sz;
 		for (uint64_t at = 0; at < n && rc == 0;) {
 			uint64_t step = n - at < CHUNK / sz ? n - at : CHUNK / sz;
@@ -457,7 +567,10 @@ static int write_shard(const struct config *c, int k, const char *path)
 static int write_text(const char *dir, const char *name, const char *text)
 {
 	char *path = tpfs_path_join(dir, name);
-	FILE *f = path ? fopen(path, "w") : NULL;
+	int fd = path ? create_file(path) : -1;
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (fd >= 0 && !f)
+		close(fd);
 	int rc = f && fputs(text, f) >= 0 ? 0 : -1;
 	if (f && fclose(f) != 0)
 		rc = -1;
@@ -488,6 +601,23 @@ static int write_index(const struct config *c, uint64_t total)
 	return rc;
 }
 
+/* PyTorch's name of a dtype of values. */
+static const char *torch_dtype(enum tpfs_dtype dt)
+{
+	switch (dt) {
+	case TPFS_DT_BF16:
+		return "bfloat16";
+	case TPFS_DT_F16:
+		return "float16";
+	case TPFS_DT_F8_E4M3:
+		return "float8_e4m3fn";
+	case TPFS_DT_F8_E5M2:
+		return "float8_e5m2";
+	default:
+		return "float32";
+	}
+}
+
 static int write_config(const struct config *c)
 {
 	struct tpfs_buf b = {0};
@@ -503,7 +633,7 @@ static int write_config(const struct config *c)
 		c->hidden, c->intermediate, c->layers, c->heads, c->kv_heads, c->head_dim,
 		c->experts, c->experts < 4 ? c->experts : 4, c->vocab,
 		c->tie_embeddings ? "true" : "false",
-		c->dt == BF16 ? "bfloat16" : c->dt == F16 ? "float16" : "float32");
+		torch_dtype(c->dt));
 	if (c->mxfp4)
 		tpfs_buf_puts(&b, "  \"quantization_config\": {\"quant_method\": \"mxfp4\", "
 				  "\"modules_to_not_convert\": [\"model.layers.*.self_attn\", "
@@ -533,12 +663,67 @@ static void assign_shards(const struct config *c, uint64_t total)
 	}
 }
 
+/* Whether name is one of the files this run writes in OUT. */
+static bool ours(const struct config *c, const char *name)
+{
+	if (strcmp(name, "model.safetensors.index.json") == 0)
+		return c->shards > 1;
+	if (strcmp(name, "config.json") == 0)
+		return !c->ncustom;
+	bool same = false;
+	for (int k = 0; k < c->shards && !same; k++) {
+		char *s = shard_name(k, c->shards);
+		same = s && strcmp(s, name) == 0;
+		free(s);
+	}
+	return same;
+}
+
+/* A new or empty OUT is written; another only with --force, which
+ * replaces the files this run writes and leaves the rest, said here, as a
+ * mount of OUT would show them beside the model. Returns 0, or -1 after
+ * saying why OUT is refused. */
+static int check_out(const struct config *c)
+{
+	DIR *d = opendir(c->out);
+	if (!d)
+		return 0; /* new; or not a folder, which making it says */
+	long entries = 0, others = 0;
+	char first[256] = "", other[256] = ""; /* the least names, to show */
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		entries++;
+		if (!first[0] || strcmp(e->d_name, first) < 0)
+			snprintf(first, sizeof(first), "%s", e->d_name);
+		if (ours(c, e->d_name))
+			continue;
+		others++;
+		if (!other[0] || strcmp(e->d_name, other) < 0)
+			snprintf(other, sizeof(other), "%s", e->d_name);
+	}
+	closedir(d);
+	if (entries && !c->force) {
+		fprintf(stderr, "tpfs-gen: %s is not empty (%ld entr%s, such as %s): choose a new "
+				"or empty folder, or give --force to replace the files tpfs-gen "
+				"writes there\n",
+			c->out, entries, entries == 1 ? "y" : "ies", first);
+		return -1;
+	}
+	if (others)
+		fprintf(stderr, "tpfs-gen: warning: %s keeps %ld entr%s tpfs-gen does not write "
+				"(such as %s), which a mount of it shows beside the model\n",
+			c->out, others, others == 1 ? "y" : "ies", other);
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tpfs-gen OUT [--preset demo|gpt-oss-20b] [options]\n"
 		"\n"
-		"Writes a synthetic Safetensors model folder shaped like GPT-OSS.\n"
+		"Writes a synthetic Safetensors model folder shaped like GPT-OSS\n"
+		"into OUT, a new or empty folder (see --force).\n"
 		"\n"
 		"  --preset demo          vocab 32000, hidden 768, 4 layers, 12 heads of 64\n"
 		"                         (4 for keys/values), 4 MXFP4 experts of 192,\n"
@@ -548,16 +733,25 @@ static void usage(FILE *f)
 		"                         value heads of 64: 459 tensors, 13,761,264,768 bytes\n"
 		"  --layers N --hidden N --experts N --vocab N --heads N --kv-heads N\n"
 		"  --head-dim N --intermediate N   change the preset's sizes\n"
-		"  --dtype bf16|f16|f32   dtype of the non-MXFP4 tensors (default bf16)\n"
+		"  --dtype DTYPE          dtype of the non-MXFP4 tensors: bf16 (default),\n"
+		"                         f16, f32, f8_e4m3 or f8_e5m2 (the Safetensors\n"
+		"                         names, in any case)\n"
 		"  --mxfp4 | --no-mxfp4   expert weights as MXFP4 block/scale pairs or plain\n"
 		"  --shards N             number of .safetensors files (default: 1 for demo,\n"
 		"                         3 for gpt-oss-20b), with an index when N > 1\n"
 		"  --seed N               values are reproducible from the seed (default 0)\n"
 		"  --sparse               write the data as holes (no disk used)\n"
-		"  --tensor NAME=DTYPE:D0xD1...   write just these tensors (repeatable);\n"
-		"                         DTYPE is bf16, f16, f32, or mxfp4 for a pair\n"
-		"                         NAME_blocks/NAME_scales of that many values\n"
+		"  --tensor NAME=DTYPE:D0xD1...   write just these tensors (repeatable),\n"
+		"                         normal with std 0.02; DTYPE as --dtype, or mxfp4\n"
+		"                         for a pair NAME_blocks/NAME_scales of that many\n"
+		"                         values (at most 3 dimensions, the last a multiple\n"
+		"                         of 32); no dimensions: a scalar. FP8 values are\n"
+		"                         rounded to nearest even, E4M3 saturating at 448\n"
 		"  --quiet                no progress line\n"
+		"  --force                write into an OUT that is not empty: the files\n"
+		"                         tpfs-gen writes are replaced (never written\n"
+		"                         through, even links), every other file stays\n"
+		"                         (a warning says how many)\n"
 		"  --help | --version     this help, or the version (the same as tpfs's)\n");
 }
 
@@ -584,26 +778,27 @@ static void preset(struct config *c, const char *name)
 		c->tie_embeddings = true, c->shards = 1;
 	}
 	c->mxfp4 = true;
-	c->dt = BF16;
+	c->dt = TPFS_DT_BF16;
 }
 
-int main(int argc, char **argv)
+/* The command line into c: -1 to go on, or the exit status (0 after the
+ * help, 2 after a mistake). */
+static int parse_args(int argc, char **argv, struct config *c)
 {
-	struct config c = {0};
-	preset(&c, "demo");
+	preset(c, "demo");
 	bool have_preset = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		int *num = strcmp(a, "--layers") == 0         ? &c.layers
-			   : strcmp(a, "--hidden") == 0       ? &c.hidden
-			   : strcmp(a, "--experts") == 0      ? &c.experts
-			   : strcmp(a, "--vocab") == 0        ? &c.vocab
-			   : strcmp(a, "--heads") == 0        ? &c.heads
-			   : strcmp(a, "--kv-heads") == 0     ? &c.kv_heads
-			   : strcmp(a, "--head-dim") == 0     ? &c.head_dim
-			   : strcmp(a, "--intermediate") == 0 ? &c.intermediate
-			   : strcmp(a, "--shards") == 0       ? &c.shards
+		int *num = strcmp(a, "--layers") == 0         ? &c->layers
+			   : strcmp(a, "--hidden") == 0       ? &c->hidden
+			   : strcmp(a, "--experts") == 0      ? &c->experts
+			   : strcmp(a, "--vocab") == 0        ? &c->vocab
+			   : strcmp(a, "--heads") == 0        ? &c->heads
+			   : strcmp(a, "--kv-heads") == 0     ? &c->kv_heads
+			   : strcmp(a, "--head-dim") == 0     ? &c->head_dim
+			   : strcmp(a, "--intermediate") == 0 ? &c->intermediate
+			   : strcmp(a, "--shards") == 0       ? &c->shards
 								: NULL;
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
@@ -627,60 +822,62 @@ int main(int argc, char **argv)
 				fprintf(stderr, "tpfs-gen: give --preset once, before the sizes\n");
 				return 2;
 			}
-			preset(&c, v);
+			preset(c, v);
 			have_preset = true;
 			i++;
 		} else if (strcmp(a, "--dtype") == 0 && v) {
-			if (strcmp(v, "bf16") == 0)
-				c.dt = BF16;
-			else if (strcmp(v, "f16") == 0)
-				c.dt = F16;
-			else if (strcmp(v, "f32") == 0)
-				c.dt = F32;
-			else {
-				fprintf(stderr, "tpfs-gen: --dtype takes bf16, f16 or f32\n");
+			if (parse_dtype(v, &c->dt) < 0) {
+				fprintf(stderr, "tpfs-gen: --dtype is one of " VALUE_DTYPES ", not '%s'\n",
+					v);
 				return 2;
 			}
 			i++;
 		} else if (strcmp(a, "--seed") == 0 && v) {
-			c.seed = strtoull(v, NULL, 10);
+			c->seed = strtoull(v, NULL, 10);
 			i++;
 		} else if (strcmp(a, "--tensor") == 0 && v) {
-			c.custom = realloc(c.custom, (size_t)(c.ncustom + 1) * sizeof(char *));
-			c.custom[c.ncustom++] = argv[++i];
+			c->custom = realloc(c->custom, (size_t)(c->ncustom + 1) * sizeof(char *));
+			c->custom[c->ncustom++] = argv[++i];
 		} else if (strcmp(a, "--mxfp4") == 0) {
-			c.mxfp4 = true;
+			c->mxfp4 = true;
 		} else if (strcmp(a, "--no-mxfp4") == 0) {
-			c.mxfp4 = false;
+			c->mxfp4 = false;
 		} else if (strcmp(a, "--sparse") == 0) {
-			c.sparse = true;
+			c->sparse = true;
 		} else if (strcmp(a, "--quiet") == 0) {
-			c.quiet = true;
-		} else if (a[0] != '-' && !c.out) {
-			c.out = a;
+			c->quiet = true;
+		} else if (strcmp(a, "--force") == 0) {
+			c->force = true;
+		} else if (a[0] != '-' && !c->out) {
+			c->out = a;
 		} else {
 			fprintf(stderr, "tpfs-gen: unexpected argument '%s' (see --help)\n", a);
 			return 2;
 		}
 	}
-	if (!c.out) {
+	if (!c->out) {
 		usage(stderr);
 		return 2;
 	}
-	if (c.mxfp4 && (c.hidden % 32 || c.intermediate % 32)) {
+	if (c->mxfp4 && (c->hidden % 32 || c->intermediate % 32)) {
 		fprintf(stderr, "tpfs-gen: MXFP4 needs --hidden and --intermediate to be "
 				"multiples of 32\n");
 		return 2;
 	}
+	return -1;
+}
+
+/* Write the model cfg describes; returns the exit status. */
+static int generate(const struct config *cfg)
+{
+	struct config c = *cfg;
 	init_normal_table();
 	if (c.ncustom) {
 		c.preset = "custom";
 		for (int i = 0; i < c.ncustom; i++) {
-			if (build_custom(c.custom[i]) < 0) {
-				fprintf(stderr, "tpfs-gen: --tensor %s: expected NAME=DTYPE:D0xD1... "
-						"with DTYPE bf16, f16, f32 or mxfp4 (at most 3 "
-						"dimensions, the last a multiple of 32)\n",
-					c.custom[i]);
+			char why[200];
+			if (build_custom(c.custom[i], why, sizeof(why)) < 0) {
+				fprintf(stderr, "tpfs-gen: --tensor %s: %s\n", c.custom[i], why);
 				return 2;
 			}
 		}
@@ -699,6 +896,8 @@ int main(int argc, char **argv)
 		c.shards = ntensors;
 	}
 	assign_shards(&c, total_bytes);
+	if (check_out(&c) < 0)
+		return 1;
 	int err = -tpfs_path_mkdir(c.out);
 	if (err) {
 		fprintf(stderr, "tpfs-gen: %s: %s\n", c.out, strerror(err));
@@ -727,7 +926,16 @@ int main(int argc, char **argv)
 		       tpfs_size_format(total_bytes, sz, sizeof(sz)), c.shards,
 		       c.shards == 1 ? "" : "s", since(&t_start));
 	}
-	free(tensors);
-	free(c.custom);
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct config c = {0};
+	int rc = parse_args(argc, argv, &c);
+	if (rc < 0)
+		rc = generate(&c);
+	free(c.custom);
+	free(tensors);
+	return rc;
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct tpfs_buf;
 struct tpfs_model;
 struct tpfs_tensor;
 
@@ -69,12 +70,24 @@ void tpfs_card_set_destroy(struct tpfs_card_set *c);
 /* The size of tensor i's card in bytes; 0 when out of memory. */
 uint64_t tpfs_card_set_size(struct tpfs_card_set *c, size_t i);
 
-/* Tensor i's card, valid until tpfs_card_set_destroy; made on the first
- * call by reading the tensor's served data with read(ctx, ...). Returns 0
- * or a negative errno (the read's error, -ENOMEM, or -EIO for a card that
- * outgrew its size, which would be a bug). */
+/* Tensor i's card and, when stats is not NULL, the statistics it shows,
+ * valid until tpfs_card_set_destroy; made on the first call by reading the
+ * tensor's served data with read(ctx, ...). Returns 0 or a negative errno
+ * (the read's error, -ENOMEM, or -EIO for a card that outgrew its size,
+ * which would be a bug). */
 int tpfs_card_set_text(struct tpfs_card_set *c, size_t i, tpfs_card_read_fn read,
-		       void *ctx, const char **text, size_t *len);
+		       void *ctx, const char **text, size_t *len,
+		       const struct tpfs_card_stats **stats);
+
+/* The card of t with the statistics s as JSON members, for `tpfs ls SRC
+ * TENSOR --json`: "parameters", "bytes" (the served data) and "stats", an
+ * object of the card's values: "min", "max", "mean" and "std" (null where
+ * the card says n/a), "nan" and "inf" (counts), "first" and "last"
+ * (arrays; a complex value is [real, imaginary]). A value is the card's
+ * text, a JSON number, except NaN and the infinities, which JSON lacks:
+ * the strings "nan", "inf" and "-inf"; and bools, true and false. */
+void tpfs_card_json(struct tpfs_buf *b, const struct tpfs_tensor *t,
+		    const struct tpfs_card_stats *s);
 
 /* Format one element of the given descr the way NumPy prints a scalar. */
 void tpfs_card_format_value(const struct tpfs_card_stats *s, const void *elem, char *buf,

@@ -73,9 +73,11 @@ void tpfs_file_spans_put(struct tpfs_view *v, struct tpfs_file_spans *sp);
 ssize_t tpfs_file_read(struct tpfs_view *v, uint32_t id, uint64_t off, size_t len,
 		       void *buf);
 
-/* Tensor i's info card (see card.h), made on the first call by reading its
- * served data once and kept. Returns 0 or a negative errno. */
-int tpfs_file_card(struct tpfs_view *v, size_t i, const char **text, size_t *len);
+/* Tensor i's info card (see card.h) and, when stats is not NULL, the
+ * statistics it shows, made on the first call by reading its served data
+ * once and kept. Returns 0 or a negative errno. */
+int tpfs_file_card(struct tpfs_view *v, size_t i, const char **text, size_t *len,
+		   const struct tpfs_card_stats **stats);
 
 /* A read of id's spans faulted on a source mapping: mark its sources as
  * changed (see tpfs_source_faulted). */

@@ -17,6 +17,7 @@
 
 #include "tpfs/model.h"
 
+struct tpfs_buf;
 struct tpfs_manifest;
 
 /* Measure the manifest of a model whose tree is finished: each piece is
@@ -32,6 +33,10 @@ uint64_t tpfs_manifest_size(const struct tpfs_manifest *mf);
  * end). Returns the bytes copied or -ENOMEM. */
 ssize_t tpfs_manifest_read(const struct tpfs_manifest *mf, uint64_t off, size_t len,
 			   void *buf);
+
+/* The members of tensor t's record in the manifest ("name": ... "exact":
+ * ..., without braces) into b, with path as its path. */
+void tpfs_manifest_tensor(struct tpfs_buf *b, const struct tpfs_tensor *t, const char *path);
 
 /* Write the whole manifest of m to fd: paths, when not NULL, replaces each
  * tensor's path (tpfs convert's shard folders); extra, when not NULL, is a

@@ -28,4 +28,9 @@ int tpfs_size_parse(const char *s, uint64_t *out);
 /* Format n bytes as "1.50 GiB" into buf. Returns buf. */
 const char *tpfs_size_format(uint64_t n, char *buf, size_t len);
 
+/* Format n bytes as `ls -h` does, with binary units: "512 B", "1.5 KiB"
+ * (one decimal below 10), "12 MiB", each rounded up, so that a size is
+ * never shown smaller than it is. Returns buf. */
+const char *tpfs_size_human(uint64_t n, char *buf, size_t len);
+
 #endif

@@ -2,7 +2,9 @@
 NumPy's statistics, and the generator's presets against the real
 checkpoint's figures."""
 
+import io
 import json
+import math
 import os
 import pty
 import re
@@ -24,11 +26,10 @@ REAL = os.environ.get("TPFS_REALDATA", "")
 rng = np.random.default_rng(11)
 
 
-def fixtures(root):
-    """Folders to compare the tools with the mount on: a small model with
-    special values, the demo preset, and every real file (each alone)."""
-    out = []
-    src = os.path.join(root, "special")
+def special_model(src):
+    """A small model with special values: every kind of element the cards
+    print, NaNs, infinities, integer extremes, an empty tensor, a scalar, an
+    MXFP4 pair."""
     vals = rng.standard_normal(500).astype("<f4")
     vals[[3, 70, 499]] = [np.nan, np.inf, -np.inf]
     T.write_safetensors(os.path.join(src, "m.safetensors"), [
@@ -58,6 +59,14 @@ def fixtures(root):
         ("p2_64", "F64", (2,), np.array([2.0**-1017, -2.0**-1017], "<f8").tobytes()),
         ("w_blocks", "U8", (2, 16), rng.integers(0, 256, 32, dtype=np.uint8).tobytes()),
         ("w_scales", "U8", (2,), bytes([120, 130]))])
+
+
+def fixtures(root):
+    """Folders to compare the tools with the mount on: a small model with
+    special values, the demo preset, and every real file (each alone)."""
+    out = []
+    src = os.path.join(root, "special")
+    special_model(src)
     out.append(src)
     demo = os.path.join(root, "demo")
     subprocess.run([GEN, demo, "--preset", "demo", "--quiet"], check=True)
@@ -226,6 +235,193 @@ class Listing(unittest.TestCase):
             self.assertIn("# 3 tensors, 86 parameters, 92 bytes stored, {:,} bytes served"
                           .format(served), out)
             self.assertIn("# dtypes: BF16 1 F32 1 MXFP4 1", out)
+
+    def test_ls_tensor_json_is_the_card_as_an_object(self):
+        """`tpfs ls SRC TENSOR --json`: the tensor's manifest record and the
+        card's values, each against NumPy's on the array decoded here from
+        the source, and against the text card."""
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            special_model(src)
+            _, infos = T.read_safetensors(os.path.join(src, "m.safetensors"))
+            manifest = json.loads(tool("ls", src, "--json").stdout)
+            for record in manifest["tensors"]:
+                name = record["name"]
+                with self.subTest(name):
+                    if "sources" in record:
+                        b, sc = (infos[p["name"]] for p in record["sources"])
+                        a = T.expected_mxfp4(b["raw"], b["shape"], sc["raw"], sc["shape"])
+                    else:
+                        i = infos[name]
+                        a = T.expected_array(i["dtype"], i["shape"], i["raw"])
+                    r = tool("ls", src, name, "--json")
+                    self.assertEqual(r.stdout.count(b"\n"), 1)  # one object, one line
+                    card = json.loads(r.stdout)
+                    text = tool("ls", src, name).stdout.decode()
+                    self.check_json_card(card, record, a, text)
+
+    def check_json_card(self, card, record, a, text):
+        own = {k: card.pop(k) for k in ("parameters", "bytes", "stats")}
+        self.assertEqual(card, record)
+        self.assertEqual((own["parameters"], own["bytes"]), (a.size, a.nbytes))
+        st = own["stats"]
+        self.assertEqual(sorted(st), ["first", "inf", "last", "max", "mean", "min", "nan",
+                                      "std"])
+        if a.dtype.kind == "V":  # bfloat16 bits: their values
+            a = (a.view("<u2").astype("<u4") << 16).view("<f4")
+        flat = a.reshape(-1)
+        kind = a.dtype.kind
+
+        def value(v):
+            """A JSON value of the card as a number."""
+            if isinstance(v, str):
+                self.assertIn(v, ("nan", "inf", "-inf"))
+                return float(v)
+            return v
+
+        def same(v, want):
+            if kind == "c":
+                return len(v) == 2 and same_float(value(v[0]), want.real, np.float32) \
+                    and same_float(value(v[1]), want.imag, np.float32)
+            if kind == "b":
+                return v is bool(want)
+            if kind in "iu":
+                return isinstance(v, int) and v == int(want)
+            return same_float(value(v), want, a.dtype.type)
+
+        def same_float(x, want, elem):
+            # read back at the element's precision: the same value, sign
+            # of zero and NaN included
+            x = elem(x)
+            return (np.isnan(x) and np.isnan(want)) or \
+                (x == want and np.signbit(x) == np.signbit(want))
+
+        self.assertEqual(len(st["first"]), min(3, a.size))
+        self.assertEqual(len(st["last"]), min(3, a.size))
+        for k, v in enumerate(st["first"]):
+            self.assertTrue(same(v, flat[k]), (v, flat[k]))
+        for k, v in enumerate(st["last"]):
+            self.assertTrue(same(v, flat[a.size - len(st["last"]) + k]), (v,))
+        numeric = flat.astype(np.complex128 if kind == "c" else np.float64)
+        self.assertEqual((st["nan"], st["inf"]),
+                         (int(np.isnan(numeric).sum()), int(np.isinf(numeric).sum())))
+        finite = flat[np.isfinite(numeric)]
+        if kind == "c" or finite.size == 0:
+            self.assertEqual([st[k] for k in ("min", "max", "mean", "std")], [None] * 4)
+        else:
+            self.assertTrue(same(st["min"], finite.min()), (st["min"], finite.min()))
+            self.assertTrue(same(st["max"], finite.max()), (st["max"], finite.max()))
+            wide = finite.astype(np.float64)
+            tol = 1e-9 * (np.abs(wide).max() + 1e-300)
+            self.assertTrue(abs(st["mean"] - wide.mean()) <= tol, (st["mean"], wide.mean()))
+            self.assertTrue(abs(st["std"] - wide.std()) <= tol, (st["std"], wide.std()))
+        # The same values as the text card.
+        f = dict(re.findall(r"^(\w+) +(.*?)\s*$", text, re.M))
+        for k in ("min", "max", "mean", "std"):
+            if st[k] is None:
+                self.assertEqual(f[k], "n/a")
+            elif kind == "b":
+                self.assertEqual(f[k], str(st[k]))
+            elif kind in "iu" and k in ("min", "max"):
+                self.assertEqual(int(f[k]), st[k], k)
+            else:
+                self.assertEqual(float(f[k]), st[k], k)
+        self.assertEqual((int(f["nan"]), int(f["inf"])), (st["nan"], st["inf"]))
+        for k in ("first", "last"):
+            tokens = f.get(k, "").split()
+            if kind == "c":
+                got = [complex(t) for t in tokens]
+                want = [complex(value(x), value(y)) for x, y in st[k]]
+                self.assertEqual(str(got), str(want), k)  # NaNs as text
+            elif kind == "b":
+                self.assertEqual(tokens, [str(v) for v in st[k]], k)
+            else:
+                self.assertEqual([str(float(t)) for t in tokens],
+                                 [str(float(value(v))) for v in st[k]], k)
+
+    def test_the_table_is_in_natural_order_and_the_json_in_the_mounts(self):
+        """Digit runs by value, folder by folder (file by file with
+        by_file); --json keeps manifest.json's order (names by their bytes)
+        byte for byte."""
+        names = ["layers.10.w", "layers.2.w", "layers.1.w", "layers.1.w_bias", "a01", "a1",
+                 "a.1", "w", "w1", "w_bias", "x9y", "x10", "x009z", "1st", "b0", "b00"]
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            files = {"m.safetensors": names, "sub10/x.safetensors": ["k10", "k9"],
+                     "sub2/x.safetensors": ["k10", "k9"], "z2.safetensors": ["y"]}
+            for rel, tensors in files.items():
+                T.write_safetensors(os.path.join(src, rel),
+                                    [(n, "U8", (1,), b"\0") for n in tensors])
+
+            def key(s):
+                parts = re.split(r"([0-9]+)", s, flags=re.ASCII)
+                return [int(p) if k % 2 else p for k, p in enumerate(parts)], s.encode()
+
+            def listed(*opts):
+                out = tool("ls", src, *opts).stdout.decode().splitlines()
+                return [tuple(l.split("\t")[i] for i in (7, 0)) for l in out[1:]
+                        if not l.startswith("#")]
+            got = listed()
+            want = sorted(((rel, n) for rel, ns in files.items() for n in ns),
+                          key=lambda r: (key(os.path.dirname(r[0])), key(r[1])))
+            self.assertEqual(got, want)
+            self.assertLess(got.index(("m.safetensors", "layers.2.w")),
+                            got.index(("m.safetensors", "layers.10.w")))
+            got = listed("-o", "by_file")
+            want = sorted(((rel, n) for rel, ns in files.items() for n in ns),
+                          key=lambda r: (key(r[0]), key(r[1])))
+            self.assertEqual(got, want)
+            # The JSON listing is the manifest: folder by folder, names in
+            # byte order.
+            manifest = json.loads(tool("ls", src, "--json").stdout)
+            root = [t["name"] for t in manifest["tensors"] if t["source_file"] == "m.safetensors"]
+            self.assertEqual(root, sorted(names, key=lambda n: n.encode()))
+
+    def test_h_shows_sizes_as_ls_h_does(self):
+        """-h: the stored and served bytes as GNU ls -h shows a file of
+        that size (1024-based, rounded up), units spelled KiB, MiB..."""
+        sizes = [0, 1, 1023, 1024, 1025, 1536, 10239, 10240, 1048575, 1048576, 1048577,
+                 5 * 2**30 + 1, 2**40 - 1]
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            os.mkdir(src)
+            # Only headers are read: the data is a hole.
+            header = {"t%02d" % k: {"dtype": "U8", "shape": [n],
+                                    "data_offsets": [sum(sizes[:k]), sum(sizes[:k + 1])]}
+                      for k, n in enumerate(sizes)}
+            text = json.dumps(header).encode()
+            with open(os.path.join(src, "m.safetensors"), "wb") as f:
+                f.write(struct.pack("<Q", len(text)) + text)
+                f.truncate(8 + len(text) + sum(sizes))
+
+            def ls_h(n):
+                path = os.path.join(tmp, "probe")
+                with open(path, "wb") as f:
+                    f.truncate(n)
+                r = subprocess.run(["ls", "-l", "--human-readable", path], check=True,
+                                   capture_output=True, text=True)
+                v = r.stdout.split()[4]
+                return v + " B" if v[-1].isdigit() else v[:-1] + " " + v[-1] + "iB"
+
+            def rows(*opts):
+                out = tool("ls", src, *opts).stdout.decode().splitlines()
+                return [l.split("\t") for l in out[1:] if not l.startswith("#")], out[-2]
+            plain, _ = rows()
+            human, totals = rows("-h")
+            self.assertEqual([r[4] for r in plain], [str(n) for n in sizes])
+            for p, h in zip(plain, human):
+                self.assertEqual((h[4], h[6]), (ls_h(int(p[4])), ls_h(int(p[6]))), p[0])
+                self.assertEqual(h[:4] + h[5:6] + h[7:], p[:4] + p[5:6] + p[7:])
+            self.assertEqual(totals, "# %d tensors, %s parameters, %s stored, %s served" % (
+                len(sizes), "{:,}".format(sum(sizes)), ls_h(sum(sizes)),
+                ls_h(sum(int(p[6]) for p in plain))))
+            # -h is for the table; --help is the help
+            for extra in (["--json"], ["t00"]):
+                r = tool("ls", src, "-h", *extra, check=False)
+                self.assertEqual(r.returncode, 2)
+                self.assertIn("-h sizes the table's bytes", r.stderr.decode())
+            r = tool("ls", "--help")
+            self.assertIn("-h, --human-readable", r.stdout.decode())
 
     def test_a_source_without_tensors_says_why(self):
         """No .safetensors file at all, and .safetensors files that hold no
@@ -474,6 +670,88 @@ class Convert(unittest.TestCase):
         r = tool("convert", self.src, out)
         self.assertIn("1 files written, 47 kept", r.stdout.decode())
 
+    def on_a_terminal(self, out, *args):
+        """Run convert into out with its standard error on a terminal:
+        its exit status, its standard output, and each state of the line
+        the terminal showed."""
+        master, slave = pty.openpty()
+        p = subprocess.Popen([T.TPFS, "convert", self.src, out, *args],
+                             stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's last writer is gone
+                break
+            if not data:
+                break
+            shown += data
+        os.close(master)
+        stdout = p.stdout.read().decode()
+        p.stdout.close()
+        states = [l for l in re.split(r"[\r\n]", shown.decode()) if l]
+        return p.wait(), stdout, states
+
+    def test_the_progress_line_counts_in_mib_and_says_when_every_file_was_kept(self):
+        out = os.path.join(self.tmp.name, "out")
+        total = "%.1f" % (48 * len(T.npy_bytes(np.zeros((512, 1024), "<f4"))) / 2**20)
+        rc, stdout, states = self.on_a_terminal(out)
+        self.assertEqual(rc, 0)
+        line = re.compile(r"\[[# ]{30}\] (\d+\.\d) / (\d+\.\d) MiB  (\d+\.\d MiB/s  ETA "
+                          r"(--:--|\d+:\d\d|\d+:\d\d:\d\d)  files (\d+)/48|all 48 files already "
+                          r"converted, kept) *")
+        for state in states:
+            self.assertRegex(state, line)
+            self.assertEqual(line.fullmatch(state).group(2), total)
+        # No estimate before there is one to make
+        self.assertEqual(line.fullmatch(states[0]).group(4), "--:--")
+        self.assertEqual(line.fullmatch(states[-1]).group(1, 5), (total, "48"))
+        self.assertRegex(stdout, r"48 files written, 0 kept .* in \d+\.\d s \(\d+\.\d MiB/s\)\n$")
+        # Again: every file is kept, which the end says instead of a rate
+        rc, stdout, states = self.on_a_terminal(out)
+        self.assertEqual(rc, 0)
+        self.assertEqual(states[-1].rstrip(), "[%s] %s / %s MiB  all 48 files already converted, "
+                         "kept" % ("#" * 30, total, total))
+        self.assertIn("all 48 files already converted, kept;", stdout)
+        self.assertNotIn("/s", stdout)
+
+    def test_sigint_and_sigterm_stop_it_saying_what_it_left(self):
+        """The file being written is dropped, the rest stays, one line says
+        so; the exit status is 128 and the signal's number; running the
+        same command again finishes the job."""
+        npy = len(T.npy_bytes(np.zeros((512, 1024), "<f4")))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with self.subTest(sig.name):
+                out = os.path.join(self.tmp.name, "out-" + sig.name)
+                p = subprocess.Popen([T.TPFS, "convert", self.src, out, "--jobs", "1",
+                                      "-o", "cache_size=0"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                deadline = time.time() + 60
+                while time.time() < deadline and not (os.path.isdir(out) and len(
+                        [f for f in os.listdir(out) if f.endswith(".npy")]) >= 3):
+                    time.sleep(0.005)
+                p.send_signal(sig)
+                _, stderr = p.communicate(timeout=60)
+                self.assertEqual(p.returncode, 128 + sig)
+                lines = stderr.decode().splitlines()
+                self.assertEqual(len(lines), 1, lines)
+                m = re.fullmatch(r"tpfs convert: stopped by %s: (\d+) of 48 files done, "
+                                 r"partial files removed; run the same command again to "
+                                 r"finish" % sig.name, lines[0])
+                self.assertTrue(m, lines[0])
+                done = [f for f in os.listdir(out) if f.endswith(".npy")]
+                self.assertEqual(int(m.group(1)), len(done))
+                self.assertLess(len(done), 48, "conversion finished before the signal")
+                for f in done:
+                    self.assertEqual(os.path.getsize(os.path.join(out, f)), npy)
+                self.assertEqual([f for f in os.listdir(out) if f.endswith(".tpfs-partial")],
+                                 [])
+                self.assertFalse(os.path.exists(os.path.join(out, "manifest.json")))
+                r = tool("convert", self.src, out)
+                self.assertIn("%d files written, %d kept" % (48 - len(done), len(done)),
+                              r.stdout.decode())
+
     def start_and_kill(self, out, args, files_written):
         """Start a convert into out and kill it once files_written .npy
         files in out are newer than the call (0: kill at once)."""
@@ -498,7 +776,7 @@ class Convert(unittest.TestCase):
         # Cut short at once: the next run still keeps every file.
         self.start_and_kill(out, [], 0)
         r = tool("convert", self.src, out)
-        self.assertIn("0 files written, 48 kept", r.stdout.decode())
+        self.assertIn("all 48 files already converted, kept", r.stdout.decode())
         # Other options, cut short after a few files: no manifest says the
         # output is whole while its files disagree.
         self.start_and_kill(out, ["-o", "bf16=f16"], 3)
@@ -604,7 +882,7 @@ class Convert(unittest.TestCase):
         out = os.path.join(self.tmp.name, "out")
         tool("convert", self.src, out)
         r = tool("convert", self.src, out)
-        self.assertIn("0 files written, 53 kept", r.stdout.decode())
+        self.assertIn("all 53 files already converted, kept", r.stdout.decode())
         with open(os.path.join(out, " lead")) as f:
             self.assertEqual(f.read(), " lead")
 
@@ -749,6 +1027,249 @@ class Convert(unittest.TestCase):
                               (journal, len(good.splitlines()) + 1), r.stderr.decode())
                 self.assertIn("empty, absolute, or has an empty, '.' or '..' part",
                               r.stderr.decode())
+
+
+class ConvertRoom(unittest.TestCase):
+    """convert checks that OUT's filesystem has room before it writes."""
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs needs root")
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)  # after the tmpfs are unmounted
+        self.src = os.path.join(self.tmp.name, "model")
+        # 8 BF16 tensors served as float32: 1 MiB and a header each
+        subprocess.run([GEN, self.src, "--quiet", *sum(
+            (["--tensor", "t%d=bf16:256x1024" % i] for i in range(8)), [])], check=True)
+        self.npy = len(T.npy_bytes(np.zeros((256, 1024), "<f4")))
+
+    def tmpfs(self, size):
+        """A tmpfs of that size, unmounted at the end."""
+        fs = tempfile.mkdtemp(dir=self.tmp.name)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", fs],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            self.skipTest("cannot mount a tmpfs here: " + r.stderr.strip())
+        self.addCleanup(subprocess.run, ["umount", fs], check=True)
+        return fs
+
+    def refused(self, out, files, *args):
+        """convert into out is refused in one line with the room files of
+        the model's .npy size need and what out's filesystem has free."""
+        top = out
+        while not os.path.exists(top):
+            top = os.path.dirname(top)
+        before = sorted(os.listdir(top))
+        r = tool("convert", self.src, out, *args, check=False)
+        self.assertEqual(r.returncode, 1)
+        lines = r.stderr.decode().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        m = re.fullmatch(r"tpfs convert: (.*): need ([\d.]+) MiB for the files to write, "
+                         r"([\d.]+) MiB free on its filesystem; make room or choose another "
+                         r"folder", lines[0])
+        self.assertTrue(m, lines[0])
+        st = os.statvfs(top)
+        block = st.f_frsize
+        need = files * -(-self.npy // block) * block
+        free = st.f_bavail * st.f_frsize
+        self.assertGreater(need, free)
+        self.assertEqual(m.groups(), (out, "%.1f" % (math.ceil(need / 2**20 * 10) / 10),
+                                      "%.1f" % (math.floor(free / 2**20 * 10) / 10)))
+        self.assertEqual(sorted(os.listdir(top)), before)  # nothing written
+
+    def test_a_filesystem_too_small_is_refused_before_anything_is_written(self):
+        fs = self.tmpfs("4M")
+        self.refused(os.path.join(fs, "out", "deeper"), 8)
+        os.mkdir(os.path.join(fs, "out"))
+        self.refused(os.path.join(fs, "out"), 8)
+
+    def test_files_an_earlier_run_wrote_and_this_one_keeps_need_no_room(self):
+        fs = self.tmpfs("12M")
+        out = os.path.join(fs, "out")
+        tool("convert", self.src, out)
+        self.assertLess(os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize, 8 * self.npy)
+        r = tool("convert", self.src, out)
+        self.assertIn("all 8 files already converted, kept", r.stdout.decode())
+        for k in range(3):
+            os.unlink(os.path.join(out, "t%d.npy" % k))
+        r = tool("convert", self.src, out)
+        self.assertIn("3 files written, 5 kept", r.stdout.decode())
+        # Other options: every file is written anew (and the old ones stay
+        # until the new ones are complete)
+        self.refused(out, 8, "-o", "by_file")
+        self.assertTrue(os.path.exists(os.path.join(out, "manifest.json")))
+
+
+def gen(*args, check=True):
+    r = subprocess.run([GEN, *args], capture_output=True, text=True, timeout=600)
+    if check and r.returncode != 0:
+        raise AssertionError("tpfs-gen %s failed: %s" % (" ".join(args), r.stderr))
+    return r
+
+
+def snapshot(top):
+    """Every entry under top: its bytes for a file, its target for a link."""
+    out = {}
+    for name in os.listdir(top):
+        path = os.path.join(top, name)
+        if os.path.islink(path):
+            out[name] = "-> " + os.readlink(path)
+        else:
+            with open(path, "rb") as f:
+                out[name] = f.read()
+    return out
+
+
+class GeneratorOut(unittest.TestCase):
+    """What tpfs-gen does with an OUT that holds files already."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def test_a_folder_that_is_not_empty_is_refused_without_force(self):
+        out = os.path.join(self.tmp.name, "model")
+        gen(out, "--quiet", "--preset", "demo", "--layers", "1", "--vocab", "64",
+            "--shards", "2")
+        before = snapshot(out)
+        for args in (["--tensor", "w=f32:3"], ["--layers", "1", "--vocab", "64"]):
+            with self.subTest(args):
+                r = gen(out, "--quiet", *args, check=False)
+                self.assertEqual(r.returncode, 1)
+                self.assertEqual(r.stderr.splitlines(), [
+                    "tpfs-gen: %s is not empty (4 entries, such as config.json): choose a "
+                    "new or empty folder, or give --force to replace the files tpfs-gen "
+                    "writes there" % out])
+                self.assertEqual(snapshot(out), before)
+        # An empty folder is fine.
+        empty = os.path.join(self.tmp.name, "empty")
+        os.mkdir(empty)
+        gen(empty, "--quiet", "--tensor", "w=f32:3")
+        self.assertEqual(sorted(os.listdir(empty)), ["model.safetensors"])
+
+    def test_force_replaces_only_what_it_writes_and_names_the_rest(self):
+        out = os.path.join(self.tmp.name, "model")
+        gen(out, "--quiet", "--preset", "demo", "--layers", "1", "--vocab", "64",
+            "--shards", "2")
+        victim = os.path.join(self.tmp.name, "victim")
+        with open(victim, "w") as f:
+            f.write("precious")
+        with open(os.path.join(out, "notes.txt"), "w") as f:
+            f.write("mine")
+        # A link where tpfs-gen writes is replaced, never written through.
+        os.symlink(victim, os.path.join(out, "model.safetensors"))
+        before = snapshot(out)
+        r = gen(out, "--quiet", "--force", "--tensor", "w=f32:3")
+        others = sorted(set(before) - {"model.safetensors"})
+        self.assertEqual(r.stderr.splitlines(), [
+            "tpfs-gen: warning: %s keeps %d entries tpfs-gen does not write (such as %s), "
+            "which a mount of it shows beside the model" % (out, len(others), others[0])])
+        after = snapshot(out)
+        self.assertEqual({k: after[k] for k in others}, {k: before[k] for k in others})
+        self.assertFalse(os.path.islink(os.path.join(out, "model.safetensors")))
+        _, infos = T.read_safetensors(os.path.join(out, "model.safetensors"))
+        self.assertEqual(list(infos), ["w"])
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious")
+        # The same files again: replaced, no warning.
+        again = os.path.join(self.tmp.name, "again")
+        gen(again, "--quiet", "--tensor", "w=f32:300")
+        _, first = T.read_safetensors(os.path.join(again, "model.safetensors"))
+        r = gen(again, "--quiet", "--force", "--tensor", "w=f32:300", "--seed", "2")
+        self.assertEqual(r.stderr, "")
+        _, infos = T.read_safetensors(os.path.join(again, "model.safetensors"))
+        self.assertEqual(infos["w"]["shape"], (300,))
+        self.assertNotEqual(infos["w"]["raw"], first["w"]["raw"])
+        r = gen("--help")
+        self.assertIn("--force", r.stdout)
+
+
+class GeneratorTensors(unittest.TestCase):
+    """--tensor: what each spec writes, and each mistake's rule."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def test_each_tensor_mistake_names_the_rule_it_breaks(self):
+        cases = {
+            "w=f8:3": "the dtype is one of bf16, f16, f32, f8_e4m3, f8_e5m2, or mxfp4 for a "
+                      "_blocks/_scales pair, not 'f8'",
+            "w=i32:3": "the dtype is one of bf16, f16, f32, f8_e4m3, f8_e5m2, or mxfp4 for a "
+                       "_blocks/_scales pair, not 'i32'",
+            "w=f32": "expected NAME=DTYPE:SHAPE, such as w=bf16:4096x4096",
+            "=f32:3": "the name is empty",
+            "n" * 151 + "=f32:3": "the name is longer than 150 bytes",
+            "w=f32:3xa": "a dimension is a whole number below 2^64, not 'a'",
+            "w=f32:3x": "a dimension is a whole number below 2^64, not ''",
+            "w=f32:-3": "a dimension is a whole number below 2^64, not '-3'",
+            "w=f32:99999999999999999999":
+                "a dimension is a whole number below 2^64, not '99999999999999999999'",
+            "w=f32:4294967296x4294967296": "the tensor has more than 2^64 bytes",
+            "w=f32:1x2x3x4x5": "tpfs-gen writes at most 4 dimensions",
+            "w=mxfp4:1x2x3x32": "an mxfp4 pair takes at most 3 dimensions",
+            "w=mxfp4:2x33": "an mxfp4 pair's last dimension is a multiple of 32 (a scale "
+                            "for each 32 values), not 33",
+            "w=mxfp4:": "an mxfp4 pair has at least one dimension",
+        }
+        for spec, rule in cases.items():
+            with self.subTest(spec):
+                out = os.path.join(self.tmp.name, "out")
+                r = gen(out, "--quiet", "--tensor", spec, check=False)
+                self.assertEqual(r.returncode, 2)
+                self.assertEqual(r.stderr, "tpfs-gen: --tensor %s: %s\n" % (spec, rule))
+                self.assertFalse(os.path.exists(out))
+        for specs, name in ((["w=f32:3", "w=bf16:2"], "w"),
+                            (["w_scales=f32:3", "w=mxfp4:32"], "w_scales")):
+            r = gen(os.path.join(self.tmp.name, "out"), "--tensor", specs[0], "--tensor",
+                    specs[1], check=False)
+            self.assertEqual(r.stderr, "tpfs-gen: --tensor %s: each name once: '%s' is given "
+                             "twice\n" % (specs[1], name))
+        r = gen(os.path.join(self.tmp.name, "out"), "--dtype", "f8", check=False)
+        self.assertEqual(r.stderr, "tpfs-gen: --dtype is one of bf16, f16, f32, f8_e4m3, "
+                         "f8_e5m2, not 'f8'\n")
+
+    def test_fp8_tensors_are_normal_values_rounded_to_nearest(self):
+        """F8_E4M3 and F8_E5M2, decoded here from the OFP8 definition: no
+        NaN or infinity, and each value as often as a normal variate of std
+        0.02 rounds to it (the chance of the interval between the midpoints
+        to its neighbours); the mount's float32 are the same values."""
+        n, std = 1000 * 1000, 0.02
+        for dtype in ("F8_E4M3", "F8_E5M2"):
+            with self.subTest(dtype):
+                src = os.path.join(self.tmp.name, dtype)
+                spec = "w=%s:1000x1000" % (dtype.lower() if dtype == "F8_E4M3" else dtype)
+                gen(src, "--quiet", "--tensor", spec, "--seed", "3")
+                _, infos = T.read_safetensors(os.path.join(src, "model.safetensors"))
+                self.assertEqual((infos["w"]["dtype"], infos["w"]["shape"]),
+                                 (dtype, (1000, 1000)))
+                codes = np.frombuffer(infos["w"]["raw"], np.uint8)
+                values = T.minifloat_values(codes, *T.MINIFLOATS[dtype])
+                self.assertTrue(np.isfinite(values).all())
+                self.assertAlmostEqual(float(values.std()), std, delta=std * 0.02)
+                grid = T.minifloat_values(np.arange(256), *T.MINIFLOATS[dtype])
+                grid = np.unique(grid[np.isfinite(grid)])  # -0 and 0 as one
+                mids = (grid[1:] + grid[:-1]) / 2
+                edges = np.concatenate([[-np.inf], mids, [np.inf]])
+                cdf = np.array([0.5 * (1 + math.erf(e / std / math.sqrt(2))) for e in edges])
+                p = np.diff(cdf)
+                got = np.array([(values == g).sum() for g in grid])
+                # the variates come from a table of 2^16 quantiles
+                tol = 5 * np.sqrt(n * p * (1 - p)) + 2 * n / 65536 + 1
+                bad = np.abs(got - n * p) > tol
+                self.assertFalse(bad.any(), list(zip(grid[bad], got[bad], (n * p)[bad])))
+                r = tool("cat", src, "w", "-o", "fp8=f32")
+                served = np.load(io.BytesIO(r.stdout))
+                self.assertTrue(T.same_values(served, values.astype("<f4").reshape(1000, 1000)))
+
+    def test_dtype_sets_the_preset_s_tensors(self):
+        src = os.path.join(self.tmp.name, "m")
+        gen(src, "--quiet", "--preset", "demo", "--layers", "1", "--vocab", "64", "--dtype",
+            "f8_e5m2")
+        dtypes = {d for d, _ in layout_of(src).values()}
+        self.assertEqual(dtypes, {"F8_E5M2", "U8"})  # U8: the MXFP4 pairs
+        with open(os.path.join(src, "config.json")) as f:
+            self.assertEqual(json.load(f)["torch_dtype"], "float8_e5m2")
 
 
 def gpt_oss_layout(layers, hidden, experts, vocab, heads, kv_heads, head_dim,

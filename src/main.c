@@ -237,8 +237,10 @@ static int build_fuse_args(const struct mount_args *a, const char *root,
 {
 	char *opts = NULL, *escaped = NULL, *fsname = NULL;
 	int rc = -1;
-	/* nosuid and nodev unless asked otherwise: nothing here is a program or
-	 * a device (a root mount through fstab would not get them by default) */
+	/* nosuid and nodev unless dev or suid is given. mount.fuse3 (fstab,
+	 * mount -t fuse.tpfs) gives dev,suid unless the options say nodev or
+	 * nosuid, as mount(8) would; harmless either way, since every served
+	 * mode is read bits only: no device, no set-user-ID program. */
 	const char *k = a->kopts.kernel;
 	bool suid = strstr(k, ",suid") != NULL, dev = strstr(k, ",dev") != NULL;
 	if (fuse_opt_add_opt(&opts, "ro,default_permissions,subtype=tpfs") < 0 ||

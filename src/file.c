@@ -1,9 +1,9 @@
 /*
  * The bytes of the served files (see file.h): tensors' .npy headers and
  * data, passed-through files, manifest.json and the cards of .tpfs/info,
- * described as spans over immutable memory (the source mappings, pinned
- * cache blocks, finished cards) or over bytes made for the read (headers,
- * the manifest).
+ * described as spans over immutable memory (the source mappings of
+ * passed-through files, pinned cache blocks, finished cards) or over bytes
+ * made for the read (headers, the manifest, tensor data read as stored).
  */
 #include "tpfs/file.h"
 
@@ -64,26 +64,23 @@ static bool add_span(struct tpfs_file_spans *sp, const void *p, size_t len)
  * ahead in large steps. A range's faults map its neighbours that far. */
 #define MAP_AROUND ((uint64_t)2 << 20)
 
-/* Advise the kernel about the pages of a source range (rounded out to whole
- * pages): MADV_WILLNEED starts reading them ahead of use; MADV_DONTNEED drops
- * them from this process's page tables once used, with MAP_AROUND on either
- * side, which this range's faults mapped too, or a neighbouring range's
- * faults after that range was dropped (a reader of the neighbour in flight
- * just faults again). The data stays in the page cache either way, but
- * without the second the daemon's resident size would grow to the size of
- * the model, and with it its standing with the out-of-memory killer (with
- * only 64 KiB around, 32 readers left 40-60 MB of folios' ends mapped). */
-static void advise(const struct tpfs_source *s, uint64_t begin, uint64_t len,
-		   int advice)
+/* Drop the pages of a source range that a reply was written from (a
+ * passed-through file's: rounded out to whole pages) from this process's
+ * page tables, with MAP_AROUND on either side, which this range's faults
+ * mapped too, or a neighbouring range's faults after that range was
+ * dropped (a reader of the neighbour in flight just faults again). The
+ * data stays in the page cache, but without this the daemon's resident
+ * size would grow to the size of what it served, and with it its
+ * standing with the out-of-memory killer. */
+static void drop_mapped(const struct tpfs_source *s, uint64_t begin, uint64_t len)
 {
 	if (len == 0 || !s->map)
 		return;
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-	uint64_t pad = advice == MADV_DONTNEED ? MAP_AROUND : 0;
-	uint64_t a = (begin > pad ? begin - pad : 0) & ~(page - 1);
-	uint64_t end = begin + len + pad;
+	uint64_t a = (begin > MAP_AROUND ? begin - MAP_AROUND : 0) & ~(page - 1);
+	uint64_t end = begin + len + MAP_AROUND;
 	end = end > s->size ? s->size : end;
-	madvise((void *)(s->map + a), (size_t)(end - a), advice);
+	madvise((void *)(s->map + a), (size_t)(end - a), MADV_DONTNEED);
 }
 
 /* Make a source range present in this process's page tables before a reply
@@ -111,20 +108,41 @@ static int populate(struct tpfs_source *s, uint64_t begin, uint64_t len)
 	return -errno;
 }
 
+/* Read source bytes [off, off + len) into dst. Tensor data served as stored
+ * is read this way rather than replied from the mapping: the copy into a
+ * buffer that stays in the CPU's cache costs less than mapping the pages
+ * (MADV_POPULATE_READ) and dropping them from this process again after
+ * the reply (MADV_DONTNEED, a TLB flush on every core): every read step
+ * of tools/bench-read.py got faster (the README's "How fast"). A source
+ * that fails or shrinks is an error here (EIO, logged once), never a
+ * fault, and a network filesystem that stops answering holds this thread
+ * only, not the reader's request (see populate). */
+static int read_source(struct tpfs_source *s, uint64_t off, size_t len, char *dst)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(s->fd, dst + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			tpfs_source_faulted(s);
+			return -EIO;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
 struct fill_ctx {
 	struct tpfs_view *v;
 	const struct tpfs_tensor *t;
 	uint64_t block;
 };
 
-static void run_kernel(void *arg)
-{
-	struct tpfs_kernel_args *a = arg;
-	a->conv->kernel(a);
-}
-
 /* Produce block c->block of a converted tensor: output elements
- * [elem0, elem0 + n), from the source bytes the conversion names. */
+ * [elem0, elem0 + n), from the source bytes the conversion names, read
+ * into a buffer of their own (see read_source: the same trade as for data
+ * served as stored, and no fault in the kernels). */
 static int fill_block(void *arg, void *dst, size_t len)
 {
 	const struct fill_ctx *c = arg;
@@ -133,28 +151,31 @@ static int fill_block(void *arg, void *dst, size_t len)
 	const struct tpfs_part *p = t->part;
 	uint64_t elem0 = c->block * c->v->model->opt.block_size / cv->out_bytes;
 	size_t n = len / cv->out_bytes;
-	struct tpfs_conv_input in[2];
+	struct tpfs_conv_input in[2] = {{0, 0}, {0, 0}};
 	tpfs_conv_inputs(cv, p[0].st->dtype, elem0, n, in);
-	struct tpfs_kernel_args a = {
-		.conv = cv,
-		.src = p[0].src->map + p[0].st->begin + in[0].off,
-		.src2 = p[1].st ? p[1].src->map + p[1].st->begin + in[1].off : NULL,
-		.dst = dst,
-		.n = n,
-	};
-	for (int i = 0; i < 2 && p[i].st; i++)
-		advise(p[i].src, p[i].st->begin + in[i].off, in[i].len, MADV_WILLNEED);
-	int rc = tpfs_guard_run(run_kernel, &a);
-	for (int i = 0; i < 2 && p[i].st; i++)
-		advise(p[i].src, p[i].st->begin + in[i].off, in[i].len, MADV_DONTNEED);
-	if (rc < 0) {
-		for (int i = 0; i < 2 && p[i].st; i++)
-			tpfs_source_faulted(p[i].src);
-		return rc;
+	if (!p[1].st)
+		in[1].len = 0;
+	unsigned char *src = malloc(in[0].len + in[1].len + 1);
+	if (!src)
+		return -ENOMEM;
+	int rc = 0;
+	for (int i = 0; i < 2 && p[i].st && rc == 0; i++)
+		rc = read_source(p[i].src, p[i].st->begin + in[i].off, in[i].len,
+				 (char *)src + (i ? in[0].len : 0));
+	if (rc == 0) {
+		struct tpfs_kernel_args a = {
+			.conv = cv,
+			.src = src,
+			.src2 = p[1].st ? src + in[0].len : NULL,
+			.dst = dst,
+			.n = n,
+		};
+		cv->kernel(&a);
+		tpfs_view_count_fill(c->v, (size_t)(t - c->v->model->tensors), c->block, len,
+				     a.overflows);
 	}
-	tpfs_view_count_fill(c->v, (size_t)(t - c->v->model->tensors), c->block, len,
-			     a.overflows);
-	return 0;
+	free(src);
+	return rc;
 }
 
 static void key_part(struct tpfs_cache_ref *r, const struct tpfs_part *p)
@@ -212,7 +233,8 @@ static void *made_for(struct tpfs_file_spans *sp, size_t len)
 }
 
 static ssize_t tensor_spans(struct tpfs_view *v, const struct tpfs_tensor *t,
-			    uint64_t off, size_t len, struct tpfs_file_spans *sp)
+			    uint64_t off, size_t len, char *into,
+			    struct tpfs_file_spans *sp)
 {
 	for (int i = 0; i < 2 && t->part[i].st; i++) {
 		int rc = tpfs_source_check(t->part[i].src);
@@ -234,15 +256,12 @@ static ssize_t tensor_spans(struct tpfs_view *v, const struct tpfs_tensor *t,
 	uint64_t k = off + done - t->npy_header_len;
 	if (t->conv->kind == TPFS_CONV_STORED) {
 		const struct tpfs_part *p = &t->part[0];
-		int rc = populate(p->src, p->st->begin + k, len - done);
+		int rc = read_source(p->src, p->st->begin + k, len - done, into + done);
 		if (rc < 0) {
 			sp->partial = done > 0;
 			return done ? (ssize_t)done : rc;
 		}
-		add_span(sp, p->src->map + p->st->begin + k, len - done);
-		sp->mapped = p->src;
-		sp->mapped_off = p->st->begin + k;
-		sp->mapped_len = len - done;
+		add_span(sp, into + done, len - done);
 		return (ssize_t)len;
 	}
 	ssize_t got = converted_spans(v, t, k, len - done, sp);
@@ -254,7 +273,7 @@ static ssize_t tensor_spans(struct tpfs_view *v, const struct tpfs_tensor *t,
 }
 
 ssize_t tpfs_file_spans_get(struct tpfs_view *v, uint32_t id, uint64_t off,
-			size_t len, struct tpfs_file_spans *sp)
+			    size_t len, char *into, struct tpfs_file_spans *sp)
 {
 	sp->n = sp->npins = 0;
 	sp->mapped = NULL;
@@ -273,7 +292,7 @@ ssize_t tpfs_file_spans_get(struct tpfs_view *v, uint32_t id, uint64_t off,
 	const struct tpfs_tensor *t = tpfs_view_tensor(v, id);
 	switch (kind) {
 	case TPFS_NODE_TENSOR:
-		return tensor_spans(v, t, off, len, sp);
+		return tensor_spans(v, t, off, len, into, sp);
 	case TPFS_NODE_FILE: {
 		struct tpfs_source *s = tpfs_view_source(v, id);
 		int rc = tpfs_source_check(s);
@@ -288,10 +307,9 @@ ssize_t tpfs_file_spans_get(struct tpfs_view *v, uint32_t id, uint64_t off,
 		return (ssize_t)len;
 	}
 	case TPFS_NODE_MANIFEST: {
-		void *buf = made_for(sp, len);
-		ssize_t got = buf ? tpfs_manifest_read(tpfs_view_manifest(v), off, len, buf) : -ENOMEM;
+		ssize_t got = tpfs_manifest_read(tpfs_view_manifest(v), off, len, into);
 		if (got > 0)
-			add_span(sp, buf, (size_t)got);
+			add_span(sp, into, (size_t)got);
 		return got;
 	}
 	case TPFS_NODE_CARD: {
@@ -313,7 +331,7 @@ void tpfs_file_spans_put(struct tpfs_view *v, struct tpfs_file_spans *sp)
 	for (size_t i = 0; i < sp->npins; i++)
 		tpfs_cache_put(v->cache, sp->pins[i]);
 	if (sp->mapped)
-		advise(sp->mapped, sp->mapped_off, sp->mapped_len, MADV_DONTNEED);
+		drop_mapped(sp->mapped, sp->mapped_off, sp->mapped_len);
 	free(sp->made);
 	sp->npins = sp->n = 0;
 	sp->mapped = NULL;
@@ -327,10 +345,12 @@ ssize_t tpfs_file_read(struct tpfs_view *v, uint32_t id, uint64_t off,
 	ssize_t rc = 0;
 	while (done < len) {
 		struct tpfs_file_spans sp;
-		rc = tpfs_file_spans_get(v, id, off + done, len - done, &sp);
+		rc = tpfs_file_spans_get(v, id, off + done, len - done, (char *)buf + done, &sp);
 		size_t at = done;
 		for (size_t i = 0; rc > 0 && i < sp.n; i++) {
-			if (tpfs_guard_copy((char *)buf + at, sp.v[i].ptr, sp.v[i].len) < 0) {
+			if (sp.v[i].ptr == (char *)buf + at) /* read into place */
+				;
+			else if (tpfs_guard_copy((char *)buf + at, sp.v[i].ptr, sp.v[i].len) < 0) {
 				tpfs_file_faulted(v, id);
 				rc = -EIO;
 			}
@@ -361,12 +381,7 @@ static int card_block(void *ctx, size_t i, uint64_t block, void *buf, size_t n)
 		struct fill_ctx fc = {v, t, block};
 		return fill_block(&fc, buf, n);
 	}
-	uint64_t off = p->st->begin + block * v->model->opt.block_size;
-	int rc = tpfs_guard_copy(buf, p->src->map + off, n);
-	advise(p->src, off, n, MADV_DONTNEED);
-	if (rc < 0)
-		tpfs_source_faulted(p->src);
-	return rc < 0 ? -EIO : 0;
+	return read_source(p->src, p->st->begin + block * v->model->opt.block_size, n, buf);
 }
 
 int tpfs_file_card(struct tpfs_view *v, size_t i, const char **text, size_t *len,

@@ -187,24 +187,6 @@ static void reply_err(fuse_req_t req, struct tpfs_view *v, int err)
 	fuse_reply_err(req, err);
 }
 
-static void reply_copy(fuse_req_t req, struct tpfs_view *v, uint32_t idx,
-		       size_t size, off_t off)
-{
-	char *buf = malloc(size ? size : 1);
-	if (!buf) {
-		reply_err(req, v, ENOMEM);
-		return;
-	}
-	ssize_t got = tpfs_file_read(v, idx, (uint64_t)off, size, buf);
-	if (got < 0) {
-		reply_err(req, v, (int)-got);
-	} else {
-		tpfs_view_count_read(v, got);
-		fuse_reply_buf(req, buf, (size_t)got);
-	}
-	free(buf);
-}
-
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -212,6 +194,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	long idx = id_of(req, v, ino, false);
 	if (idx < 0)
 		return;
+	/* What the read takes from a source (tensor data as stored) is read
+	 * into buf; everything else is replied from where it lies. */
+	char *buf = malloc(size ? size : 1);
+	if (!buf) {
+		reply_err(req, v, ENOMEM);
+		return;
+	}
 	struct snapshot *snap = (struct snapshot *)(uintptr_t)fi->fh;
 	if (snap) {
 		/* Reply from a copy: the reader may release the snapshot as soon
@@ -219,18 +208,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		 * writev (a race only a sanitizer sees, but it does). */
 		size_t at = (uint64_t)off < snap->len ? (size_t)off : snap->len;
 		size_t n = snap->len - at < size ? snap->len - at : size;
-		char *copy = malloc(n ? n : 1);
-		if (copy) {
-			memcpy(copy, snap->data + at, n);
-			fuse_reply_buf(req, copy, n);
-		} else {
-			fuse_reply_err(req, ENOMEM);
-		}
-		free(copy);
+		memcpy(buf, snap->data + at, n);
+		fuse_reply_buf(req, buf, n);
+		free(buf);
 		return;
 	}
 	struct tpfs_file_spans sp;
-	ssize_t got = tpfs_file_spans_get(v, (uint32_t)idx, (uint64_t)off, size, &sp);
+	ssize_t got = tpfs_file_spans_get(v, (uint32_t)idx, (uint64_t)off, size, buf, &sp);
 	if (got >= 0 && !sp.partial) {
 		/* Reply with the spans themselves: no copy here */
 		struct iovec iov[TPFS_FILE_MAX_SPANS];
@@ -239,9 +223,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		tpfs_view_count_read(v, got);
 		int rc = fuse_reply_iov(req, iov, (int)sp.n);
 		if (rc == -EFAULT) {
-			/* A source page vanished under the kernel's copy (after
-			 * tpfs_file_spans made it present): it failed the reader's
-			 * request with EIO. */
+			/* A page of a passed-through file's mapping vanished
+			 * under the kernel's copy (after tpfs_file_spans_get made
+			 * it present): it failed the reader's request with EIO. */
 			tpfs_view_count_error(v);
 			tpfs_file_faulted(v, (uint32_t)idx);
 		} else if (rc < 0 && rc != -ENOENT) {
@@ -250,13 +234,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				 (unsigned long)ino, (long long)off, strerror(-rc));
 		}
 		tpfs_file_spans_put(v, &sp);
+		free(buf);
 		return;
 	}
 	tpfs_file_spans_put(v, &sp);
-	if (got < 0)
+	if (got >= 0) /* ran out of spans: reply with a copy */
+		got = tpfs_file_read(v, (uint32_t)idx, (uint64_t)off, size, buf);
+	if (got < 0) {
 		reply_err(req, v, (int)-got);
-	else
-		reply_copy(req, v, (uint32_t)idx, size, off); /* ran out of spans */
+	} else {
+		tpfs_view_count_read(v, got);
+		fuse_reply_buf(req, buf, (size_t)got);
+	}
+	free(buf);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -37,7 +37,9 @@ int tpfs_guard_install(void)
 	return sigaction(SIGBUS, &sa, NULL) < 0 ? -errno : 0;
 }
 
-int tpfs_guard_run(void (*fn)(void *arg), void *arg)
+/* Run fn(arg), which must not take locks or allocate, since it can be
+ * abandoned at any instruction. Returns 0, or -EIO if it faulted. */
+static int guard_run(void (*fn)(void *arg), void *arg)
 {
 	sigjmp_buf jb;
 	if (sigsetjmp(jb, 0)) {
@@ -69,5 +71,5 @@ int tpfs_guard_copy(void *dst, const void *src, size_t n)
 	if (n == 0)
 		return 0;
 	struct copy c = {dst, src, n};
-	return tpfs_guard_run(copy_bytes, &c);
+	return guard_run(copy_bytes, &c);
 }

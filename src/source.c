@@ -82,7 +82,11 @@ int tpfs_source_open(int dirfd, const char *name, const char *path, const char *
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
 	s->mtime = st.st_mtim;
-	if (s->size) {
+	if (safetensors) {
+		rc = tpfs_st_read(s->fd, display, s->size, &s->st, e);
+		if (rc < 0)
+			goto fail;
+	} else if (s->size) {
 		void *p = mmap(NULL, s->size, PROT_READ, MAP_SHARED, s->fd, 0);
 		if (p == MAP_FAILED) {
 			rc = tpfs_error(e, -errno, "%s: cannot map: %s", display,
@@ -91,11 +95,7 @@ int tpfs_source_open(int dirfd, const char *name, const char *path, const char *
 		}
 		s->map = p;
 	}
-	if (safetensors) {
-		rc = tpfs_st_read(s->fd, display, s->size, &s->st, e);
-		if (rc < 0)
-			goto fail;
-	} else {
+	if (!safetensors) {
 		close(s->fd);
 		s->fd = -1;
 	}

@@ -213,7 +213,9 @@ static void every_file_reads_the_same_at_any_offset(void)
 	fx_rmtree(d);
 }
 
-static void spans_of_stored_data_point_into_the_source(void)
+/* Data served as stored is read from the source into the caller's buffer,
+ * at its place in the read; the header comes from elsewhere. */
+static void spans_of_stored_data_are_read_into_place(void)
 {
 	char *d = fx_tmpdir();
 	write_model(d);
@@ -222,11 +224,16 @@ static void spans_of_stored_data_point_into_the_source(void)
 	struct tpfs_file_spans sp;
 	uint32_t f = node(m, "f32.npy");
 	const struct tpfs_tensor *t = m->tree.nodes[f].payload;
-	ssize_t got = tpfs_file_spans_get(view, f, 100, 1000, &sp);
+	char into[1000];
+	ssize_t got = tpfs_file_spans_get(view, f, 100, 1000, into, &sp);
 	CHECK(got == 1000 && sp.n == 2 && sp.npins == 0);
-	/* Header bytes first, then the source mapping itself: no copy. */
-	CHECK(sp.v[1].ptr == t->part[0].src->map + t->part[0].st->begin);
-	CHECK(sp.v[0].len == t->npy_header_len - 100);
+	size_t head = t->npy_header_len - 100;
+	CHECK(sp.v[0].len == head && sp.v[0].ptr != into);
+	CHECK(sp.v[1].ptr == into + head && sp.v[1].len == 1000 - head);
+	/* the tensor's first bytes, as the fixture wrote them */
+	unsigned char want[4000];
+	fill(want, sizeof(want), 3);
+	CHECK(memcmp(into + head, want, 1000 - head) == 0);
 	tpfs_file_spans_put(view, &sp);
 	tpfs_view_destroy(view);
 	tpfs_model_close(m);
@@ -254,15 +261,16 @@ static void spans_that_run_out_say_so(void)
 	const struct tpfs_tensor *t = m->tree.nodes[w].payload;
 	struct tpfs_file_spans sp;
 	size_t len = 4 * N;
-	ssize_t got = tpfs_file_spans_get(view, w, 0, len, &sp);
+	unsigned char *buf = malloc(len);
+	ssize_t got = tpfs_file_spans_get(view, w, 0, len, (char *)buf, &sp);
 	/* the header, then one span per block */
 	CHECK(sp.partial && sp.n == TPFS_FILE_MAX_SPANS);
 	CHECK(got == (ssize_t)(t->npy_header_len + (TPFS_FILE_MAX_SPANS - 1) * 65536));
 	tpfs_file_spans_put(view, &sp);
-	got = tpfs_file_spans_get(view, w, t->npy_header_len + 4 * (N - 10), len, &sp);
+	got = tpfs_file_spans_get(view, w, t->npy_header_len + 4 * (N - 10), len, (char *)buf,
+				  &sp);
 	CHECK(got == 40 && !sp.partial); /* the end of the file is no shortfall */
 	tpfs_file_spans_put(view, &sp);
-	unsigned char *buf = malloc(len);
 	CHECK(tpfs_file_read(view, w, t->npy_header_len, len, buf) == (ssize_t)len);
 	int bad = 0;
 	for (size_t i = 0; i < N; i++) {
@@ -303,20 +311,30 @@ static void truncated_source_gives_eio_and_the_rest_still_reads(void)
 	fx_rmtree(d);
 }
 
+static struct tpfs_source *source_named(struct tpfs_model *m, const char *rel)
+{
+	for (size_t i = 0; i < m->nsources; i++)
+		if (strcmp(m->sources[i]->rel, rel) == 0)
+			return m->sources[i];
+	return NULL;
+}
+
 static void mapping_past_a_truncation_faults_into_eio(void)
 {
 	char *d = fx_tmpdir();
 	write_model(d);
 	struct tpfs_model *m = open_model(d, 1 << 20, 65536);
 	struct tpfs_view *view = tpfs_view_create(m);
-	uint32_t big = node(m, "big.npy");
-	const struct tpfs_tensor *t = m->tree.nodes[big].payload;
+	struct tpfs_source *cfg = source_named(m, "config.json");
 	static unsigned char buf[1 << 20];
-	/* The mapping itself faults past the cut; the guard turns it to EIO. */
-	char *p = fx_path(d, "model.safetensors");
-	CHECK(truncate(p, 100) == 0);
-	CHECK(tpfs_guard_copy(buf, t->part[0].src->map + 8192, 4096) == -EIO);
-	CHECK(tpfs_file_read(view, big, 200, 4096, buf) == -EIO);
+	/* A passed-through file is mapped; the mapping faults past the cut
+	 * and the guard turns the fault into EIO. */
+	char *p = fx_path(d, "config.json");
+	CHECK(truncate(p, 0) == 0);
+	CHECK(cfg->map && tpfs_guard_copy(buf, cfg->map, 14) == -EIO);
+	CHECK(tpfs_file_read(view, node(m, "config.json"), 0, 14, buf) == -EIO);
+	/* Tensor sources are read, not mapped. */
+	CHECK(source_named(m, "model.safetensors")->map == NULL);
 	free(p);
 	tpfs_view_destroy(view);
 	tpfs_model_close(m);
@@ -324,9 +342,9 @@ static void mapping_past_a_truncation_faults_into_eio(void)
 }
 
 /* The freshness check happens before a read; a truncation between the
- * check and the access faults on the mapping. Simulated by telling the model
- * the file always had its new size and time stamp: then only the SIGBUS
- * guard stands between the read and a crash. */
+ * check and the read makes the read come up short. Simulated by telling
+ * the model the file always had its new size and time stamp: then only
+ * the length pread returns stands between the read and garbage. */
 static void fault_past_the_freshness_check_gives_eio(void)
 {
 	char *d = fx_tmpdir();
@@ -337,17 +355,14 @@ static void fault_past_the_freshness_check_gives_eio(void)
 	CHECK(truncate(p, 4096) == 0);
 	struct stat st;
 	CHECK(stat(p, &st) == 0);
-	struct tpfs_source *s = NULL;
-	for (size_t i = 0; i < m->nsources; i++)
-		if (strcmp(m->sources[i]->rel, "model.safetensors") == 0)
-			s = m->sources[i];
+	struct tpfs_source *s = source_named(m, "model.safetensors");
 	s->size = (uint64_t)st.st_size;
 	s->mtime = st.st_mtim;
 	CHECK(tpfs_source_check(s) == 0);
 	static unsigned char buf[1 << 20];
-	/* converted: the kernel faults inside the fill */
+	/* converted: the fill's read of the source comes up short */
 	CHECK(tpfs_file_read(view, node(m, "big.npy"), 100000, 4096, buf) == -EIO);
-	/* stored: the copy faults */
+	/* stored: the read into place comes up short */
 	CHECK(tpfs_file_read(view, node(m, "f32.npy"), 1000, 1000, buf) == -EIO);
 	/* and the source is marked as changed from then on */
 	CHECK(atomic_load(&s->stale));
@@ -456,7 +471,7 @@ int main(void)
 	make_model();
 	CHECK(tpfs_guard_install() == 0);
 	RUN(every_file_reads_the_same_at_any_offset);
-	RUN(spans_of_stored_data_point_into_the_source);
+	RUN(spans_of_stored_data_are_read_into_place);
 	RUN(spans_that_run_out_say_so);
 	RUN(truncated_source_gives_eio_and_the_rest_still_reads);
 	RUN(mapping_past_a_truncation_faults_into_eio);

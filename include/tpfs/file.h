@@ -1,8 +1,8 @@
 /*
  * The bytes of the served files, and the one read primitive every consumer
  * uses: the FUSE daemon replies with the spans directly (no copy of its
- * own), while tpfs_file_read copies them into a buffer for the tools and
- * the tests. Both go through tpfs_file_spans_get, so the mount and the
+ * own beyond the bytes it reads from a source), while tpfs_file_read
+ * copies them into a buffer for the tools and the tests. Both go through tpfs_file_spans_get, so the mount and the
  * tools never disagree.
  *
  * Layout of a tensor's .npy (all offsets in bytes):
@@ -10,8 +10,8 @@
  *     [0, H)          the .npy header, H a multiple of 64, made when read
  *     [H, H + D)      the data: D = elements x output item size
  *
- * Data served as stored comes straight from the source mapping: file offset
- * H + k is source byte begin + k. Converted data is cut into blocks of B
+ * Data served as stored is read from the source (pread): file offset H + k
+ * is source byte begin + k. Converted data is cut into blocks of B
  * output bytes (B = block_size): file offset H + k lies in block k / B at
  * k % B, and block j holds output elements [j*B/s, (j+1)*B/s) for output item
  * size s, converted from the same source elements (the conversion module
@@ -38,8 +38,8 @@ struct tpfs_file_span {
 };
 
 /* The pieces of one read. Pinned cache blocks are released, the source
- * pages the read mapped are unmapped again and bytes made for the read are
- * freed by tpfs_file_spans_put. */
+ * pages the read mapped (a passed-through file's) are unmapped again and
+ * bytes made for the read are freed by tpfs_file_spans_put. */
 struct tpfs_file_spans {
 	size_t n;
 	struct tpfs_file_span v[TPFS_FILE_MAX_SPANS];
@@ -57,14 +57,17 @@ struct tpfs_file_spans {
 int tpfs_file_open_check(struct tpfs_view *v, uint32_t id);
 
 /* Describe bytes [off, off + len) of a file entry as spans, clipped at the
- * end of the file. Returns the bytes described or a negative errno; fewer
- * than asked, with sp->partial set, when TPFS_FILE_MAX_SPANS ran out or a
- * block failed after the first bytes. Pins are held until
- * tpfs_file_spans_put, which must be called in every case. Source bytes in
- * the spans may fault if the source is truncated meanwhile: copy them
- * under tpfs_guard. */
+ * end of the file. into is the caller's buffer of len bytes: what is read
+ * for this read (tensor data served as stored, the manifest) is put there
+ * at its place (byte off + i at into[i]) and the spans point at it.
+ * Returns the bytes described or a negative errno; fewer than asked, with
+ * sp->partial set, when TPFS_FILE_MAX_SPANS ran out or a block failed
+ * after the first bytes. Pins are held until tpfs_file_spans_put, which
+ * must be called in every case. A passed-through file's spans point into
+ * its source mapping, which may fault if the source is truncated
+ * meanwhile: copy them under tpfs_guard. */
 ssize_t tpfs_file_spans_get(struct tpfs_view *v, uint32_t id, uint64_t off, size_t len,
-			    struct tpfs_file_spans *sp);
+			    char *into, struct tpfs_file_spans *sp);
 void tpfs_file_spans_put(struct tpfs_view *v, struct tpfs_file_spans *sp);
 
 /* Copy bytes [off, off + len) of a file entry into buf. Returns the bytes

@@ -22,10 +22,12 @@ struct tpfs_source {
 	char *rel;                   /* path relative to the source root */
 	char *display;               /* path for messages, as the user named it */
 	char *path;                  /* absolute path, for freshness checks */
-	int fd;                      /* .safetensors files only (others: -1): the
-					mappings keep the files, and a folder of
-					many small files must not use up fds */
-	const uint8_t *map;          /* the whole file, read-only; NULL if empty */
+	int fd;                      /* .safetensors files only, read with pread
+					(others: -1): the mappings keep the
+					files, and a folder of many small files
+					must not use up fds */
+	const uint8_t *map;          /* a passed-through file, whole, read-only;
+					NULL if empty or a .safetensors file */
 	uint64_t size;
 	uint64_t dev, ino;
 	struct timespec mtime;

@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """Read speed through a tpfs mount, as ratios to anchors measured in the
 same run: np.load through the mount next to np.load of the same .npy on
-disk, dd through the mount next to dd of the source, and four readers at
-once next to one.
+disk, dd through the mount next to dd of the source, four readers at
+once next to one, and random rows of a mapped .npy (np.load with
+mmap_mode='r') next to the same rows of the file on disk.
 
     tools/bench-read.py [--build build] [--work /tmp/tpfs-bench] [--runs 5]
-                        [--warm-gib 4] [--only NAME,...]
+                        [--warm-gib 4] [--only NAME,...] [--readahead-kb KB]
 
 Writes once (in WORK) a model with an F32 tensor of 1 GiB, a BF16 tensor of
 1 GiB (2 GiB served as float32), an MXFP4 pair shaped like one GPT-OSS
@@ -20,9 +21,11 @@ first (POSIX_FADV_DONTNEED on the mounted file), except "second read".
 
 Before each timed step it touches WARM GiB of memory, since on some virtual
 machines the first touch of memory is very slow and every read here fills
-fresh memory (see the README). Prints the median (and the range) of RUNS
-runs of each step, then each goal's ratio; the daemon's peak memory
-(VmHWM) at the end. Asserts nothing.
+fresh memory (see the README). It runs RUNS rounds of every step, so that
+a slow spell of the machine hits every step alike, and prints each step's
+median and every round's figure, then each goal's ratio as the median of
+the rounds' ratios (each of two figures of the same round);
+the daemon's peak memory (VmHWM) at the end. Asserts nothing.
 """
 
 import argparse
@@ -84,6 +87,20 @@ def npload(path):
     return a.nbytes / dt / GB
 
 
+def mmap_rows(path, rows=256):
+    """GB/s of reading `rows` random rows (the same ones each run) of the
+    2-D .npy at path through np.load(mmap_mode='r'): each touch of a row
+    faults its pages in, with what the kernel reads around them."""
+    a = np.load(path, mmap_mode="r")
+    pick = np.random.default_rng(0).integers(0, a.shape[0], rows)
+    t = time.perf_counter()
+    total = 0.0
+    for r in pick:
+        total += float(a[r].sum())
+    dt = time.perf_counter() - t
+    return rows * a[0].nbytes / dt / GB
+
+
 def npload_many(paths):
     """Aggregate GB/s of len(paths) processes each np.load-ing one path at
     once (timed from the start of the first to the end of the last)."""
@@ -104,7 +121,7 @@ class Mount:
         deadline = time.time() + 60
         while not os.path.ismount(mnt):
             if self.proc.poll() is not None or time.time() > deadline:
-                raise SystemExit("tpfs did not mount %s" % src)
+                raise SystemExit("%s did not mount %s" % (argv[0], mnt))
             time.sleep(0.01)
 
     def path(self, name):
@@ -154,6 +171,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--warm-gib", type=float, default=4)
     ap.add_argument("--only", default="")
+    ap.add_argument("--readahead-kb", type=int, default=0,
+                    help="set both mounts' read_ahead_kb (root only; default: tpfs's)")
     a = ap.parse_args()
     tpfs = os.path.abspath(os.path.join(a.build, "tpfs"))
     model, src, disk = make_model(os.path.abspath(a.build), a.work)
@@ -167,10 +186,15 @@ def main():
     null = Mount([os.path.join(os.path.abspath(a.build), "bench-null-fuse"),
                   os.path.join(a.work, "null"), "1024"], os.path.join(a.work, "null"))
     try:
+        if a.readahead_kb:
+            with open(m.readahead_file(), "w") as f:
+                f.write(str(a.readahead_kb))
         with open(m.readahead_file()) as f, open(null.readahead_file(), "w") as g:
             g.write(f.read())
     except OSError:
         pass  # not root: both keep the kernel's default
+    with open(m.readahead_file()) as f:
+        print("read_ahead_kb of both mounts: %s" % f.read().strip())
 
     def fresh(name):  # the mount's page cache of name emptied
         drop_cache(m.path(name))
@@ -201,31 +225,38 @@ def main():
         ("np.load 1 process (p0)", lambda: npload_many([fresh("p0.npy")])),
         ("np.load 4 processes (p0..p3)",
          lambda: npload_many([fresh("p%d.npy" % i) for i in range(4)])),
+        ("mmap random rows, f32 .npy on disk", lambda: mmap_rows(os.path.join(disk, "f32.npy"))),
+        ("mmap random rows, f32 through the mount", lambda: mmap_rows(fresh("f32.npy"))),
+        ("mmap random rows, bf16->f32 through the mount", lambda: mmap_rows(fresh("bf16.npy"))),
     ]
     only = [s for s in a.only.split(",") if s]
-    results = {}
-    print("%-40s %8s  %s" % ("step", "GB/s", "runs (GB/s)"))
-    for name, fn in steps:
-        if only and not any(o in name for o in only):
-            continue
-        rates = []
-        for _ in range(a.runs):
+    steps = [(n, f) for n, f in steps if not only or any(o in n for o in only)]
+    # Round by round, every step once per round: a slow spell of the
+    # machine then hits every step alike instead of all runs of one.
+    rates = {name: [] for name, _ in steps}
+    for run in range(a.runs):
+        for name, fn in steps:
             warm(a.warm_gib)
-            rates.append(fn())
-        results[name] = statistics.median(rates)
-        print("%-40s %8.2f  %s" % (name, results[name],
-                                   " ".join("%.2f" % r for r in rates)))
-        sys.stdout.flush()
+            rates[name].append(fn())
+        print("round %d of %d done" % (run + 1, a.runs), file=sys.stderr)
+    print("%-46s %6s  %s" % ("step", "GB/s", "each round (GB/s)"))
+    for name, _ in steps:
+        print("%-46s %6.2f  %s" % (name, statistics.median(rates[name]),
+                                   " ".join("%.2f" % r for r in rates[name])))
     hwm = m.hwm()
     m.close()
     null.close()
 
     def ratio(what, num, den, goal):
-        if num in results and den in results:
-            r = results[num] / results[den]
-            print("%-58s %5.2f%s" % (what, r, "  (goal >= %.2f)" % goal if goal else ""))
+        """The median of the rounds' ratios, each of two steps of the
+        same round."""
+        if num in rates and den in rates:
+            each = [x / y for x, y in zip(rates[num], rates[den])]
+            print("%-56s %5.2f  %-16s %s" % (what, statistics.median(each),
+                                             "(goal >= %.2f)" % goal if goal else "",
+                                             " ".join("%.2f" % r for r in each)))
 
-    print()
+    print("\n%-56s %5s  %-16s %s" % ("ratio", "", "", "each round"))
     ratio("np.load f32: mount / disk", "np.load f32 through the mount",
           "np.load f32 .npy on disk", 0.8)
     ratio("np.load: null FUSE server / disk (FUSE's ceiling)",
@@ -245,6 +276,11 @@ def main():
     ratio("dd f32 second read / dd source", "dd f32 second read", "dd source", 0.8)
     ratio("np.load, 4 processes at once / 1 process", "np.load 4 processes (p0..p3)",
           "np.load 1 process (p0)", 1.5)
+    ratio("mmap random rows, f32: mount / disk", "mmap random rows, f32 through the mount",
+          "mmap random rows, f32 .npy on disk", 0)
+    ratio("mmap random rows: bf16->f32 / f32, through the mount",
+          "mmap random rows, bf16->f32 through the mount",
+          "mmap random rows, f32 through the mount", 0)
     print("\ndaemon's peak memory (VmHWM): %.0f MiB (cache_size 256 MiB)" % (hwm / 2**20))
 
 

@@ -24,8 +24,9 @@ int tpfs_file_open_check(struct tpfs_view *v, uint32_t id)
 {
 	const struct tpfs_tensor *t = tpfs_view_tensor(v, id);
 	const struct tpfs_model *m = v->model;
+	enum tpfs_node_kind kind = tpfs_view_kind(v, id);
 	int rc = 0;
-	switch (tpfs_view_kind(v, id)) {
+	switch (kind) {
 	case TPFS_NODE_TENSOR:
 		for (int i = 0; i < 2 && t->part[i].st && rc == 0; i++)
 			rc = tpfs_source_check_access(t->part[i].src);
@@ -37,13 +38,13 @@ int tpfs_file_open_check(struct tpfs_view *v, uint32_t id)
 		for (int i = 0; i < 2 && t->part[i].st && rc == 0; i++)
 			rc = tpfs_source_check_perms(t->part[i].src);
 		break;
-	case TPFS_NODE_MANIFEST:
+	case TPFS_NODE_MANIFEST: /* describes every tensor file */
+	case TPFS_NODE_STATS:    /* counts reads of every file */
 		for (size_t i = 0; i < m->nsources && rc == 0; i++)
-			if (m->sources[i]->st)
+			if (m->sources[i]->st || kind == TPFS_NODE_STATS)
 				rc = tpfs_source_check_perms(m->sources[i]);
 		break;
 	case TPFS_NODE_DIR:
-	case TPFS_NODE_STATS:
 		break;
 	}
 	return rc;

@@ -1,6 +1,6 @@
 /*
  * A model: the source folder (or single file) opened, every Safetensors
- * header validated, every source file mapped, and the tensor table and the
+ * header validated, every source file opened, and the tensor table and the
  * virtual tree built with each entry's permissions. Loading reads headers
  * only; no tensor byte is touched.
  *

@@ -584,7 +584,9 @@ class SharedMount(T.FuseCase):
 
     def test_permissions_narrowed_after_mounting_stop_reads(self):
         """A file or a folder above it made private while mounted: opening
-        it through the mount fails (EIO), as reading it directly would."""
+        it through the mount fails (EIO), as reading it directly would, and
+        so do manifest.json and .tpfs/stats, which only who may read every
+        entry reads."""
         b = self.base
         src = os.path.join(b, "live")
         folder(src)
@@ -592,7 +594,8 @@ class SharedMount(T.FuseCase):
         shard(os.path.join(src, "sub", "model.safetensors"), [("w", "U8", (4,))])
         text(os.path.join(src, "config.json"))
         with T.Mount(src, opts="allow_other") as m:
-            paths = [m.path("sub/w.npy"), m.path("config.json")]
+            paths = [m.path("sub/w.npy"), m.path("config.json"),
+                     m.path("manifest.json"), m.path(".tpfs/stats")]
             self.assertTrue(all(r["read"] for r in probe(OTHER, paths).values()))
             os.chmod(os.path.join(src, "config.json"), 0o600)
             os.chmod(os.path.join(src, "sub"), 0o700)

@@ -14,10 +14,11 @@
 #define TPFS_IO_SIZE (1 << 20)
 
 /* The mount's readahead, which main.c sets when run as root: 4 requests of
- * TPFS_IO_SIZE. Measured on 2 cores, a converted file was read 1.4x faster
- * with it than with 1 MiB, and larger gave no more. It is also how much a
- * page fault in a mapping of a file reads around it, until the kernel sees
- * that the faults are random and stops. */
+ * TPFS_IO_SIZE. Measured on 2 cores against 1 MiB (tools/bench-read.py
+ * --readahead-kb), dd of a converted file got 1.4x faster and np.load of it
+ * 2.7x; 8 and 16 MiB gave no more. It is also how much a page fault in a
+ * mapping of a file reads around it, until the kernel sees that the faults
+ * are random and stops: random rows of a mapped .npy were no slower. */
 #define TPFS_READAHEAD (4 * TPFS_IO_SIZE)
 
 /* Requests the kernel may have in flight without waiting for replies: its

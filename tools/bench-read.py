@@ -23,7 +23,8 @@ Before each timed step it touches WARM GiB of memory, since on some virtual
 machines the first touch of memory is very slow and every read here fills
 fresh memory (see the README). It runs RUNS rounds of every step, so that
 a slow spell of the machine hits every step alike, and prints each step's
-median and every round's figure, then each goal's ratio as the median of
+median and every round's figure, with how busy the CPUs were and how
+many of them the daemon used, then each goal's ratio as the median of
 the rounds' ratios (each of two figures of the same round);
 the daemon's peak memory (VmHWM) at the end. Asserts nothing.
 """
@@ -49,6 +50,16 @@ def warm(gib):
     for off in range(0, len(m), 1 << 12):
         m[off] = 1
     m.close()
+
+
+def cpu_times(pid):
+    """(busy, total) seconds of the machine's CPUs, and pid's CPU seconds."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    with open("/proc/%d/stat" % pid) as f:
+        p = f.read().rsplit(")", 1)[1].split()
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(v) - v[3] - v[4]) / hz, sum(v) / hz, (int(p[11]) + int(p[12])) / hz
 
 
 def drop_cache(path):
@@ -233,16 +244,27 @@ def main():
     steps = [(n, f) for n, f in steps if not only or any(o in n for o in only)]
     # Round by round, every step once per round: a slow spell of the
     # machine then hits every step alike instead of all runs of one.
+    # Beside each rate: how busy the machine's CPUs were during the step,
+    # and how many of them tpfs's daemon kept busy.
     rates = {name: [] for name, _ in steps}
+    busy = {name: [] for name, _ in steps}
+    daemon = {name: [] for name, _ in steps}
     for run in range(a.runs):
         for name, fn in steps:
             warm(a.warm_gib)
+            b0, t0, d0 = cpu_times(m.proc.pid)
             rates[name].append(fn())
+            b1, t1, d1 = cpu_times(m.proc.pid)
+            busy[name].append(100 * (b1 - b0) / max(t1 - t0, 1e-9))
+            daemon[name].append((d1 - d0) / max(t1 - t0, 1e-9) * os.cpu_count())
         print("round %d of %d done" % (run + 1, a.runs), file=sys.stderr)
-    print("%-46s %6s  %s" % ("step", "GB/s", "each round (GB/s)"))
+    print("%-46s %6s %5s %7s  %s" % ("step", "GB/s", "busy", "daemon", "each round (GB/s)"))
     for name, _ in steps:
-        print("%-46s %6.2f  %s" % (name, statistics.median(rates[name]),
-                                   " ".join("%.2f" % r for r in rates[name])))
+        print("%-46s %6.2f %4.0f%% %7.2f  %s" % (
+            name, statistics.median(rates[name]), statistics.median(busy[name]),
+            statistics.median(daemon[name]), " ".join("%.2f" % r for r in rates[name])))
+    print("(busy: the machine's CPUs during the step; daemon: the CPUs tpfs's "
+          "daemon kept busy, of %d)" % os.cpu_count())
     hwm = m.hwm()
     m.close()
     null.close()

@@ -152,10 +152,8 @@ static int fill_block(void *arg, void *dst, size_t len)
 	const struct tpfs_part *p = t->part;
 	uint64_t elem0 = c->block * c->v->model->opt.block_size / cv->out_bytes;
 	size_t n = len / cv->out_bytes;
-	struct tpfs_conv_input in[2] = {{0, 0}, {0, 0}};
+	struct tpfs_conv_input in[2]; /* in[1] empty unless MXFP4's scales */
 	tpfs_conv_inputs(cv, p[0].st->dtype, elem0, n, in);
-	if (!p[1].st)
-		in[1].len = 0;
 	unsigned char *src = malloc(in[0].len + in[1].len + 1);
 	if (!src)
 		return -ENOMEM;
@@ -349,9 +347,9 @@ ssize_t tpfs_file_read(struct tpfs_view *v, uint32_t id, uint64_t off,
 		rc = tpfs_file_spans_get(v, id, off + done, len - done, (char *)buf + done, &sp);
 		size_t at = done;
 		for (size_t i = 0; rc > 0 && i < sp.n; i++) {
-			if (sp.v[i].ptr == (char *)buf + at) /* read into place */
-				;
-			else if (tpfs_guard_copy((char *)buf + at, sp.v[i].ptr, sp.v[i].len) < 0) {
+			/* spans read into place need no copy */
+			if (sp.v[i].ptr != (char *)buf + at &&
+			    tpfs_guard_copy((char *)buf + at, sp.v[i].ptr, sp.v[i].len) < 0) {
 				tpfs_file_faulted(v, id);
 				rc = -EIO;
 			}

@@ -2,8 +2,8 @@
  * The bytes of the served files, and the one read primitive every consumer
  * uses: the FUSE daemon replies with the spans directly (no copy of its
  * own beyond the bytes it reads from a source), while tpfs_file_read
- * copies them into a buffer for the tools and the tests. Both go through tpfs_file_spans_get, so the mount and the
- * tools never disagree.
+ * copies them into a buffer for the tools and the tests. Both go through
+ * tpfs_file_spans_get, so the mount and the tools never disagree.
  *
  * Layout of a tensor's .npy (all offsets in bytes):
  *

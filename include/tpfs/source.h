@@ -3,8 +3,9 @@
  * kept open, its header validated, its data read with pread) or mapped
  * read-only (any other file); what its entries are served with (perm.h);
  * and the checks that it is still what was loaded: its contents (every
- * read), who may read it (every open), and a read that failed. Loading does the opening; everything
- * after is thread-safe (the stale flag is atomic, the rest immutable).
+ * read), who may read it (every open), and a read that failed. Loading
+ * does the opening; everything after is thread-safe (the stale flag is
+ * atomic, the rest immutable).
  */
 #ifndef TPFS_SOURCE_H
 #define TPFS_SOURCE_H

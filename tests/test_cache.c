@@ -195,6 +195,46 @@ static void concurrent_readers_of_a_missing_block_convert_it_once(void)
 	tpfs_cache_destroy(c);
 }
 
+/* find: absent blocks stay absent (no fill), present ones are pinned
+ * with their bytes, and a fill in flight is waited for. */
+static void find_never_fills_and_waits_for_a_fill_in_flight(void)
+{
+	struct tpfs_cache *c = tpfs_cache_create(8 * (BLK + SLACK));
+	struct tpfs_cache_key k = key_of(5);
+	struct tpfs_cache_block *b = NULL;
+	int before = atomic_load(&fills);
+	CHECK(tpfs_cache_find(c, &k, &b) == -ENOENT && b == NULL);
+	CHECK(atomic_load(&fills) == before);
+	CHECK(touch(c, 5));
+	CHECK(tpfs_cache_find(c, &k, &b) == 0 && b && holds(b, 5));
+	if (b)
+		tpfs_cache_put(c, b);
+	/* a fill of 100 ms on another thread, found while in flight */
+	atomic_store(&fill_delay_ms, 100);
+	pthread_t th;
+	struct racer r = {c, 6, false};
+	pthread_create(&th, NULL, race, &r);
+	struct tpfs_cache_key k6 = key_of(6);
+	int rc = -ENOENT;
+	for (int i = 0; i < 5000 && rc == -ENOENT; i++) {
+		rc = tpfs_cache_find(c, &k6, &b);
+		if (rc == -ENOENT) {
+			struct timespec ts = {0, 100000L};
+			nanosleep(&ts, NULL);
+		}
+	}
+	CHECK(rc == 0 && b && holds(b, 6)); /* the filled bytes, never partial */
+	if (rc == 0)
+		tpfs_cache_put(c, b);
+	pthread_join(th, NULL);
+	atomic_store(&fill_delay_ms, 0);
+	CHECK(r.ok);
+	struct tpfs_cache_stats s;
+	tpfs_cache_get_stats(c, &s);
+	CHECK(s.misses == 2 && s.blocks == 2);
+	tpfs_cache_destroy(c);
+}
+
 static void failed_fill_reaches_every_waiter_and_is_not_cached(void)
 {
 	struct tpfs_cache *c = tpfs_cache_create(8 * (BLK + SLACK));
@@ -288,6 +328,7 @@ int main(void)
 	RUN(a_new_block_makes_room_at_once);
 	RUN(zero_capacity_still_serves_every_read);
 	RUN(concurrent_readers_of_a_missing_block_convert_it_once);
+	RUN(find_never_fills_and_waits_for_a_fill_in_flight);
 	RUN(failed_fill_reaches_every_waiter_and_is_not_cached);
 	RUN(stress_with_a_cache_smaller_than_the_working_set);
 	return check_done();

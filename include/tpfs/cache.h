@@ -67,6 +67,12 @@ int tpfs_cache_get(struct tpfs_cache *c, const struct tpfs_cache_key *key,
 		   size_t len, tpfs_fill_fn fill, void *ctx,
 		   struct tpfs_cache_block **out);
 
+/* Find the block for key without filling it: 0 with *out pinned (after
+ * waiting for its fill when one is in flight), -ENOENT when absent, or
+ * the error of the fill in flight. Thread-safe. */
+int tpfs_cache_find(struct tpfs_cache *c, const struct tpfs_cache_key *key,
+		    struct tpfs_cache_block **out);
+
 /* The pinned block's bytes; valid until tpfs_cache_put. */
 const void *tpfs_cache_data(const struct tpfs_cache_block *b);
 

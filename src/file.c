@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "tpfs/ahead.h"
 #include "tpfs/guard.h"
 #include "tpfs/log.h"
 #include "tpfs/npy.h"
@@ -140,17 +141,21 @@ struct fill_ctx {
 	uint64_t block;
 };
 
-/* Produce block c->block of a converted tensor: output elements
- * [elem0, elem0 + n), from the source bytes the conversion names, read
- * into a buffer of their own (see read_source: the same trade as for data
- * served as stored, and no fault in the kernels). */
+/* Produce block c->block of a tensor's served data: for a converted
+ * tensor, output elements [elem0, elem0 + n), from the source bytes the
+ * conversion names, read into a buffer of their own (see read_source: the
+ * same trade as for data served as stored, and no fault in the kernels);
+ * for one served as stored, its source bytes. */
 static int fill_block(void *arg, void *dst, size_t len)
 {
 	const struct fill_ctx *c = arg;
 	const struct tpfs_tensor *t = c->t;
 	const struct tpfs_conv *cv = t->conv;
 	const struct tpfs_part *p = t->part;
-	uint64_t elem0 = c->block * c->v->model->opt.block_size / cv->out_bytes;
+	uint64_t bs = c->v->model->opt.block_size;
+	if (cv->kind == TPFS_CONV_STORED)
+		return read_source(p[0].src, p[0].st->begin + c->block * bs, len, dst);
+	uint64_t elem0 = c->block * bs / cv->out_bytes;
 	size_t n = len / cv->out_bytes;
 	struct tpfs_conv_input in[2]; /* in[1] empty unless MXFP4's scales */
 	tpfs_conv_inputs(cv, p[0].st->dtype, elem0, n, in);
@@ -189,6 +194,34 @@ static void key_part(struct tpfs_cache_ref *r, const struct tpfs_part *p)
 	r->offset = p->st->begin;
 }
 
+static void block_key(const struct tpfs_tensor *t, uint64_t block, struct tpfs_cache_key *key)
+{
+	memset(key, 0, sizeof(*key));
+	key_part(&key->src[0], &t->part[0]);
+	key_part(&key->src[1], &t->part[1]);
+	key->block = block;
+	key->conv = (uint64_t)t->conv->id;
+}
+
+/* The length of block `block` of a tensor's data. */
+static size_t block_len(const struct tpfs_view *v, const struct tpfs_tensor *t, uint64_t block)
+{
+	uint64_t bs = v->model->opt.block_size;
+	uint64_t left = t->data_bytes - block * bs;
+	return (size_t)(left < bs ? left : bs);
+}
+
+/* Block `block` of a tensor's data from the cache, made there if absent,
+ * pinned in *b. Returns 0 or a negative errno. */
+static int get_block(struct tpfs_view *v, const struct tpfs_tensor *t, uint64_t block,
+		     struct tpfs_cache_block **b)
+{
+	struct tpfs_cache_key key;
+	block_key(t, block, &key);
+	struct fill_ctx ctx = {v, t, block};
+	return tpfs_cache_get(v->cache, &key, block_len(v, t, block), fill_block, &ctx, b);
+}
+
 /* Spans for data bytes [k, k + len) of a converted tensor. */
 static ssize_t converted_spans(struct tpfs_view *v, const struct tpfs_tensor *t,
 			       uint64_t k, size_t len, struct tpfs_file_spans *sp)
@@ -197,31 +230,83 @@ static ssize_t converted_spans(struct tpfs_view *v, const struct tpfs_tensor *t,
 	size_t done = 0;
 	while (done < len && sp->n < TPFS_FILE_MAX_SPANS) {
 		uint64_t pos = k + done;
-		uint64_t block = pos / bs;
-		uint64_t bstart = block * bs;
-		size_t blen = (size_t)(t->data_bytes - bstart < bs ? t->data_bytes - bstart
-								      : bs);
-		struct tpfs_cache_key key;
-		memset(&key, 0, sizeof(key));
-		key_part(&key.src[0], &t->part[0]);
-		key_part(&key.src[1], &t->part[1]);
-		key.block = block;
-		key.conv = (uint64_t)t->conv->id;
-		struct fill_ctx ctx = {v, t, block};
 		struct tpfs_cache_block *b;
-		int rc = tpfs_cache_get(v->cache, &key, blen, fill_block, &ctx, &b);
+		int rc = get_block(v, t, pos / bs, &b);
 		if (rc < 0) {
 			sp->partial = done > 0;
 			return done ? (ssize_t)done : rc;
 		}
 		sp->pins[sp->npins++] = b;
-		size_t in = (size_t)(pos - bstart);
+		size_t in = (size_t)(pos % bs);
+		size_t blen = block_len(v, t, pos / bs);
 		size_t take = blen - in < len - done ? blen - in : len - done;
 		add_span(sp, (const char *)tpfs_cache_data(b) + in, take);
 		done += take;
 	}
 	sp->partial = done < len;
 	return (ssize_t)done;
+}
+
+/* Spans for data bytes [k, k + len) of a tensor served as stored: blocks
+ * made ahead of the reader from the cache, the rest read from the source
+ * into `into` (byte k + i at into[i]). */
+static ssize_t stored_spans(struct tpfs_view *v, const struct tpfs_tensor *t, uint64_t k,
+			    size_t len, char *into, struct tpfs_file_spans *sp)
+{
+	const struct tpfs_part *p = &t->part[0];
+	uint64_t bs = v->model->opt.block_size;
+	size_t done = 0;
+	while (done < len && sp->n < TPFS_FILE_MAX_SPANS) {
+		uint64_t pos = k + done;
+		size_t in = (size_t)(pos % bs);
+		/* without read-ahead no block is made ahead: one pread */
+		size_t take = !v->ahead ? len - done : bs - in < len - done ? bs - in : len - done;
+		struct tpfs_cache_key key;
+		struct tpfs_cache_block *b;
+		block_key(t, pos / bs, &key);
+		if (v->ahead && tpfs_cache_find(v->cache, &key, &b) == 0) {
+			sp->pins[sp->npins++] = b;
+			add_span(sp, (const char *)tpfs_cache_data(b) + in, take);
+		} else {
+			int rc = read_source(p->src, p->st->begin + pos, take, into + done);
+			if (rc < 0) {
+				sp->partial = done > 0;
+				return done ? (ssize_t)done : rc;
+			}
+			struct tpfs_file_span *last = sp->n ? &sp->v[sp->n - 1] : NULL;
+			if (last && (const char *)last->ptr + last->len == into + done)
+				last->len += take; /* the pread before ends here */
+			else
+				add_span(sp, into + done, take);
+		}
+		done += take;
+	}
+	sp->partial = done < len;
+	return (ssize_t)done;
+}
+
+/* Make block `block` of tensor i in the cache, ahead of its reader. */
+static void make_ahead(void *ctx, size_t i, uint64_t block)
+{
+	struct tpfs_view *v = ctx;
+	struct tpfs_cache_block *b;
+	if (get_block(v, &v->model->tensors[i], block, &b) == 0)
+		tpfs_cache_put(v->cache, b);
+}
+
+int tpfs_file_start_ahead(struct tpfs_view *v, unsigned threads, uint64_t after)
+{
+	uint64_t bs = v->model->opt.block_size;
+	struct tpfs_ahead_params p = {
+		.threads = threads ? threads : 1,
+		.after = (after + bs - 1) / bs,
+		.depth = TPFS_FILE_AHEAD > bs ? TPFS_FILE_AHEAD / bs : 1,
+		.budget = (size_t)(v->model->opt.cache_size / 4 / bs),
+	};
+	if (p.budget == 0)
+		return 0; /* blocks made ahead would evict each other */
+	v->ahead = tpfs_ahead_create(v->model->ntensors, &p, make_ahead, v);
+	return v->ahead ? 0 : -ENOMEM;
 }
 
 /* Bytes made for this read, which the spans own until released. */
@@ -253,17 +338,14 @@ static ssize_t tensor_spans(struct tpfs_view *v, const struct tpfs_tensor *t,
 	if (done == len)
 		return (ssize_t)done;
 	uint64_t k = off + done - t->npy_header_len;
-	if (t->conv->kind == TPFS_CONV_STORED) {
-		const struct tpfs_part *p = &t->part[0];
-		int rc = read_source(p->src, p->st->begin + k, len - done, into + done);
-		if (rc < 0) {
-			sp->partial = done > 0;
-			return done ? (ssize_t)done : rc;
-		}
-		add_span(sp, into + done, len - done);
-		return (ssize_t)len;
+	if (v->ahead) {
+		uint64_t bs = v->model->opt.block_size;
+		tpfs_ahead_note(v->ahead, (size_t)(t - v->model->tensors), k / bs,
+				(k + (len - done) - 1) / bs, (t->data_bytes + bs - 1) / bs);
 	}
-	ssize_t got = converted_spans(v, t, k, len - done, sp);
+	ssize_t got = t->conv->kind == TPFS_CONV_STORED
+			      ? stored_spans(v, t, k, len - done, into + done, sp)
+			      : converted_spans(v, t, k, len - done, sp);
 	if (got < 0) {
 		sp->partial = done > 0;
 		return done ? (ssize_t)done : got;
@@ -370,17 +452,13 @@ static int card_block(void *ctx, size_t i, uint64_t block, void *buf, size_t n)
 {
 	struct tpfs_view *v = ctx;
 	const struct tpfs_tensor *t = &v->model->tensors[i];
-	const struct tpfs_part *p = &t->part[0];
 	for (int k = 0; k < 2 && t->part[k].st; k++) {
 		int rc = tpfs_source_check(t->part[k].src);
 		if (rc < 0)
 			return rc;
 	}
-	if (t->conv->kind != TPFS_CONV_STORED) {
-		struct fill_ctx fc = {v, t, block};
-		return fill_block(&fc, buf, n);
-	}
-	return read_source(p->src, p->st->begin + block * v->model->opt.block_size, n, buf);
+	struct fill_ctx fc = {v, t, block};
+	return fill_block(&fc, buf, n);
 }
 
 int tpfs_file_card(struct tpfs_view *v, size_t i, const char **text, size_t *len,

@@ -4,9 +4,10 @@
  * The tree is immutable while mounted, so entries and attributes are cached
  * by the kernel for a day and file pages are kept across opens
  * (keep_cache). Reads reply with the spans of tpfs_file_spans as an iovec:
- * data served as stored goes from the source mapping to the kernel with no
- * copy in this process. Only .tpfs/stats changes; it is opened with
- * direct_io and served from a snapshot taken at open.
+ * cache blocks, bytes read from a source into the read's buffer, a
+ * passed-through file's mapping, with no further copy in this process.
+ * Only .tpfs/stats changes; it is opened with direct_io and served from a
+ * snapshot taken at open.
  */
 #include "fuse_ops.h"
 

@@ -294,6 +294,14 @@ static void raise_readahead(const char *mnt)
 #define TPFS_MIN_WORKERS 4
 #define TPFS_MAX_WORKERS 10
 
+static long cpus(void)
+{
+	cpu_set_t set;
+	long n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+							   : sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? n : 1;
+}
+
 /* Worker threads of the multithreaded loop, which starts one whenever none
  * is idle and never stops one. A worker in a read holds up to two converted
  * blocks (which the cache cannot evict while they are sent) or the source
@@ -304,14 +312,21 @@ static void raise_readahead(const char *mnt)
  * most 10, libfuse 3.14's default, so larger machines serve as before. */
 static unsigned worker_threads(void)
 {
-	cpu_set_t set;
-	long cpus = sched_getaffinity(0, sizeof(set), &set) == 0
-			    ? CPU_COUNT(&set)
-			    : sysconf(_SC_NPROCESSORS_ONLN);
-	long n = 2 * (cpus > 0 ? cpus : 1);
+	long n = 2 * cpus();
 	return (unsigned)(n < TPFS_MIN_WORKERS   ? TPFS_MIN_WORKERS
 			  : n > TPFS_MAX_WORKERS ? TPFS_MAX_WORKERS
 						 : n);
+}
+
+#define TPFS_MAX_AHEAD_THREADS 4
+
+/* Threads that make blocks ahead of readers reading in order (see
+ * tpfs_file_start_ahead): one CPU is left to the reader, which copies
+ * what they made; at least one, at most TPFS_MAX_AHEAD_THREADS. */
+static unsigned ahead_threads(void)
+{
+	long n = cpus() - 1;
+	return (unsigned)(n < 1 ? 1 : n > TPFS_MAX_AHEAD_THREADS ? TPFS_MAX_AHEAD_THREADS : n);
 }
 
 static int serve(struct fuse_session *se, bool single)
@@ -409,6 +424,14 @@ static int cmd_mount(int argc, char **argv)
 		goto out;
 	if (!a.foreground)
 		tpfs_log_use_syslog(true);
+	/* Threads only now: fuse_daemonize forks, and a child has none. The
+	 * kernel reads TPFS_READAHEAD around a page fault in a mapping of a
+	 * file, which looks like a short run of reads in order: twice that
+	 * read in order is a reader reading in order. */
+	if (!a.single && tpfs_file_start_ahead(view, ahead_threads(), 2 * TPFS_READAHEAD) < 0) {
+		tpfs_log(LOG_ERR, "out of memory");
+		goto out;
+	}
 	tpfs_log(LOG_INFO, "serving %s on %s: %zu tensors", m->root, mnt, m->ntensors);
 	rc = serve(se, a.single);
 	if (rc < 0)

@@ -34,6 +34,7 @@ void tpfs_view_destroy(struct tpfs_view *v)
 {
 	if (!v)
 		return;
+	tpfs_ahead_destroy(v->ahead); /* its threads fill the cache */
 	pthread_mutex_destroy(&v->manifest_lock);
 	pthread_mutex_destroy(&v->overflowed_lock);
 	free(v->overflowed);
@@ -291,10 +292,12 @@ char *tpfs_view_stats_json(struct tpfs_view *v, size_t *len)
 		",\n  \"cache_hits\": %" PRIu64 ",\n  \"cache_misses\": %" PRIu64
 		",\n  \"cache_evictions\": %" PRIu64 ",\n  \"cache_bytes\": %" PRIu64
 		",\n  \"cache_capacity\": %" PRIu64 ",\n  \"cache_blocks\": %" PRIu64
+		",\n  \"blocks_read_ahead\": %" PRIu64
 		",\n  \"bytes_converted\": %" PRIu64 ",\n  \"overflows\": %" PRIu64
 		",\n  \"errors\": %" PRIu64 "\n}\n",
 		(uint64_t)atomic_load(&v->reads), (uint64_t)atomic_load(&v->bytes_served),
 		cs.hits, cs.misses, cs.evictions, cs.used, cs.capacity, cs.blocks,
+		v->ahead ? tpfs_ahead_queued(v->ahead) : 0,
 		(uint64_t)atomic_load(&v->bytes_converted),
 		(uint64_t)atomic_load(&v->overflows), (uint64_t)atomic_load(&v->errors));
 	return tpfs_buf_take(&b, len);

@@ -24,14 +24,18 @@ machines the first touch of memory is very slow and every read here fills
 fresh memory (see the README). It runs RUNS rounds of every step, so that
 a slow spell of the machine hits every step alike, and prints each step's
 median and every round's figure, with how busy the CPUs were and how
-many of them the daemon used, then each goal's ratio as the median of
-the rounds' ratios (each of two figures of the same round);
-the daemon's peak memory (VmHWM) at the end. Asserts nothing.
+many of them the daemon and the readers used, then each goal's ratio as
+the median of the rounds' ratios (each of two figures of the same round),
+and for np.load the reader's own CPU time per byte from disk over that
+through the mount: where the reader keeps its CPU busy, the most the
+mount can give it; the daemon's peak memory (VmHWM) at the end. Asserts
+nothing.
 """
 
 import argparse
 import mmap
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -53,13 +57,17 @@ def warm(gib):
 
 
 def cpu_times(pid):
-    """(busy, total) seconds of the machine's CPUs, and pid's CPU seconds."""
+    """(busy, total) seconds of the machine's CPUs, pid's CPU seconds, and
+    the CPU seconds of this process and its children (the readers)."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
     with open("/proc/%d/stat" % pid) as f:
         p = f.read().rsplit(")", 1)[1].split()
     hz = os.sysconf("SC_CLK_TCK")
-    return (sum(v) - v[3] - v[4]) / hz, sum(v) / hz, (int(p[11]) + int(p[12])) / hz
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ((sum(v) - v[3] - v[4]) / hz, sum(v) / hz, (int(p[11]) + int(p[12])) / hz,
+            me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime)
 
 
 def drop_cache(path):
@@ -249,22 +257,29 @@ def main():
     rates = {name: [] for name, _ in steps}
     busy = {name: [] for name, _ in steps}
     daemon = {name: [] for name, _ in steps}
+    reader = {name: [] for name, _ in steps}
     for run in range(a.runs):
         for name, fn in steps:
             warm(a.warm_gib)
-            b0, t0, d0 = cpu_times(m.proc.pid)
+            b0, t0, d0, r0 = cpu_times(m.proc.pid)
+            w0 = time.perf_counter()
             rates[name].append(fn())
-            b1, t1, d1 = cpu_times(m.proc.pid)
+            wall = max(time.perf_counter() - w0, 1e-9)
+            b1, t1, d1, r1 = cpu_times(m.proc.pid)
             busy[name].append(100 * (b1 - b0) / max(t1 - t0, 1e-9))
             daemon[name].append((d1 - d0) / max(t1 - t0, 1e-9) * os.cpu_count())
+            reader[name].append((r1 - r0) / wall)
         print("round %d of %d done" % (run + 1, a.runs), file=sys.stderr)
-    print("%-46s %6s %5s %7s  %s" % ("step", "GB/s", "busy", "daemon", "each round (GB/s)"))
+    print("%-46s %6s %5s %7s %6s  %s" % ("step", "GB/s", "busy", "daemon", "reader",
+                                         "each round (GB/s)"))
     for name, _ in steps:
-        print("%-46s %6.2f %4.0f%% %7.2f  %s" % (
+        print("%-46s %6.2f %4.0f%% %7.2f %6.2f  %s" % (
             name, statistics.median(rates[name]), statistics.median(busy[name]),
-            statistics.median(daemon[name]), " ".join("%.2f" % r for r in rates[name])))
+            statistics.median(daemon[name]), statistics.median(reader[name]),
+            " ".join("%.2f" % r for r in rates[name])))
     print("(busy: the machine's CPUs during the step; daemon: the CPUs tpfs's "
-          "daemon kept busy, of %d)" % os.cpu_count())
+          "daemon kept busy, of %d; reader: the CPUs the reading processes kept "
+          "busy, 1.00 being one CPU all the time)" % os.cpu_count())
     hwm = m.hwm()
     m.close()
     null.close()
@@ -278,9 +293,25 @@ def main():
                                              "(goal >= %.2f)" % goal if goal else "",
                                              " ".join("%.2f" % r for r in each)))
 
+    def ceiling(what, num, den):
+        """What a reader that keeps its CPU busy gets through the mount
+        against the disk: the CPU seconds per byte its own process spends
+        reading from disk over those it spends reading through the mount
+        (the kernel's work in the reader: copies, page-cache pages)."""
+        if num in rates and den in rates:
+            each = [(rd / xd) / (rn / xn) for xn, rn, xd, rd in
+                    zip(rates[num], reader[num], rates[den], reader[den]) if rn > 0]
+            if each:
+                print("%-56s %5.2f  %-16s %s" % (what, statistics.median(each), "",
+                                                 " ".join("%.2f" % r for r in each)))
+
     print("\n%-56s %5s  %-16s %s" % ("ratio", "", "", "each round"))
     ratio("np.load f32: mount / disk", "np.load f32 through the mount",
           "np.load f32 .npy on disk", 0.8)
+    for kind in ("f32", "bf16", "mxfp4"):
+        mount = "np.load %s through the mount" % (kind if kind == "f32" else kind + "->f32")
+        ceiling("np.load %s: the reader's CPU per byte, disk / mount" % kind, mount,
+                "np.load %s .npy on disk" % kind)
     ratio("np.load: null FUSE server / disk (FUSE's ceiling)",
           "np.load through a null FUSE server", "np.load f32 .npy on disk", 0)
     ratio("np.load f32: mount / null FUSE server", "np.load f32 through the mount",

@@ -10,12 +10,13 @@
  *     [0, H)          the .npy header, H a multiple of 64, made when read
  *     [H, H + D)      the data: D = elements x output item size
  *
- * Data served as stored is read from the source (pread): file offset H + k
- * is source byte begin + k. Converted data is cut into blocks of B
- * output bytes (B = block_size): file offset H + k lies in block k / B at
- * k % B, and block j holds output elements [j*B/s, (j+1)*B/s) for output item
+ * Data is cut into blocks of B output bytes (B = block_size): file offset
+ * H + k lies in block k / B at k % B. Data served as stored is read from
+ * the source (pread; file offset H + k is source byte begin + k), except
+ * for blocks read ahead of a reader into the view's cache. Block j of
+ * converted data holds output elements [j*B/s, (j+1)*B/s) for output item
  * size s, converted from the same source elements (the conversion module
- * says which source bytes those are). Blocks live in the view's cache.
+ * says which source bytes those are); those blocks live in the cache.
  *
  * Thread-safe (see view.h).
  */
@@ -69,6 +70,18 @@ int tpfs_file_open_check(struct tpfs_view *v, uint32_t id);
 ssize_t tpfs_file_spans_get(struct tpfs_view *v, uint32_t id, uint64_t off, size_t len,
 			    char *into, struct tpfs_file_spans *sp);
 void tpfs_file_spans_put(struct tpfs_view *v, struct tpfs_file_spans *sp);
+
+/* How far ahead of a reader reading a tensor in order its blocks are
+ * made, in bytes (at least one block). */
+#define TPFS_FILE_AHEAD (8u << 20)
+
+/* Make tensor blocks ahead of readers that read in order (see ahead.h),
+ * on `threads` threads, once a reader has read `after` bytes of a tensor
+ * in order; blocks made ahead go to the block cache, and at most a quarter
+ * of its capacity is queued or being made at once. Without this call (the
+ * tools), every block is made by the read that needs it. Returns 0 or
+ * -ENOMEM. Call once, before reads; tpfs_view_destroy stops the threads. */
+int tpfs_file_start_ahead(struct tpfs_view *v, unsigned threads, uint64_t after);
 
 /* Copy bytes [off, off + len) of a file entry into buf. Returns the bytes
  * copied (fewer than len only at the end of the file) or a negative errno

@@ -24,6 +24,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "tpfs/ahead.h"
 #include "tpfs/cache.h"
 #include "tpfs/card.h"
 #include "tpfs/manifest.h"
@@ -32,6 +33,7 @@
 struct tpfs_view {
 	struct tpfs_model *model;
 	struct tpfs_cache *cache;
+	struct tpfs_ahead *ahead;             /* NULL unless reading ahead */
 	struct tpfs_card_set *cards;
 	pthread_mutex_t manifest_lock;
 	_Atomic(struct tpfs_manifest *) manifest; /* measured when first needed */

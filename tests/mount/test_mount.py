@@ -370,6 +370,66 @@ class MountedModel(T.FuseCase):
             self.assertGreater(os.path.getsize(m.path("layers/0/bf16_big.npy")), 1 << 20)
 
 
+class ReadAhead(T.FuseCase):
+    """A reader reading a tensor in order gets its next blocks made ahead
+    (8 MiB read in order, then 8 MiB ahead, in blocks of 1 MiB): the bytes
+    stay those of the source, and .tpfs/stats counts the blocks queued.
+    Reads far apart make nothing ahead. A single-threaded daemon (-s) has
+    no read-ahead threads."""
+
+    @classmethod
+    def prepare(cls, tmp):
+        cls.src = os.path.join(tmp, "src")
+        cls.raw = {"conv": rand_bytes(2048 * 4096 * 2), "stored": rand_bytes(1024 * 4096 * 4),
+                   "far": rand_bytes(8192 * 4096 * 2)}
+        cls.shape = {"conv": (2048, 4096), "stored": (1024, 4096), "far": (8192, 4096)}
+        cls.dtype = {"conv": "BF16", "stored": "F32", "far": "BF16"}
+        T.write_safetensors(os.path.join(cls.src, "m.safetensors"),
+                            [(n, cls.dtype[n], cls.shape[n], cls.raw[n]) for n in cls.raw])
+
+    def want(self, name):
+        return T.npy_bytes(T.expected_array(self.dtype[name], self.shape[name], self.raw[name]))
+
+    def ahead(self, m):
+        with open(m.path(".tpfs/stats")) as f:
+            return json.load(f)["blocks_read_ahead"]
+
+    def test_reading_in_order_reads_ahead_and_serves_the_source(self):
+        with T.Mount(self.src) as m:
+            for name in ("conv", "stored"):
+                before = self.ahead(m)
+                # two readers of the same file at once, and one after them
+                def read(_):
+                    with open(m.path(name + ".npy"), "rb", buffering=0) as f:
+                        return b"".join(iter(lambda: f.read(1 << 20), b""))
+                with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                    got = list(pool.map(read, range(2)))
+                got.append(read(0))
+                want = self.want(name)
+                for g in got:
+                    self.assertEqual(g, want, name)
+                if T.MODE == "single":
+                    self.assertEqual(self.ahead(m), 0)
+                else:
+                    self.assertGreater(self.ahead(m), before, name)
+
+    def test_reads_far_apart_read_nothing_ahead(self):
+        want = self.want("far")
+        size = len(want)
+        with T.Mount(self.src) as m:
+            fd = os.open(m.path("far.npy"), os.O_RDONLY)
+            try:
+                # no readahead by the kernel: each pread asks for its page only
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+                mib = size >> 20
+                for i in range(32):  # blocks 0, 32, 2, 34, ...: always 30 apart
+                    off = (((i % 2) * (mib // 2) + i) << 20) + 4096 * i
+                    self.assertEqual(os.pread(fd, 4096, off), want[off:off + 4096], off)
+            finally:
+                os.close(fd)
+            self.assertEqual(self.ahead(m), 0)
+
+
 class SmallCacheMount(T.FuseCase):
     """A cache far smaller than the tensor and small blocks: every read
     converts, evicts and still returns the right bytes."""
@@ -498,10 +558,12 @@ class DaemonMemory(T.FuseCase):
     def test_many_readers_are_served_by_a_bounded_number_of_threads(self):
         """Each worker thread in a read holds up to two converted blocks or
         a buffer of the read's size, so their number bounds the daemon's memory:
-        twice the CPUs it may run on, from 4 to 10, however many readers
-        come at once; and every reader gets its data."""
+        twice the CPUs it may run on, from 4 to 10, plus the read-ahead
+        threads (the CPUs less one, from 1 to 4), however many readers come
+        at once; and every reader gets its data."""
         cpus = len(os.sched_getaffinity(0))
-        workers = 0 if T.MODE == "single" else min(10, max(4, 2 * cpus))
+        workers = 0 if T.MODE == "single" else (min(10, max(4, 2 * cpus)) +
+                                                 min(4, max(1, cpus - 1)))
         readers = 32
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "src")

@@ -5,12 +5,13 @@
 #include "tpfs/ahead.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
 /* An item's run of reads in order. */
 struct run {
-	uint64_t start;  /* first block of the run */
+	uint64_t read;   /* blocks read in the run (not those it skipped) */
 	uint64_t next;   /* the block after the last one read */
 	uint64_t queued; /* the block after the last one queued */
 };
@@ -23,11 +24,12 @@ struct job {
 struct tpfs_ahead {
 	pthread_mutex_t lock;
 	pthread_cond_t work;        /* signalled when a job is queued or at stop */
+	pthread_cond_t idle;        /* broadcast when the last job is done */
 	struct run *runs;           /* lock */
 	struct job *ring;           /* lock; budget slots */
 	size_t head, n;             /* lock; jobs at ring[head..head+n) */
 	size_t busy;                /* lock; jobs being made */
-	uint64_t queued;            /* lock */
+	uint64_t made;              /* lock; blocks fn made */
 	bool stop;                  /* lock */
 	struct tpfs_ahead_params p;
 	tpfs_ahead_fn fn;
@@ -42,16 +44,21 @@ static void *worker(void *arg)
 	pthread_mutex_lock(&a->lock);
 	while (!a->stop) {
 		if (a->n == 0) {
+			if (a->busy == 0)
+				pthread_cond_broadcast(&a->idle);
 			pthread_cond_wait(&a->work, &a->lock);
 			continue;
 		}
 		struct job j = a->ring[a->head];
 		a->head = (a->head + 1) % a->p.budget;
 		a->n--;
+		if (j.block < a->runs[j.item].next)
+			continue; /* its reader got there first */
 		a->busy++;
 		pthread_mutex_unlock(&a->lock);
-		a->fn(a->ctx, j.item, j.block);
+		bool made = a->fn(a->ctx, j.item, j.block);
 		pthread_mutex_lock(&a->lock);
+		a->made += made;
 		a->busy--;
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -77,11 +84,26 @@ struct tpfs_ahead *tpfs_ahead_create(size_t nitems, const struct tpfs_ahead_para
 	a->ctx = ctx;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->work, NULL);
-	for (; a->nthreads < p->threads; a->nthreads++)
-		if (pthread_create(&a->threads[a->nthreads], NULL, worker, a) != 0) {
-			tpfs_ahead_destroy(a);
-			return NULL;
-		}
+	pthread_cond_init(&a->idle, NULL);
+	/* The signals that end the daemon are for its main thread, as in
+	 * libfuse's own workers: these threads block them (and inherit the
+	 * mask from here). */
+	sigset_t ends, old;
+	sigemptyset(&ends);
+	sigaddset(&ends, SIGHUP);
+	sigaddset(&ends, SIGINT);
+	sigaddset(&ends, SIGQUIT);
+	sigaddset(&ends, SIGTERM);
+	sigaddset(&ends, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &ends, &old);
+	int rc = 0;
+	for (; rc == 0 && a->nthreads < p->threads; a->nthreads += rc == 0)
+		rc = pthread_create(&a->threads[a->nthreads], NULL, worker, a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		tpfs_ahead_destroy(a);
+		return NULL;
+	}
 	return a;
 }
 
@@ -97,6 +119,7 @@ void tpfs_ahead_destroy(struct tpfs_ahead *a)
 		pthread_join(a->threads[i], NULL);
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->work);
+	pthread_cond_destroy(&a->idle);
 	free(a->runs);
 	free(a->ring);
 	free(a);
@@ -109,35 +132,46 @@ void tpfs_ahead_note(struct tpfs_ahead *a, size_t item, uint64_t first, uint64_t
 	struct run *r = &a->runs[item];
 	/* The kernel's requests in flight are served out of order (seen 9
 	 * blocks of 1 MiB behind under np.load): a read up to after + depth
-	 * blocks behind or beyond where the run stands continues it. */
+	 * blocks behind or beyond where the run stands continues it, and
+	 * counts the blocks it reads that the run had not, not those it
+	 * skipped (reads that jump about add little to a run). */
 	uint64_t slack = a->p.after + a->p.depth;
-	bool follows = first + slack >= r->next && first <= r->next + slack;
-	if (!follows) {
-		r->start = first;
-		r->next = last + 1;
+	if (first + slack < r->next || first > r->next + slack) {
+		r->read = 0;
+		r->next = first;
 		r->queued = 0;
-	} else if (last + 1 > r->next) {
-		r->next = last + 1;
 	}
-	if (r->next - r->start >= a->p.after) {
+	uint64_t from_new = first > r->next ? first : r->next;
+	if (last + 1 > from_new)
+		r->read += last + 1 - from_new;
+	if (last + 1 > r->next)
+		r->next = last + 1;
+	if (r->read >= a->p.after) {
 		uint64_t from = r->queued > last + 1 ? r->queued : last + 1;
 		uint64_t to = last + 1 + a->p.depth < nblocks ? last + 1 + a->p.depth : nblocks;
-		size_t queued = 0;
-		for (; from < to && a->n + a->busy < a->p.budget; from++, queued++) {
+		bool queued = false;
+		for (; from < to && a->n + a->busy < a->p.budget; from++, queued = true) {
 			a->ring[(a->head + a->n++) % a->p.budget] = (struct job){item, from};
 			r->queued = from + 1;
 		}
-		a->queued += queued;
 		if (queued)
 			pthread_cond_broadcast(&a->work);
 	}
 	pthread_mutex_unlock(&a->lock);
 }
 
-uint64_t tpfs_ahead_queued(struct tpfs_ahead *a)
+uint64_t tpfs_ahead_made(struct tpfs_ahead *a)
 {
 	pthread_mutex_lock(&a->lock);
-	uint64_t n = a->queued;
+	uint64_t n = a->made;
 	pthread_mutex_unlock(&a->lock);
 	return n;
+}
+
+void tpfs_ahead_wait(struct tpfs_ahead *a)
+{
+	pthread_mutex_lock(&a->lock);
+	while (a->n || a->busy)
+		pthread_cond_wait(&a->idle, &a->lock);
+	pthread_mutex_unlock(&a->lock);
 }

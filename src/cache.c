@@ -293,6 +293,15 @@ int tpfs_cache_find(struct tpfs_cache *c, const struct tpfs_cache_key *key,
 	return -ENOENT;
 }
 
+bool tpfs_cache_holds(struct tpfs_cache *c, const struct tpfs_cache_key *key)
+{
+	uint64_t h = XXH3_64bits(key, sizeof(*key));
+	pthread_mutex_lock(&c->lock);
+	bool held = table_find(c, h, key) != NULL;
+	pthread_mutex_unlock(&c->lock);
+	return held;
+}
+
 const void *tpfs_cache_data(const struct tpfs_cache_block *b)
 {
 	return b->data;

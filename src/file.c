@@ -139,6 +139,7 @@ struct fill_ctx {
 	struct tpfs_view *v;
 	const struct tpfs_tensor *t;
 	uint64_t block;
+	bool made; /* set by fill_block */
 };
 
 /* Produce block c->block of a tensor's served data: for a converted
@@ -148,8 +149,9 @@ struct fill_ctx {
  * for one served as stored, its source bytes. */
 static int fill_block(void *arg, void *dst, size_t len)
 {
-	const struct fill_ctx *c = arg;
+	struct fill_ctx *c = arg;
 	const struct tpfs_tensor *t = c->t;
+	c->made = true;
 	const struct tpfs_conv *cv = t->conv;
 	const struct tpfs_part *p = t->part;
 	uint64_t bs = c->v->model->opt.block_size;
@@ -211,15 +213,17 @@ static size_t block_len(const struct tpfs_view *v, const struct tpfs_tensor *t, 
 	return (size_t)(left < bs ? left : bs);
 }
 
-/* Block `block` of a tensor's data from the cache, made there if absent,
- * pinned in *b. Returns 0 or a negative errno. */
+/* Block `block` of a tensor's data from the cache, made there if absent
+ * (*made then set), pinned in *b. Returns 0 or a negative errno. */
 static int get_block(struct tpfs_view *v, const struct tpfs_tensor *t, uint64_t block,
-		     struct tpfs_cache_block **b)
+		     struct tpfs_cache_block **b, bool *made)
 {
 	struct tpfs_cache_key key;
 	block_key(t, block, &key);
-	struct fill_ctx ctx = {v, t, block};
-	return tpfs_cache_get(v->cache, &key, block_len(v, t, block), fill_block, &ctx, b);
+	struct fill_ctx ctx = {v, t, block, false};
+	int rc = tpfs_cache_get(v->cache, &key, block_len(v, t, block), fill_block, &ctx, b);
+	*made = ctx.made;
+	return rc;
 }
 
 /* Spans for data bytes [k, k + len) of a converted tensor. */
@@ -231,7 +235,8 @@ static ssize_t converted_spans(struct tpfs_view *v, const struct tpfs_tensor *t,
 	while (done < len && sp->n < TPFS_FILE_MAX_SPANS) {
 		uint64_t pos = k + done;
 		struct tpfs_cache_block *b;
-		int rc = get_block(v, t, pos / bs, &b);
+		bool made;
+		int rc = get_block(v, t, pos / bs, &b, &made);
 		if (rc < 0) {
 			sp->partial = done > 0;
 			return done ? (ssize_t)done : rc;
@@ -263,7 +268,8 @@ static ssize_t stored_spans(struct tpfs_view *v, const struct tpfs_tensor *t, ui
 		size_t take = !v->ahead ? len - done : bs - in < len - done ? bs - in : len - done;
 		struct tpfs_cache_key key;
 		struct tpfs_cache_block *b;
-		block_key(t, pos / bs, &key);
+		if (v->ahead)
+			block_key(t, pos / bs, &key);
 		if (v->ahead && tpfs_cache_find(v->cache, &key, &b) == 0) {
 			sp->pins[sp->npins++] = b;
 			add_span(sp, (const char *)tpfs_cache_data(b) + in, take);
@@ -285,13 +291,19 @@ static ssize_t stored_spans(struct tpfs_view *v, const struct tpfs_tensor *t, ui
 	return (ssize_t)done;
 }
 
-/* Make block `block` of tensor i in the cache, ahead of its reader. */
-static void make_ahead(void *ctx, size_t i, uint64_t block)
+/* Make block `block` of tensor i in the cache, ahead of its reader,
+ * unless it is there: whether it was made. */
+static bool make_ahead(void *ctx, size_t i, uint64_t block)
 {
 	struct tpfs_view *v = ctx;
+	const struct tpfs_tensor *t = &v->model->tensors[i];
+	struct tpfs_cache_key key;
+	block_key(t, block, &key);
 	struct tpfs_cache_block *b;
-	if (get_block(v, &v->model->tensors[i], block, &b) == 0)
+	bool made = false;
+	if (!tpfs_cache_holds(v->cache, &key) && get_block(v, t, block, &b, &made) == 0)
 		tpfs_cache_put(v->cache, b);
+	return made;
 }
 
 int tpfs_file_start_ahead(struct tpfs_view *v, unsigned threads, uint64_t after)
@@ -299,7 +311,7 @@ int tpfs_file_start_ahead(struct tpfs_view *v, unsigned threads, uint64_t after)
 	uint64_t bs = v->model->opt.block_size;
 	struct tpfs_ahead_params p = {
 		.threads = threads ? threads : 1,
-		.after = (after + bs - 1) / bs,
+		.after = after > bs ? (after + bs - 1) / bs : 2, /* never one read */
 		.depth = TPFS_FILE_AHEAD > bs ? TPFS_FILE_AHEAD / bs : 1,
 		.budget = (size_t)(v->model->opt.cache_size / 4 / bs),
 	};
@@ -457,7 +469,7 @@ static int card_block(void *ctx, size_t i, uint64_t block, void *buf, size_t n)
 		if (rc < 0)
 			return rc;
 	}
-	struct fill_ctx fc = {v, t, block};
+	struct fill_ctx fc = {v, t, block, false};
 	return fill_block(&fc, buf, n);
 }
 

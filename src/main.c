@@ -321,8 +321,8 @@ static unsigned worker_threads(void)
 #define TPFS_MAX_AHEAD_THREADS 4
 
 /* Threads that make blocks ahead of readers reading in order (see
- * tpfs_file_start_ahead): one CPU is left to the reader, which copies
- * what they made; at least one, at most TPFS_MAX_AHEAD_THREADS. */
+ * tpfs_file_start_ahead): the CPUs less one, which is the reader's (it
+ * copies what they made), at least one, at most TPFS_MAX_AHEAD_THREADS. */
 static unsigned ahead_threads(void)
 {
 	long n = cpus() - 1;
@@ -428,10 +428,9 @@ static int cmd_mount(int argc, char **argv)
 	 * kernel reads TPFS_READAHEAD around a page fault in a mapping of a
 	 * file, which looks like a short run of reads in order: twice that
 	 * read in order is a reader reading in order. */
-	if (!a.single && tpfs_file_start_ahead(view, ahead_threads(), 2 * TPFS_READAHEAD) < 0) {
-		tpfs_log(LOG_ERR, "out of memory");
-		goto out;
-	}
+	if (!a.single && tpfs_file_start_ahead(view, ahead_threads(), 2 * TPFS_READAHEAD) < 0)
+		tpfs_log(LOG_WARNING, "cannot start the read-ahead threads (out of memory or "
+			 "threads): serving without reading ahead");
 	tpfs_log(LOG_INFO, "serving %s on %s: %zu tensors", m->root, mnt, m->ntensors);
 	rc = serve(se, a.single);
 	if (rc < 0)

@@ -297,7 +297,7 @@ char *tpfs_view_stats_json(struct tpfs_view *v, size_t *len)
 		",\n  \"errors\": %" PRIu64 "\n}\n",
 		(uint64_t)atomic_load(&v->reads), (uint64_t)atomic_load(&v->bytes_served),
 		cs.hits, cs.misses, cs.evictions, cs.used, cs.capacity, cs.blocks,
-		v->ahead ? tpfs_ahead_queued(v->ahead) : 0,
+		v->ahead ? tpfs_ahead_made(v->ahead) : 0,
 		(uint64_t)atomic_load(&v->bytes_converted),
 		(uint64_t)atomic_load(&v->overflows), (uint64_t)atomic_load(&v->errors));
 	return tpfs_buf_take(&b, len);

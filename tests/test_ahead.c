@@ -1,9 +1,11 @@
 /*
  * Read-ahead: which blocks a run of reads in order queues (the blocks
  * after it, each once, not past the end), that random reads and short
- * runs queue nothing, that reads served out of order keep the run, that
- * a jump starts a new run, that the budget bounds the blocks waiting or
- * being made, and that destroy waits for the blocks being made.
+ * runs (reads far apart count the blocks they read, not those between)
+ * queue nothing, that reads served out of order keep the run, that a
+ * jump starts a new run, that the budget bounds the blocks waiting or
+ * being made, that queued blocks a reader read first are dropped, and
+ * that destroy waits for the blocks being made.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -28,7 +30,7 @@ static struct {
 static atomic_int slow_ms;
 static atomic_bool taken, slow_done;
 
-static void make(void *ctx, size_t item, uint64_t block)
+static bool make(void *ctx, size_t item, uint64_t block)
 {
 	(void)ctx;
 	atomic_store(&taken, true);
@@ -47,6 +49,7 @@ static void make(void *ctx, size_t item, uint64_t block)
 	}
 	nmade++;
 	pthread_mutex_unlock(&lock);
+	return true;
 }
 
 static void reset(void)
@@ -60,6 +63,14 @@ static void reset(void)
 	atomic_store(&slow_done, false);
 }
 
+static void gate(bool closed)
+{
+	pthread_mutex_lock(&lock);
+	gate_closed = closed;
+	pthread_cond_broadcast(&gate_cv);
+	pthread_mutex_unlock(&lock);
+}
+
 static size_t made_count(void)
 {
 	pthread_mutex_lock(&lock);
@@ -68,16 +79,14 @@ static size_t made_count(void)
 	return n;
 }
 
-/* Wait until every queued block was made; false after 5 s. */
-static bool settle(struct tpfs_ahead *a)
+/* Until a thread took a block (false after 5 s). */
+static bool until_taken(void)
 {
-	for (int i = 0; i < 5000; i++) {
-		if (made_count() == tpfs_ahead_queued(a))
-			return true;
+	for (int i = 0; i < 5000 && !atomic_load(&taken); i++) {
 		struct timespec ts = {0, 1000000L};
 		nanosleep(&ts, NULL);
 	}
-	return false;
+	return atomic_load(&taken);
 }
 
 /* The blocks made for item, as a bit set over blocks 0..63; a block made
@@ -116,28 +125,35 @@ static struct tpfs_ahead *create(unsigned threads, uint64_t after, uint64_t dept
 	return a;
 }
 
+/* A read of blocks [first, last] of item, then the threads catch up (so
+ * that no queued block is dropped for being read first). */
+static void read_then_wait(struct tpfs_ahead *a, size_t item, uint64_t first, uint64_t last,
+			   uint64_t nblocks)
+{
+	tpfs_ahead_note(a, item, first, last, nblocks);
+	tpfs_ahead_wait(a);
+}
+
 static void a_run_in_order_queues_the_blocks_after_it(void)
 {
 	struct tpfs_ahead *a = create(1, 4, 3, 64);
 	if (!a)
 		return;
 	for (uint64_t b = 0; b < 3; b++)
-		tpfs_ahead_note(a, 0, b, b, 40);
-	CHECK(tpfs_ahead_queued(a) == 0); /* a run of 3 blocks: too short */
-	tpfs_ahead_note(a, 0, 3, 3, 40);   /* 4 blocks in order: 4, 5, 6 */
-	tpfs_ahead_note(a, 0, 4, 4, 40);   /* and 7 */
-	CHECK(settle(a));
+		read_then_wait(a, 0, b, b, 40);
+	CHECK(made_count() == 0);       /* a run of 3 blocks: too short */
+	read_then_wait(a, 0, 3, 3, 40); /* 4 blocks in order: 4, 5, 6 */
+	read_then_wait(a, 0, 4, 4, 40); /* and 7 */
 	bool twice;
 	CHECKF(made_set(0, &twice) == range(4, 8), "made %#llx",
 	       (unsigned long long)made_set(0, &twice));
 	CHECK(!twice);
-	CHECK(tpfs_ahead_queued(a) == 4);
 	/* reads of two blocks each (a request across a block's end) */
-	tpfs_ahead_note(a, 0, 5, 6, 40); /* 8, 9 */
-	tpfs_ahead_note(a, 0, 7, 8, 40); /* 10, 11 */
-	CHECK(settle(a));
+	read_then_wait(a, 0, 5, 6, 40); /* 8, 9 */
+	read_then_wait(a, 0, 7, 8, 40); /* 10, 11 */
 	CHECK(made_set(0, &twice) == range(4, 12));
 	CHECK(!twice);
+	CHECK(tpfs_ahead_made(a) == 8);
 	tpfs_ahead_destroy(a);
 }
 
@@ -148,13 +164,16 @@ static void random_reads_and_short_runs_queue_nothing(void)
 		return;
 	const uint64_t at[] = {0, 50, 20, 90, 35, 70, 5, 60};
 	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++)
-		tpfs_ahead_note(a, 0, at[i], at[i] + 1, 100);
+		read_then_wait(a, 0, at[i], at[i] + 1, 100);
 	/* what the kernel reads around one page fault: 3 blocks in order */
 	for (uint64_t b = 40; b < 43; b++)
-		tpfs_ahead_note(a, 1, b, b, 100);
-	CHECK(tpfs_ahead_queued(a) == 0);
-	tpfs_ahead_destroy(a);
+		read_then_wait(a, 1, b, b, 100);
+	/* two reads 6 blocks apart, within the slack: 2 blocks read, not 7 */
+	read_then_wait(a, 2, 0, 0, 100);
+	read_then_wait(a, 2, 6, 6, 100);
 	CHECK(made_count() == 0);
+	CHECK(tpfs_ahead_made(a) == 0);
+	tpfs_ahead_destroy(a);
 }
 
 static void reads_out_of_order_keep_the_run(void)
@@ -162,12 +181,13 @@ static void reads_out_of_order_keep_the_run(void)
 	struct tpfs_ahead *a = create(1, 4, 3, 64);
 	if (!a)
 		return;
+	/* 4 was skipped when 5 was read (the run had read 4 blocks: 6-8 are
+	 * queued), then read late; neither it nor a late read makes more */
 	const uint64_t at[] = {0, 2, 1, 3, 5, 4, 7, 6, 8};
 	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++)
-		tpfs_ahead_note(a, 0, at[i], at[i], 40);
-	CHECK(settle(a));
+		read_then_wait(a, 0, at[i], at[i], 40);
 	bool twice;
-	CHECKF(made_set(0, &twice) == range(4, 12), "made %#llx",
+	CHECKF(made_set(0, &twice) == range(6, 12), "made %#llx",
 	       (unsigned long long)made_set(0, &twice));
 	CHECK(!twice);
 	tpfs_ahead_destroy(a);
@@ -179,11 +199,10 @@ static void the_end_of_the_item_bounds_it(void)
 	if (!a)
 		return;
 	for (uint64_t b = 0; b < 6; b++)
-		tpfs_ahead_note(a, 2, b, b, 7);
-	CHECK(settle(a));
+		read_then_wait(a, 2, b, b, 7);
 	bool twice;
 	CHECK(made_set(2, &twice) == range(4, 7)); /* queued at block 3 */
-	CHECK(tpfs_ahead_queued(a) == 3);
+	CHECK(made_count() == 3);
 	tpfs_ahead_destroy(a);
 }
 
@@ -193,23 +212,19 @@ static void a_jump_starts_a_new_run(void)
 	if (!a)
 		return;
 	for (uint64_t b = 0; b < 4; b++) /* queues 4, 5 */
-		tpfs_ahead_note(a, 0, b, b, 64);
-	CHECK(settle(a));
-	uint64_t n = tpfs_ahead_queued(a);
-	CHECK(n == 2);
+		read_then_wait(a, 0, b, b, 64);
+	CHECK(made_count() == 2);
 	/* far beyond: a new run, which must grow to 4 blocks again */
 	for (uint64_t b = 40; b < 43; b++)
-		tpfs_ahead_note(a, 0, b, b, 64);
-	CHECK(tpfs_ahead_queued(a) == n);
-	tpfs_ahead_note(a, 0, 43, 43, 64); /* queues 44, 45 */
-	CHECK(settle(a));
+		read_then_wait(a, 0, b, b, 64);
+	CHECK(made_count() == 2);
+	read_then_wait(a, 0, 43, 43, 64); /* queues 44, 45 */
 	bool twice;
 	CHECK(made_set(0, &twice) == (range(4, 6) | range(44, 46)));
 	/* back to the start: read again from 0, made again */
 	for (uint64_t b = 0; b < 4; b++)
-		tpfs_ahead_note(a, 0, b, b, 64);
-	CHECK(settle(a));
-	CHECK(tpfs_ahead_queued(a) == 6);
+		read_then_wait(a, 0, b, b, 64);
+	CHECK(made_count() == 6);
 	tpfs_ahead_destroy(a);
 }
 
@@ -222,7 +237,7 @@ static void runs_of_items_are_their_own(void)
 		tpfs_ahead_note(a, 0, b, b, 64);
 		tpfs_ahead_note(a, 3, 20 + b, 20 + b, 64);
 	}
-	CHECK(settle(a));
+	tpfs_ahead_wait(a);
 	bool twice;
 	CHECK(made_set(0, &twice) == range(4, 6));
 	CHECK(made_set(3, &twice) == range(24, 26));
@@ -234,25 +249,39 @@ static void the_budget_bounds_blocks_waiting_or_being_made(void)
 	struct tpfs_ahead *a = create(1, 2, 8, 3);
 	if (!a)
 		return;
-	pthread_mutex_lock(&lock);
-	gate_closed = true; /* the thread holds its first block */
-	pthread_mutex_unlock(&lock);
-	for (uint64_t b = 0; b < 6; b++)
-		tpfs_ahead_note(a, 0, b, b, 64);
-	CHECKF(tpfs_ahead_queued(a) == 3, "queued %llu",
-	       (unsigned long long)tpfs_ahead_queued(a));
-	pthread_mutex_lock(&lock);
-	gate_closed = false;
-	pthread_cond_broadcast(&gate_cv);
-	pthread_mutex_unlock(&lock);
-	CHECK(settle(a));
+	gate(true); /* the thread holds its first block */
+	tpfs_ahead_note(a, 0, 0, 0, 64);
+	tpfs_ahead_note(a, 0, 1, 1, 64); /* queues 2, 3, 4: the budget */
+	CHECK(until_taken());
+	tpfs_ahead_note(a, 0, 1, 1, 64); /* would queue 5 on, no room */
+	gate(false);
+	tpfs_ahead_wait(a);
 	bool twice;
 	CHECK(made_set(0, &twice) == range(2, 5));
-	/* room again: the blocks after this read (5 and 6 were read) */
-	tpfs_ahead_note(a, 0, 6, 6, 64);
-	CHECK(settle(a));
-	CHECK(made_set(0, &twice) == (range(2, 5) | range(7, 10)));
+	/* room again: the blocks after the last queued */
+	read_then_wait(a, 0, 2, 2, 64);
+	CHECK(made_set(0, &twice) == range(2, 8));
 	CHECK(!twice);
+	tpfs_ahead_destroy(a);
+}
+
+static void blocks_their_reader_reached_first_are_dropped(void)
+{
+	struct tpfs_ahead *a = create(1, 2, 8, 3);
+	if (!a)
+		return;
+	gate(true);
+	tpfs_ahead_note(a, 0, 0, 0, 64);
+	tpfs_ahead_note(a, 0, 1, 1, 64); /* queues 2, 3, 4; 2 is taken */
+	CHECK(until_taken());
+	for (uint64_t b = 2; b < 6; b++) /* the reader reads 2 to 5 itself */
+		tpfs_ahead_note(a, 0, b, b, 64);
+	gate(false);
+	tpfs_ahead_wait(a);
+	bool twice;
+	CHECKF(made_set(0, &twice) == range(2, 3), "made %#llx",
+	       (unsigned long long)made_set(0, &twice));
+	CHECK(tpfs_ahead_made(a) == 1);
 	tpfs_ahead_destroy(a);
 }
 
@@ -263,10 +292,7 @@ static void destroy_waits_for_blocks_being_made(void)
 		return;
 	atomic_store(&slow_ms, 100);
 	tpfs_ahead_note(a, 0, 0, 0, 8); /* queues block 1 */
-	for (int i = 0; i < 5000 && !atomic_load(&taken); i++) {
-		struct timespec ts = {0, 1000000L};
-		nanosleep(&ts, NULL); /* until the thread took it */
-	}
+	CHECK(until_taken());
 	CHECK(!atomic_load(&slow_done));
 	tpfs_ahead_destroy(a);
 	CHECK(atomic_load(&slow_done));
@@ -282,6 +308,7 @@ int main(void)
 	RUN(a_jump_starts_a_new_run);
 	RUN(runs_of_items_are_their_own);
 	RUN(the_budget_bounds_blocks_waiting_or_being_made);
+	RUN(blocks_their_reader_reached_first_are_dropped);
 	RUN(destroy_waits_for_blocks_being_made);
 	tpfs_ahead_destroy(NULL);
 	return check_done();

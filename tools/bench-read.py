@@ -227,43 +227,48 @@ def main():
         cache(m.path(name))
         return m.path(name)
 
+    # Each step: its name, what to do before the clock starts (empty the
+    # mount's page cache: that is not the reader's time), and the read.
     steps = [
-        ("dd source", lambda: dd(src)),
-        ("dd f32 through the mount", lambda: dd(fresh("f32.npy"))),
-        ("dd f32 second read", lambda: dd(second("f32.npy"))),
-        ("dd through a null FUSE server", lambda: dd(nullfresh())),
-        ("dd bf16->f32 through the mount", lambda: dd(fresh("bf16.npy"))),
-        ("dd mxfp4->f32 through the mount", lambda: dd(fresh("mxfp4.npy"))),
-        ("np.load f32 .npy on disk", lambda: npload(os.path.join(disk, "f32.npy"))),
-        ("np.load f32 through the mount", lambda: npload(fresh("f32.npy"))),
-        ("np.load through a null FUSE server", lambda: npload(nullfresh())),
-        ("np.load bf16 .npy on disk", lambda: npload(os.path.join(disk, "bf16.npy"))),
-        ("np.load bf16->f32 through the mount", lambda: npload(fresh("bf16.npy"))),
-        ("np.load mxfp4 .npy on disk", lambda: npload(os.path.join(disk, "mxfp4.npy"))),
-        ("np.load mxfp4->f32 through the mount", lambda: npload(fresh("mxfp4.npy"))),
-        ("np.load 1 process (p0)", lambda: npload_many([fresh("p0.npy")])),
+        ("dd source", lambda: src, dd),
+        ("dd f32 through the mount", lambda: fresh("f32.npy"), dd),
+        ("dd f32 second read", lambda: second("f32.npy"), dd),
+        ("dd through a null FUSE server", nullfresh, dd),
+        ("dd bf16->f32 through the mount", lambda: fresh("bf16.npy"), dd),
+        ("dd mxfp4->f32 through the mount", lambda: fresh("mxfp4.npy"), dd),
+        ("np.load f32 .npy on disk", lambda: os.path.join(disk, "f32.npy"), npload),
+        ("np.load f32 through the mount", lambda: fresh("f32.npy"), npload),
+        ("np.load through a null FUSE server", nullfresh, npload),
+        ("np.load bf16 .npy on disk", lambda: os.path.join(disk, "bf16.npy"), npload),
+        ("np.load bf16->f32 through the mount", lambda: fresh("bf16.npy"), npload),
+        ("np.load mxfp4 .npy on disk", lambda: os.path.join(disk, "mxfp4.npy"), npload),
+        ("np.load mxfp4->f32 through the mount", lambda: fresh("mxfp4.npy"), npload),
+        ("np.load 1 process (p0)", lambda: [fresh("p0.npy")], npload_many),
         ("np.load 4 processes (p0..p3)",
-         lambda: npload_many([fresh("p%d.npy" % i) for i in range(4)])),
-        ("mmap random rows, f32 .npy on disk", lambda: mmap_rows(os.path.join(disk, "f32.npy"))),
-        ("mmap random rows, f32 through the mount", lambda: mmap_rows(fresh("f32.npy"))),
-        ("mmap random rows, bf16->f32 through the mount", lambda: mmap_rows(fresh("bf16.npy"))),
+         lambda: [fresh("p%d.npy" % i) for i in range(4)], npload_many),
+        ("mmap random rows, f32 .npy on disk", lambda: os.path.join(disk, "f32.npy"),
+         mmap_rows),
+        ("mmap random rows, f32 through the mount", lambda: fresh("f32.npy"), mmap_rows),
+        ("mmap random rows, bf16->f32 through the mount", lambda: fresh("bf16.npy"),
+         mmap_rows),
     ]
     only = [s for s in a.only.split(",") if s]
-    steps = [(n, f) for n, f in steps if not only or any(o in n for o in only)]
+    steps = [st for st in steps if not only or any(o in st[0] for o in only)]
     # Round by round, every step once per round: a slow spell of the
     # machine then hits every step alike instead of all runs of one.
     # Beside each rate: how busy the machine's CPUs were during the step,
     # and how many of them tpfs's daemon kept busy.
-    rates = {name: [] for name, _ in steps}
-    busy = {name: [] for name, _ in steps}
-    daemon = {name: [] for name, _ in steps}
-    reader = {name: [] for name, _ in steps}
+    rates = {name: [] for name, _, _ in steps}
+    busy = {name: [] for name, _, _ in steps}
+    daemon = {name: [] for name, _, _ in steps}
+    reader = {name: [] for name, _, _ in steps}
     for run in range(a.runs):
-        for name, fn in steps:
+        for name, setup, fn in steps:
             warm(a.warm_gib)
+            arg = setup()
             b0, t0, d0, r0 = cpu_times(m.proc.pid)
             w0 = time.perf_counter()
-            rates[name].append(fn())
+            rates[name].append(fn(arg))
             wall = max(time.perf_counter() - w0, 1e-9)
             b1, t1, d1, r1 = cpu_times(m.proc.pid)
             busy[name].append(100 * (b1 - b0) / max(t1 - t0, 1e-9))
@@ -272,7 +277,7 @@ def main():
         print("round %d of %d done" % (run + 1, a.runs), file=sys.stderr)
     print("%-46s %6s %5s %7s %6s  %s" % ("step", "GB/s", "busy", "daemon", "reader",
                                          "each round (GB/s)"))
-    for name, _ in steps:
+    for name, _, _ in steps:
         print("%-46s %6.2f %4.0f%% %7.2f %6.2f  %s" % (
             name, statistics.median(rates[name]), statistics.median(busy[name]),
             statistics.median(daemon[name]), statistics.median(reader[name]),

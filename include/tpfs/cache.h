@@ -1,5 +1,6 @@
 /*
- * Bounded cache of converted blocks.
+ * Bounded cache of blocks of served tensor data: converted blocks, and
+ * blocks of data served as stored read ahead of their reader.
  *
  * Blocks are keyed by the source file's identity, the tensor, the block index
  * and the conversion, hashed with XXH3; the full key is compared on lookup so
@@ -20,6 +21,7 @@
 #ifndef TPFS_CACHE_H
 #define TPFS_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,6 +74,10 @@ int tpfs_cache_get(struct tpfs_cache *c, const struct tpfs_cache_key *key,
  * the error of the fill in flight. Thread-safe. */
 int tpfs_cache_find(struct tpfs_cache *c, const struct tpfs_cache_key *key,
 		    struct tpfs_cache_block **out);
+
+/* Whether a block for key is held or being filled, counted neither as
+ * a hit nor as a miss. Thread-safe. */
+bool tpfs_cache_holds(struct tpfs_cache *c, const struct tpfs_cache_key *key);
 
 /* The pinned block's bytes; valid until tpfs_cache_put. */
 const void *tpfs_cache_data(const struct tpfs_cache_block *b);

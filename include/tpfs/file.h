@@ -77,10 +77,12 @@ void tpfs_file_spans_put(struct tpfs_view *v, struct tpfs_file_spans *sp);
 
 /* Make tensor blocks ahead of readers that read in order (see ahead.h),
  * on `threads` threads, once a reader has read `after` bytes of a tensor
- * in order; blocks made ahead go to the block cache, and at most a quarter
- * of its capacity is queued or being made at once. Without this call (the
- * tools), every block is made by the read that needs it. Returns 0 or
- * -ENOMEM. Call once, before reads; tpfs_view_destroy stops the threads. */
+ * in order (at least two blocks); blocks made ahead go to the block
+ * cache, and at most a quarter of its capacity is queued or being made
+ * at once. Without this call (the tools), every block is made by the read
+ * that needs it. Returns 0, or -ENOMEM when out of memory or threads
+ * (reads are then served without read-ahead). Call once, before reads;
+ * tpfs_view_destroy stops the threads. */
 int tpfs_file_start_ahead(struct tpfs_view *v, unsigned threads, uint64_t after);
 
 /* Copy bytes [off, off + len) of a file entry into buf. Returns the bytes

@@ -373,16 +373,16 @@ class MountedModel(T.FuseCase):
 class ReadAhead(T.FuseCase):
     """A reader reading a tensor in order gets its next blocks made ahead
     (8 MiB read in order, then 8 MiB ahead, in blocks of 1 MiB): the bytes
-    stay those of the source, and .tpfs/stats counts the blocks queued.
+    stay those of the source, and .tpfs/stats counts the blocks made.
     Reads far apart make nothing ahead. A single-threaded daemon (-s) has
     no read-ahead threads."""
 
     @classmethod
     def prepare(cls, tmp):
         cls.src = os.path.join(tmp, "src")
-        cls.raw = {"conv": rand_bytes(2048 * 4096 * 2), "stored": rand_bytes(1024 * 4096 * 4),
+        cls.raw = {"conv": rand_bytes(2048 * 4096 * 2), "stored": rand_bytes(2048 * 4096 * 4),
                    "far": rand_bytes(8192 * 4096 * 2)}
-        cls.shape = {"conv": (2048, 4096), "stored": (1024, 4096), "far": (8192, 4096)}
+        cls.shape = {"conv": (2048, 4096), "stored": (2048, 4096), "far": (8192, 4096)}
         cls.dtype = {"conv": "BF16", "stored": "F32", "far": "BF16"}
         T.write_safetensors(os.path.join(cls.src, "m.safetensors"),
                             [(n, cls.dtype[n], cls.shape[n], cls.raw[n]) for n in cls.raw])

@@ -315,6 +315,9 @@ int tpfs_file_start_ahead(struct tpfs_view *v, unsigned threads, uint64_t after)
 		.depth = TPFS_FILE_AHEAD > bs ? TPFS_FILE_AHEAD / bs : 1,
 		.budget = (size_t)(v->model->opt.cache_size / 4 / bs),
 	};
+	/* enough for 64 readers' depth: a huge cache_size needs no more */
+	if (p.budget > 64 * p.depth)
+		p.budget = (size_t)(64 * p.depth);
 	if (p.budget == 0)
 		return 0; /* blocks made ahead would evict each other */
 	v->ahead = tpfs_ahead_create(v->model->ntensors, &p, make_ahead, v);

@@ -303,10 +303,10 @@ static long cpus(void)
 }
 
 /* Worker threads of the multithreaded loop, which starts one whenever none
- * is idle and never stops one. A worker in a read holds up to two converted
- * blocks (which the cache cannot evict while they are sent) or the source
- * pages of the read, so their number bounds the daemon's memory beyond
- * cache_size. Converting is CPU-bound: workers past the CPUs only add
+ * is idle and never stops one. A worker in a read holds a buffer of the
+ * read's size and pins the cache blocks the read spans (which the cache
+ * cannot evict while they are sent), so their number bounds the daemon's
+ * memory beyond cache_size. Converting is CPU-bound: workers past the CPUs only add
  * memory. Twice the CPUs lets one wait for a source page while another
  * converts; at least 4 keep a few such waits going on small machines; at
  * most 10, libfuse 3.14's default, so larger machines serve as before. */

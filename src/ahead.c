@@ -11,7 +11,8 @@
 
 /* An item's run of reads in order. */
 struct run {
-	uint64_t read;   /* blocks read in the run (not those it skipped) */
+	uint64_t bytes;  /* read in the run */
+	uint64_t reads;  /* reads in the run */
 	uint64_t next;   /* the block after the last one read */
 	uint64_t queued; /* the block after the last one queued */
 };
@@ -126,27 +127,25 @@ void tpfs_ahead_destroy(struct tpfs_ahead *a)
 }
 
 void tpfs_ahead_note(struct tpfs_ahead *a, size_t item, uint64_t first, uint64_t last,
-		     uint64_t nblocks)
+		     uint64_t len, uint64_t nblocks)
 {
 	pthread_mutex_lock(&a->lock);
 	struct run *r = &a->runs[item];
 	/* The kernel's requests in flight are served out of order (seen 9
-	 * blocks of 1 MiB behind under np.load): a read up to after + depth
-	 * blocks behind or beyond where the run stands continues it, and
-	 * counts the blocks it reads that the run had not, not those it
-	 * skipped (reads that jump about add little to a run). */
-	uint64_t slack = a->p.after + a->p.depth;
-	if (first + slack < r->next || first > r->next + slack) {
-		r->read = 0;
+	 * blocks of 1 MiB behind under np.load): a read up to depth + ahead
+	 * blocks behind where the run stands continues it, and one up to
+	 * `gap` blocks beyond it (the kernel's own readahead, as requests
+	 * overtake each other). A read further off starts a new run. */
+	if (first + a->p.depth + a->p.gap < r->next || first > r->next + a->p.gap) {
+		r->bytes = r->reads = 0;
 		r->next = first;
 		r->queued = 0;
 	}
-	uint64_t from_new = first > r->next ? first : r->next;
-	if (last + 1 > from_new)
-		r->read += last + 1 - from_new;
+	r->bytes += len;
+	r->reads++;
 	if (last + 1 > r->next)
 		r->next = last + 1;
-	if (r->read >= a->p.after) {
+	if (r->bytes >= a->p.after && r->reads > 1) {
 		uint64_t from = r->queued > last + 1 ? r->queued : last + 1;
 		uint64_t to = last + 1 + a->p.depth < nblocks ? last + 1 + a->p.depth : nblocks;
 		bool queued = false;

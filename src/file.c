@@ -301,8 +301,9 @@ static bool make_ahead(void *ctx, size_t i, uint64_t block)
 	block_key(t, block, &key);
 	struct tpfs_cache_block *b;
 	bool made = false;
-	if (!tpfs_cache_holds(v->cache, &key) && get_block(v, t, block, &b, &made) == 0)
-		tpfs_cache_put(v->cache, b);
+	if (tpfs_cache_holds(v->cache, &key) || get_block(v, t, block, &b, &made) < 0)
+		return false;
+	tpfs_cache_put(v->cache, b);
 	return made;
 }
 
@@ -311,7 +312,8 @@ int tpfs_file_start_ahead(struct tpfs_view *v, unsigned threads, uint64_t after)
 	uint64_t bs = v->model->opt.block_size;
 	struct tpfs_ahead_params p = {
 		.threads = threads ? threads : 1,
-		.after = after > bs ? (after + bs - 1) / bs : 2, /* never one read */
+		.after = after,
+		.gap = after / 2 > bs ? after / 2 / bs : 1,
 		.depth = TPFS_FILE_AHEAD > bs ? TPFS_FILE_AHEAD / bs : 1,
 		.budget = (size_t)(v->model->opt.cache_size / 4 / bs),
 	};
@@ -356,7 +358,8 @@ static ssize_t tensor_spans(struct tpfs_view *v, const struct tpfs_tensor *t,
 	if (v->ahead) {
 		uint64_t bs = v->model->opt.block_size;
 		tpfs_ahead_note(v->ahead, (size_t)(t - v->model->tensors), k / bs,
-				(k + (len - done) - 1) / bs, (t->data_bytes + bs - 1) / bs);
+				(k + (len - done) - 1) / bs, len - done,
+				(t->data_bytes + bs - 1) / bs);
 	}
 	ssize_t got = t->conv->kind == TPFS_CONV_STORED
 			      ? stored_spans(v, t, k, len - done, into + done, sp)

@@ -1,8 +1,7 @@
 /*
  * Read-ahead: which blocks a run of reads in order queues (the blocks
  * after it, each once, not past the end), that random reads and short
- * runs (reads far apart count the blocks they read, not those between)
- * queue nothing, that reads served out of order keep the run, that a
+ * runs (reads further apart than the gap, or a single read) queue nothing, that reads served out of order keep the run, that a
  * jump starts a new run, that the budget bounds the blocks waiting or
  * being made, that queued blocks a reader read first are dropped, and
  * that destroy waits for the blocks being made.
@@ -115,22 +114,31 @@ static uint64_t range(uint64_t from, uint64_t to) /* blocks [from, to) */
 	return set;
 }
 
+/* after in blocks (the unit of a read's length here), a gap of half
+ * that, as the mount has. */
 static struct tpfs_ahead *create(unsigned threads, uint64_t after, uint64_t depth,
 				 size_t budget)
 {
 	reset();
-	struct tpfs_ahead_params p = {threads, after, depth, budget};
+	struct tpfs_ahead_params p = {threads, after, after / 2 ? after / 2 : 1, depth, budget};
 	struct tpfs_ahead *a = tpfs_ahead_create(4, &p, make, NULL);
 	CHECK(a != NULL);
 	return a;
 }
 
-/* A read of blocks [first, last] of item, then the threads catch up (so
- * that no queued block is dropped for being read first). */
+/* A read of blocks [first, last] of item, each block one unit long. */
+static void note(struct tpfs_ahead *a, size_t item, uint64_t first, uint64_t last,
+		 uint64_t nblocks)
+{
+	tpfs_ahead_note(a, item, first, last, last - first + 1, nblocks);
+}
+
+/* The same, then the threads catch up (so that no queued block is dropped
+ * for being read first). */
 static void read_then_wait(struct tpfs_ahead *a, size_t item, uint64_t first, uint64_t last,
 			   uint64_t nblocks)
 {
-	tpfs_ahead_note(a, item, first, last, nblocks);
+	note(a, item, first, last, nblocks);
 	tpfs_ahead_wait(a);
 }
 
@@ -168,9 +176,11 @@ static void random_reads_and_short_runs_queue_nothing(void)
 	/* what the kernel reads around one page fault: 3 blocks in order */
 	for (uint64_t b = 40; b < 43; b++)
 		read_then_wait(a, 1, b, b, 100);
-	/* two reads 6 blocks apart, within the slack: 2 blocks read, not 7 */
-	read_then_wait(a, 2, 0, 0, 100);
-	read_then_wait(a, 2, 6, 6, 100);
+	/* reads 4 blocks apart, each skipping more than the gap of 2 */
+	for (uint64_t i = 0; i < 20; i++)
+		read_then_wait(a, 2, 4 * i, 4 * i, 100);
+	/* one read of 4 blocks: long enough, but one read */
+	read_then_wait(a, 3, 10, 13, 100);
 	CHECK(made_count() == 0);
 	CHECK(tpfs_ahead_made(a) == 0);
 	tpfs_ahead_destroy(a);
@@ -181,13 +191,13 @@ static void reads_out_of_order_keep_the_run(void)
 	struct tpfs_ahead *a = create(1, 4, 3, 64);
 	if (!a)
 		return;
-	/* 4 was skipped when 5 was read (the run had read 4 blocks: 6-8 are
-	 * queued), then read late; neither it nor a late read makes more */
+	/* reads behind the run (1, 4, 6) count, and queue nothing of their
+	 * own: 4 blocks read at 3 queue 4-6, then each read the next ones */
 	const uint64_t at[] = {0, 2, 1, 3, 5, 4, 7, 6, 8};
 	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++)
 		read_then_wait(a, 0, at[i], at[i], 40);
 	bool twice;
-	CHECKF(made_set(0, &twice) == range(6, 12), "made %#llx",
+	CHECKF(made_set(0, &twice) == range(4, 12), "made %#llx",
 	       (unsigned long long)made_set(0, &twice));
 	CHECK(!twice);
 	tpfs_ahead_destroy(a);
@@ -234,8 +244,8 @@ static void runs_of_items_are_their_own(void)
 	if (!a)
 		return;
 	for (uint64_t b = 0; b < 4; b++) {
-		tpfs_ahead_note(a, 0, b, b, 64);
-		tpfs_ahead_note(a, 3, 20 + b, 20 + b, 64);
+		note(a, 0, b, b, 64);
+		note(a, 3, 20 + b, 20 + b, 64);
 	}
 	tpfs_ahead_wait(a);
 	bool twice;
@@ -250,10 +260,10 @@ static void the_budget_bounds_blocks_waiting_or_being_made(void)
 	if (!a)
 		return;
 	gate(true); /* the thread holds its first block */
-	tpfs_ahead_note(a, 0, 0, 0, 64);
-	tpfs_ahead_note(a, 0, 1, 1, 64); /* queues 2, 3, 4: the budget */
+	note(a, 0, 0, 0, 64);
+	note(a, 0, 1, 1, 64); /* queues 2, 3, 4: the budget */
 	CHECK(until_taken());
-	tpfs_ahead_note(a, 0, 1, 1, 64); /* would queue 5 on, no room */
+	note(a, 0, 1, 1, 64); /* would queue 5 on, no room */
 	gate(false);
 	tpfs_ahead_wait(a);
 	bool twice;
@@ -271,11 +281,11 @@ static void blocks_their_reader_reached_first_are_dropped(void)
 	if (!a)
 		return;
 	gate(true);
-	tpfs_ahead_note(a, 0, 0, 0, 64);
-	tpfs_ahead_note(a, 0, 1, 1, 64); /* queues 2, 3, 4; 2 is taken */
+	note(a, 0, 0, 0, 64);
+	note(a, 0, 1, 1, 64); /* queues 2, 3, 4; 2 is taken */
 	CHECK(until_taken());
 	for (uint64_t b = 2; b < 6; b++) /* the reader reads 2 to 5 itself */
-		tpfs_ahead_note(a, 0, b, b, 64);
+		note(a, 0, b, b, 64);
 	gate(false);
 	tpfs_ahead_wait(a);
 	bool twice;
@@ -291,7 +301,8 @@ static void destroy_waits_for_blocks_being_made(void)
 	if (!a)
 		return;
 	atomic_store(&slow_ms, 100);
-	tpfs_ahead_note(a, 0, 0, 0, 8); /* queues block 1 */
+	note(a, 0, 0, 0, 8);
+	note(a, 0, 1, 1, 8); /* two reads: queues block 2 */
 	CHECK(until_taken());
 	CHECK(!atomic_load(&slow_done));
 	tpfs_ahead_destroy(a);

@@ -77,7 +77,7 @@ void tpfs_file_spans_put(struct tpfs_view *v, struct tpfs_file_spans *sp);
 
 /* Make tensor blocks ahead of readers that read in order (see ahead.h),
  * on `threads` threads, once a reader has read `after` bytes of a tensor
- * in order (at least two blocks); blocks made ahead go to the block
+ * in order, with gaps of at most after / 2; blocks made ahead go to the block
  * cache, and at most a quarter of its capacity is queued or being made
  * at once. Without this call (the tools), every block is made by the read
  * that needs it. Returns 0, or -ENOMEM when out of memory or threads

@@ -428,6 +428,16 @@ class ReadAhead(T.FuseCase):
             finally:
                 os.close(fd)
             self.assertEqual(self.ahead(m), 0)
+            # rows of a mapped .npy 20 MiB apart, in order: each fault
+            # reads 4 MiB around it, and the next is further than that
+            a = np.load(m.path("far.npy"), mmap_mode="r")
+            rows = a.shape[0]
+            step = (20 << 20) // a[0].nbytes
+            exp = T.expected_array("BF16", self.shape["far"], self.raw["far"])
+            for r in range(0, rows, step):
+                self.assertEqual(a[r].tobytes(), exp[r].tobytes(), r)
+            del a
+            self.assertEqual(self.ahead(m), 0)
 
 
 class SmallCacheMount(T.FuseCase):

@@ -254,38 +254,48 @@ static ssize_t converted_spans(struct tpfs_view *v, const struct tpfs_tensor *t,
 
 /* Spans for data bytes [k, k + len) of a tensor served as stored: blocks
  * made ahead of the reader from the cache, the rest read from the source
- * into `into` (byte k + i at into[i]). */
+ * into `into` (byte k + i at into[i]), each stretch between cached blocks
+ * with one pread. */
 static ssize_t stored_spans(struct tpfs_view *v, const struct tpfs_tensor *t, uint64_t k,
 			    size_t len, char *into, struct tpfs_file_spans *sp)
 {
 	const struct tpfs_part *p = &t->part[0];
 	uint64_t bs = v->model->opt.block_size;
-	size_t done = 0;
-	while (done < len && sp->n < TPFS_FILE_MAX_SPANS) {
+	size_t done = 0, from = 0; /* [from, done) is still to be read */
+	while (done < len && sp->n + 1 < TPFS_FILE_MAX_SPANS) {
 		uint64_t pos = k + done;
 		size_t in = (size_t)(pos % bs);
-		/* without read-ahead no block is made ahead: one pread */
-		size_t take = !v->ahead ? len - done : bs - in < len - done ? bs - in : len - done;
+		size_t take = bs - in < len - done ? bs - in : len - done;
 		struct tpfs_cache_key key;
-		struct tpfs_cache_block *b;
-		if (v->ahead)
+		struct tpfs_cache_block *b = NULL;
+		if (v->ahead) /* without read-ahead no block is made ahead */
 			block_key(t, pos / bs, &key);
-		if (v->ahead && tpfs_cache_find(v->cache, &key, &b) == 0) {
-			sp->pins[sp->npins++] = b;
-			add_span(sp, (const char *)tpfs_cache_data(b) + in, take);
-		} else {
-			int rc = read_source(p->src, p->st->begin + pos, take, into + done);
-			if (rc < 0) {
-				sp->partial = done > 0;
-				return done ? (ssize_t)done : rc;
-			}
-			struct tpfs_file_span *last = sp->n ? &sp->v[sp->n - 1] : NULL;
-			if (last && (const char *)last->ptr + last->len == into + done)
-				last->len += take; /* the pread before ends here */
-			else
-				add_span(sp, into + done, take);
+		if (!v->ahead || tpfs_cache_find(v->cache, &key, &b) < 0) {
+			done += take;
+			continue;
 		}
+		int rc = done > from ? read_source(p->src, p->st->begin + k + from, done - from,
+						   into + from)
+				     : 0;
+		if (rc < 0) {
+			tpfs_cache_put(v->cache, b);
+			sp->partial = from > 0;
+			return from ? (ssize_t)from : rc;
+		}
+		if (done > from)
+			add_span(sp, into + from, done - from);
+		sp->pins[sp->npins++] = b;
+		add_span(sp, (const char *)tpfs_cache_data(b) + in, take);
 		done += take;
+		from = done;
+	}
+	if (done > from) {
+		int rc = read_source(p->src, p->st->begin + k + from, done - from, into + from);
+		if (rc < 0) {
+			sp->partial = from > 0;
+			return from ? (ssize_t)from : rc;
+		}
+		add_span(sp, into + from, done - from);
 	}
 	sp->partial = done < len;
 	return (ssize_t)done;

@@ -390,14 +390,15 @@ class ReadAhead(T.FuseCase):
     def want(self, name):
         return T.npy_bytes(T.expected_array(self.dtype[name], self.shape[name], self.raw[name]))
 
-    def ahead(self, m):
+    def ahead(self, m, key="blocks_read_ahead"):
         with open(m.path(".tpfs/stats")) as f:
-            return json.load(f)["blocks_read_ahead"]
+            return json.load(f)[key]
 
     def test_reading_in_order_reads_ahead_and_serves_the_source(self):
         with T.Mount(self.src) as m:
             for name in ("conv", "stored"):
                 before = self.ahead(m)
+                hits = self.ahead(m, "cache_hits")
                 # two readers of the same file at once, and one after them
                 def read(_):
                     with open(m.path(name + ".npy"), "rb", buffering=0) as f:
@@ -412,6 +413,9 @@ class ReadAhead(T.FuseCase):
                     self.assertEqual(self.ahead(m), 0)
                 else:
                     self.assertGreater(self.ahead(m), before, name)
+                    # data served as stored goes through the cache only
+                    # when read ahead: its reads found those blocks there
+                    self.assertGreater(self.ahead(m, "cache_hits"), hits, name)
 
     def test_reads_far_apart_read_nothing_ahead(self):
         want = self.want("far")

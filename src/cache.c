@@ -281,18 +281,6 @@ int tpfs_cache_get(struct tpfs_cache *c, const struct tpfs_cache_key *key,
 	return 0;
 }
 
-int tpfs_cache_find(struct tpfs_cache *c, const struct tpfs_cache_key *key,
-		    struct tpfs_cache_block **out)
-{
-	uint64_t h = XXH3_64bits(key, sizeof(*key));
-	pthread_mutex_lock(&c->lock);
-	struct tpfs_cache_block *b = table_find(c, h, key);
-	if (b)
-		return take_hit(c, b, out);
-	pthread_mutex_unlock(&c->lock);
-	return -ENOENT;
-}
-
 bool tpfs_cache_holds(struct tpfs_cache *c, const struct tpfs_cache_key *key)
 {
 	uint64_t h = XXH3_64bits(key, sizeof(*key));

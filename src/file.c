@@ -252,55 +252,6 @@ static ssize_t converted_spans(struct tpfs_view *v, const struct tpfs_tensor *t,
 	return (ssize_t)done;
 }
 
-/* Spans for data bytes [k, k + len) of a tensor served as stored: blocks
- * made ahead of the reader from the cache, the rest read from the source
- * into `into` (byte k + i at into[i]), each stretch between cached blocks
- * with one pread. */
-static ssize_t stored_spans(struct tpfs_view *v, const struct tpfs_tensor *t, uint64_t k,
-			    size_t len, char *into, struct tpfs_file_spans *sp)
-{
-	const struct tpfs_part *p = &t->part[0];
-	uint64_t bs = v->model->opt.block_size;
-	size_t done = 0, from = 0; /* [from, done) is still to be read */
-	while (done < len && sp->n + 1 < TPFS_FILE_MAX_SPANS) {
-		uint64_t pos = k + done;
-		size_t in = (size_t)(pos % bs);
-		size_t take = bs - in < len - done ? bs - in : len - done;
-		struct tpfs_cache_key key;
-		struct tpfs_cache_block *b = NULL;
-		if (v->ahead) /* without read-ahead no block is made ahead */
-			block_key(t, pos / bs, &key);
-		if (!v->ahead || tpfs_cache_find(v->cache, &key, &b) < 0) {
-			done += take;
-			continue;
-		}
-		int rc = done > from ? read_source(p->src, p->st->begin + k + from, done - from,
-						   into + from)
-				     : 0;
-		if (rc < 0) {
-			tpfs_cache_put(v->cache, b);
-			sp->partial = from > 0;
-			return from ? (ssize_t)from : rc;
-		}
-		if (done > from)
-			add_span(sp, into + from, done - from);
-		sp->pins[sp->npins++] = b;
-		add_span(sp, (const char *)tpfs_cache_data(b) + in, take);
-		done += take;
-		from = done;
-	}
-	if (done > from) {
-		int rc = read_source(p->src, p->st->begin + k + from, done - from, into + from);
-		if (rc < 0) {
-			sp->partial = from > 0;
-			return from ? (ssize_t)from : rc;
-		}
-		add_span(sp, into + from, done - from);
-	}
-	sp->partial = done < len;
-	return (ssize_t)done;
-}
-
 /* Make block `block` of tensor i in the cache, ahead of its reader,
  * unless it is there: whether it was made. */
 static bool make_ahead(void *ctx, size_t i, uint64_t block)
@@ -365,15 +316,26 @@ static ssize_t tensor_spans(struct tpfs_view *v, const struct tpfs_tensor *t,
 	if (done == len)
 		return (ssize_t)done;
 	uint64_t k = off + done - t->npy_header_len;
+	if (t->conv->kind == TPFS_CONV_STORED) {
+		/* straight into the read's buffer: the kernel's page cache
+		 * holds the source, and copying it into cache blocks ahead of
+		 * the reader costs a copy and cache_size of memory for nothing */
+		const struct tpfs_part *p = &t->part[0];
+		int rc = read_source(p->src, p->st->begin + k, len - done, into + done);
+		if (rc < 0) {
+			sp->partial = done > 0;
+			return done ? (ssize_t)done : rc;
+		}
+		add_span(sp, into + done, len - done);
+		return (ssize_t)len;
+	}
 	if (v->ahead) {
 		uint64_t bs = v->model->opt.block_size;
 		tpfs_ahead_note(v->ahead, (size_t)(t - v->model->tensors), k / bs,
 				(k + (len - done) - 1) / bs, len - done,
 				(t->data_bytes + bs - 1) / bs);
 	}
-	ssize_t got = t->conv->kind == TPFS_CONV_STORED
-			      ? stored_spans(v, t, k, len - done, into + done, sp)
-			      : converted_spans(v, t, k, len - done, sp);
+	ssize_t got = converted_spans(v, t, k, len - done, sp);
 	if (got < 0) {
 		sp->partial = done > 0;
 		return done ? (ssize_t)done : got;

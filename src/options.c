@@ -241,7 +241,8 @@ void tpfs_options_json(const struct tpfs_options *o, struct tpfs_buf *b)
 
 const char *tpfs_options_help(void)
 {
-	return "    cache_size=SIZE   memory for converted blocks and blocks read ahead\n"
+	return "    cache_size=SIZE   memory for converted blocks, those read ahead "
+	       "included\n"
 	       "                      (K/M/G suffixes; default 256M)\n"
 	       "    block_size=SIZE   conversion unit, a power of two from 64K to "
 	       "64M (default 1M)\n"

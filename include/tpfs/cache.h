@@ -69,12 +69,6 @@ int tpfs_cache_get(struct tpfs_cache *c, const struct tpfs_cache_key *key,
 		   size_t len, tpfs_fill_fn fill, void *ctx,
 		   struct tpfs_cache_block **out);
 
-/* Find the block for key without filling it: 0 with *out pinned (after
- * waiting for its fill when one is in flight), -ENOENT when absent, or
- * the error of the fill in flight. Thread-safe. */
-int tpfs_cache_find(struct tpfs_cache *c, const struct tpfs_cache_key *key,
-		    struct tpfs_cache_block **out);
-
 /* Whether a block for key is held or being filled, counted neither as
  * a hit nor as a miss. Thread-safe. */
 bool tpfs_cache_holds(struct tpfs_cache *c, const struct tpfs_cache_key *key);

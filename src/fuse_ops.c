@@ -7,7 +7,8 @@
  * cache blocks, bytes read from a source into the read's buffer, a
  * passed-through file's mapping, with no further copy in this process.
  * Only .tpfs/stats changes; it is opened with direct_io and served from a
- * snapshot taken at open.
+ * snapshot taken at open. With -o direct_io, tensor files are opened with
+ * direct_io too and keep nothing in the page cache.
  */
 #include "fuse_ops.h"
 
@@ -163,6 +164,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fi->direct_io = 1;
 	} else if (tpfs_view_size_hidden(v, (uint32_t)id)) {
 		fi->direct_io = 1; /* read past the size of 0 it shows */
+	} else if (a.kind == TPFS_NODE_TENSOR && v->model->opt.direct_io) {
+		/* -o direct_io: the reply lands in the reader's buffer, with no
+		 * page-cache pages to allocate; the kernel refuses shared
+		 * mappings (libfuse 3.14 cannot ask for FUSE_DIRECT_IO_ALLOW_MMAP) */
+		fi->direct_io = 1;
 	} else {
 		fi->keep_cache = 1;
 	}

@@ -42,6 +42,11 @@ static void mount_help(void)
 	       "                      in /etc/fuse.conf unless run as root)\n"
 	       "    allow_root        let root read the mount too\n"
 	       "    auto_unmount      unmount when the daemon dies, even by kill -9\n"
+	       "    direct_io         tensor files bypass the kernel's page cache: "
+	       "np.load is faster,\n"
+	       "                      but shared mappings (np.load mmap_mode='r') "
+	       "fail with ENODEV\n"
+	       "                      and every read goes to the daemon\n"
 	       "    nodev, nosuid, noexec, dev, suid, exec, atime, noatime, sync, "
 	       "async, dirsync\n"
 	       "                      passed to the kernel\n"
@@ -118,6 +123,7 @@ static int parse_mount_args(int argc, char **argv, struct mount_args *a)
 		return -1;
 	}
 	a->opt.shared = strstr(a->kopts.kernel, ",allow_other") != NULL;
+	a->opt.direct_io = a->kopts.direct_io;
 	if (!a->src || !a->mnt) {
 		fprintf(stderr, "tpfs: mount needs SRC and MNT (see 'tpfs mount --help')\n");
 		return -1;

@@ -188,7 +188,7 @@ static char mount_words[512];
 
 static void make_mount_words(void)
 {
-	size_t n = 0;
+	size_t n = (size_t)snprintf(mount_words, sizeof(mount_words), ", direct_io");
 	for (const char *const *k = kernel_opts; *k; k++)
 		n += (size_t)snprintf(mount_words + n, sizeof(mount_words) - n, ", %s", *k);
 	snprintf(mount_words + n, sizeof(mount_words) - n,
@@ -217,6 +217,10 @@ bool tpfs_options_mount(const char *opt, void *ctx)
 	if (in_list(ignored_opts, opt) || strncmp(opt, "x-", 2) == 0 ||
 	    strncmp(opt, "comment=", 8) == 0)
 		return true;
+	if (strcmp(opt, "direct_io") == 0) {
+		m->direct_io = true;
+		return true;
+	}
 	if (!in_list(kernel_opts, opt))
 		return false;
 	size_t n = strlen(m->kernel);

@@ -23,8 +23,9 @@ BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 
 CONVERSION = ["cache_size=", "block_size=", "by_file", "bf16=", "fp8=", "mxfp4=",
               "dtype="]
-MOUNT_ONLY = ["allow_other", "allow_root", "auto_unmount", "nodev", "nosuid", "noexec",
-              "dev", "suid", "exec", "atime", "noatime", "sync", "async", "dirsync"]
+MOUNT_ONLY = ["direct_io", "allow_other", "allow_root", "auto_unmount", "nodev", "nosuid",
+              "noexec", "dev", "suid", "exec", "atime", "noatime", "sync", "async",
+              "dirsync"]
 
 # Runs the completion of "$@" (COMP_WORDS) and prints COMPREPLY, a line each.
 SCRIPT = r"""

@@ -3,8 +3,8 @@
 Every command and flag that `tpfs --help` and `tpfs COMMAND --help` list is
 in tpfs(1), in the section of its command; every -o option that
 `tpfs mount --help` lists, and every one the option parser (src/options.c:
-its keys, their valid values, the kernel's and the ignored words) accepts,
-is in its OPTIONS; every option of `tpfs-gen --help` is in tpfs-gen(1).
+its keys, their valid values, the mount's own, the kernel's and the
+ignored words) accepts, is in its OPTIONS; every option of `tpfs-gen --help` is in tpfs-gen(1).
 The pages are read as rendered. Both render without a warning from groff,
 and write every option with `\\-`, which renders as the `-` one types,
 never with a bare `-`: a hyphen, which renders as U+2010 where the macros
@@ -136,14 +136,16 @@ class TpfsPage(unittest.TestCase):
         kernel = c_table(src, "kernel_opts")
         ignored = c_table(src, "ignored_opts")
         prefixes = re.findall(r'strncmp\(opt, "([^"]+)", \d+\)', src)
+        own = re.findall(r'strcmp\(opt, "(\w+)"\) == 0', src)  # the mount's own
         valid = {k: c_table(src, k + "_valid") for k in keys}
         for what, found in (("keys", keys), ("kernel_opts", kernel),
-                            ("ignored_opts", ignored), ("prefixes", prefixes)):
+                            ("ignored_opts", ignored), ("prefixes", prefixes),
+                            ("mount words", own)):
             self.assertTrue(found, "src/options.c: no %s found" % what)
         self.assertTrue(any(valid.values()), "src/options.c: no *_valid table")
         text = self.page["OPTIONS"]
         words = [k + "=" + "|".join(valid[k]) if valid[k] else k for k in keys]
-        words += kernel + ignored + [p + "*" for p in prefixes]
+        words += kernel + ignored + own + [p + "*" for p in prefixes]
         for word in words:
             self.assertTrue(has_word(text, word), word)
 

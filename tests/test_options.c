@@ -324,7 +324,7 @@ static void a_list_applies_every_option_and_the_last_value_wins(void)
 static void unknown_options_are_refused_with_the_list_of_valid_ones(void)
 {
 	const char *unknown[] = {"nosuch", "max_read=4096", "uid=0", "bf16x=f32",
-				 "cache", "allow_other"};
+				 "cache", "allow_other", "direct_io"};
 	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
 		struct tpfs_options o = defaults();
 		struct tpfs_error e = {{0}};
@@ -384,14 +384,20 @@ static void the_mount_keeps_kernel_words_in_order_and_drops_fstab_words(void)
 		CHECKF(tpfs_options_mount(fstab_words[i], &m), "%s", fstab_words[i]);
 		CHECKF(m.kernel[0] == '\0', "%s: '%s'", fstab_words[i], m.kernel);
 	}
+	/* direct_io is the mount's own: set, and nothing for the kernel */
+	struct tpfs_mount_opts d;
+	memset(&d, 0, sizeof(d));
+	CHECK(tpfs_options_mount("direct_io", &d));
+	CHECK(d.direct_io && d.kernel[0] == '\0');
 	/* words that only look like them are not taken */
 	const char *others[] = {"x", "xsystemd", "comment", "commentary=1", "max_read=4096",
-				"uid=0", "allow_other=1", "RO", "noallow_other", "cache_size=1G"};
+				"uid=0", "allow_other=1", "RO", "noallow_other", "cache_size=1G",
+				"direct_io=1", "direct_i", "direct_io_"};
 	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
 		struct tpfs_mount_opts m;
 		memset(&m, 0, sizeof(m));
 		CHECKF(!tpfs_options_mount(others[i], &m), "%s", others[i]);
-		CHECK(m.kernel[0] == '\0');
+		CHECK(m.kernel[0] == '\0' && !m.direct_io);
 	}
 }
 
@@ -404,10 +410,11 @@ static void an_fstab_line_parses_with_the_mount_words(void)
 	int rc = tpfs_options_parse(&o,
 				    "ro,nofail,noexec,x-systemd.automount,allow_other,"
 				    "comment=a b,cache_size=1G,defaults,nodev,_netdev,"
-				    "auto_unmount,bf16=f16",
+				    "auto_unmount,direct_io,bf16=f16",
 				    tpfs_options_mount, &m, NULL, &e);
 	CHECKF(rc == 0, "%d %s", rc, e.msg);
 	CHECK(strcmp(m.kernel, ",noexec,allow_other,nodev,auto_unmount") == 0);
+	CHECK(m.direct_io);
 	CHECK(o.cache_size == 1ull << 30 && o.bf16 == TPFS_OUT_F16);
 	/* an unknown word is still refused, after the mount saw it */
 	memset(&m, 0, sizeof(m));

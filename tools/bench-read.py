@@ -15,9 +15,11 @@ MiB, plus the .npy files a mount serves for the first three, written to
 disk by `tpfs cat` (the anchors). It also mounts build/bench-null-fuse, a
 FUSE server that answers reads from memory and does nothing else, with
 tpfs's settings and readahead: its figures are the most any FUSE server
-gets on this machine, the ceiling of tpfs's. Every step reads with the source in the
-page cache (what tpfs itself costs), and the mount's own page cache emptied
-first (POSIX_FADV_DONTNEED on the mounted file), except "second read".
+gets on this machine, the ceiling of tpfs's; and the model again with
+-o direct_io (tensor files bypass the kernel's page cache). Every step
+reads with the source in the page cache (what tpfs itself costs), and the
+mount's own page cache emptied first (POSIX_FADV_DONTNEED on the mounted
+file), except "second read".
 
 Before each timed step it touches WARM GiB of memory, since on some virtual
 machines the first touch of memory is very slow and every read here fills
@@ -28,7 +30,7 @@ many of them the daemon and the readers used, then each goal's ratio as
 the median of the rounds' ratios (each of two figures of the same round),
 and for np.load the reader's own CPU time per byte from disk over that
 through the mount: where the reader keeps its CPU busy, the most the
-mount can give it; the daemon's peak memory (VmHWM) at the end. Asserts
+mount can give it; the daemons' peak memory (VmHWM) at the end. Asserts
 nothing.
 """
 
@@ -56,17 +58,21 @@ def warm(gib):
     m.close()
 
 
-def cpu_times(pid):
-    """(busy, total) seconds of the machine's CPUs, pid's CPU seconds, and
-    the CPU seconds of this process and its children (the readers)."""
+def cpu_times(pids):
+    """(busy, total) seconds of the machine's CPUs, the CPU seconds of the
+    processes pids (the daemons), and the CPU seconds of this process and
+    its children (the readers)."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
-    with open("/proc/%d/stat" % pid) as f:
-        p = f.read().rsplit(")", 1)[1].split()
     hz = os.sysconf("SC_CLK_TCK")
+    daemons = 0
+    for pid in pids:
+        with open("/proc/%d/stat" % pid) as f:
+            p = f.read().rsplit(")", 1)[1].split()
+        daemons += (int(p[11]) + int(p[12])) / hz
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ((sum(v) - v[3] - v[4]) / hz, sum(v) / hz, (int(p[11]) + int(p[12])) / hz,
+    return ((sum(v) - v[3] - v[4]) / hz, sum(v) / hz, daemons,
             me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime)
 
 
@@ -200,6 +206,9 @@ def main():
     for name in ("f32", "bf16", "mxfp4"):
         cache(os.path.join(disk, name + ".npy"))
     m = Mount([tpfs, "mount", model, mnt, "-f"], mnt)
+    # the same model mounted with -o direct_io: no page cache for tensors
+    dmnt = os.path.join(a.work, "mnt-direct")
+    d = Mount([tpfs, "mount", model, dmnt, "-f", "-o", "direct_io"], dmnt)
     # The ceiling: a FUSE server that answers reads from one buffer, with
     # tpfs's settings and readahead, serving an F32 .npy of f32.npy's size.
     null = Mount([os.path.join(os.path.abspath(a.build), "bench-null-fuse"),
@@ -243,6 +252,9 @@ def main():
         ("np.load bf16->f32 through the mount", lambda: fresh("bf16.npy"), npload),
         ("np.load mxfp4 .npy on disk", lambda: os.path.join(disk, "mxfp4.npy"), npload),
         ("np.load mxfp4->f32 through the mount", lambda: fresh("mxfp4.npy"), npload),
+        ("np.load f32, -o direct_io", lambda: d.path("f32.npy"), npload),
+        ("np.load bf16->f32, -o direct_io", lambda: d.path("bf16.npy"), npload),
+        ("np.load mxfp4->f32, -o direct_io", lambda: d.path("mxfp4.npy"), npload),
         ("np.load 1 process (p0)", lambda: [fresh("p0.npy")], npload_many),
         ("np.load 4 processes (p0..p3)",
          lambda: [fresh("p%d.npy" % i) for i in range(4)], npload_many),
@@ -266,11 +278,11 @@ def main():
         for name, setup, fn in steps:
             warm(a.warm_gib)
             arg = setup()
-            b0, t0, d0, r0 = cpu_times(m.proc.pid)
+            b0, t0, d0, r0 = cpu_times([m.proc.pid, d.proc.pid])
             w0 = time.perf_counter()
             rates[name].append(fn(arg))
             wall = max(time.perf_counter() - w0, 1e-9)
-            b1, t1, d1, r1 = cpu_times(m.proc.pid)
+            b1, t1, d1, r1 = cpu_times([m.proc.pid, d.proc.pid])
             busy[name].append(100 * (b1 - b0) / max(t1 - t0, 1e-9))
             daemon[name].append((d1 - d0) / max(t1 - t0, 1e-9) * os.cpu_count())
             reader[name].append((r1 - r0) / wall)
@@ -286,7 +298,9 @@ def main():
           "daemon kept busy, of %d; reader: the CPUs the reading processes kept "
           "busy, 1.00 being one CPU all the time)" % os.cpu_count())
     hwm = m.hwm()
+    dhwm = d.hwm()
     m.close()
+    d.close()
     null.close()
 
     def ratio(what, num, den, goal):
@@ -332,6 +346,12 @@ def main():
     ratio("dd f32 through the mount / dd source", "dd f32 through the mount",
           "dd source", 0.4)
     ratio("dd f32 second read / dd source", "dd f32 second read", "dd source", 0.8)
+    for kind in ("f32", "bf16->f32", "mxfp4->f32"):
+        disk_step = "np.load %s .npy on disk" % kind.split("-")[0]
+        ratio("np.load %s: -o direct_io / disk" % kind, "np.load %s, -o direct_io" % kind,
+              disk_step, 0.8 if kind == "f32" else 0.75)
+        ceiling("np.load %s: the reader's CPU per byte, disk / direct_io" % kind,
+                "np.load %s, -o direct_io" % kind, disk_step)
     ratio("np.load, 4 processes at once / 1 process", "np.load 4 processes (p0..p3)",
           "np.load 1 process (p0)", 1.5)
     ratio("mmap random rows, f32: mount / disk", "mmap random rows, f32 through the mount",
@@ -339,7 +359,8 @@ def main():
     ratio("mmap random rows: bf16->f32 / f32, through the mount",
           "mmap random rows, bf16->f32 through the mount",
           "mmap random rows, f32 through the mount", 0)
-    print("\ndaemon's peak memory (VmHWM): %.0f MiB (cache_size 256 MiB)" % (hwm / 2**20))
+    print("\ndaemons' peak memory (VmHWM): %.0f MiB, with -o direct_io %.0f MiB "
+          "(cache_size 256 MiB)" % (hwm / 2**20, dhwm / 2**20))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ struct tpfs_options {
 	bool by_file;         /* one folder per .safetensors file */
 	bool shared;          /* a mount other users may enter (allow_other):
 				 loading says what permissions close to them */
+	bool direct_io;       /* a mount's -o direct_io: tensor files bypass
+				 the kernel's page cache */
 	enum tpfs_out bf16;   /* f32 (default), f16, raw */
 	enum tpfs_out fp8;    /* f16 (default), f32, raw */
 	enum tpfs_out mxfp4;  /* f32 (default), f16, bf16, raw, both */
@@ -72,12 +74,14 @@ void tpfs_options_json(const struct tpfs_options *o, struct tpfs_buf *b);
 struct tpfs_mount_opts {
 	char kernel[1024];  /* ",allow_other,nodev...": for the kernel mount */
 	bool overflow;      /* more than kernel holds: the mount must refuse */
+	bool direct_io;     /* direct_io: tensor files bypass the page cache */
 };
 
 /* An `other` for tpfs_options_parse (ctx: a zeroed struct tpfs_mount_opts):
  * takes the options passed to the kernel (allow_other, allow_root,
  * auto_unmount, nodev, nosuid, noexec, dev, suid, exec, atime, noatime,
- * sync, async, dirsync), appending them to kernel, and fstab's words, which
+ * sync, async, dirsync), appending them to kernel; direct_io, setting
+ * direct_io; and fstab's words, which
  * it drops (ro, rw, defaults, auto, noauto, user, users, nouser, owner,
  * group, _netdev, nofail, relatime, norelatime, strictatime, nodiratime,
  * default_permissions, x-*, comment=*). Returns whether it took opt. */

@@ -4,6 +4,7 @@ expectations computed here from the source files."""
 import concurrent.futures
 import errno
 import json
+import mmap
 import os
 import random
 import shutil
@@ -449,6 +450,82 @@ class ReadAhead(T.FuseCase):
                 self.assertEqual(a[r].tobytes(), exp[r].tobytes(), r)
             del a
             self.assertEqual(self.ahead(m), 0)
+
+
+class DirectIO(T.FuseCase):
+    """-o direct_io: tensor files bypass the kernel's page cache. np.load
+    gets the bytes of the source; every read reaches the daemon (nothing is
+    kept); a shared mapping is refused with ENODEV and a private one works;
+    a source whose mode changes fails the very next read; files that are
+    not tensors keep the page cache (and shared mappings)."""
+
+    @classmethod
+    def prepare(cls, tmp):
+        cls.src = os.path.join(tmp, "src")
+        e, r, g = 2, 256, 32  # an MXFP4 pair: 1 MiB of float32
+        cls.blocks = rand_bytes(e * r * g * 16)
+        cls.scales = bytes(rng.integers(100, 140, e * r * g, dtype=np.uint8))
+        cls.pair = ((e, r, g, 16), (e, r, g))
+        cls.raw = {"conv": rand_bytes(1024 * 3000 * 2), "stored": rand_bytes(1024 * 3000 * 4)}
+        cls.shape = (1024, 3000)
+        cls.dtype = {"conv": "BF16", "stored": "F32"}
+        T.write_safetensors(os.path.join(cls.src, "m.safetensors"),
+                            [(n, cls.dtype[n], cls.shape, cls.raw[n]) for n in cls.raw] +
+                            [("w_blocks", "U8", cls.pair[0], cls.blocks),
+                             ("w_scales", "U8", cls.pair[1], cls.scales)])
+
+    def want(self, name):
+        if name == "w":
+            return T.expected_mxfp4(self.blocks, self.pair[0], self.scales, self.pair[1])
+        return T.expected_array(self.dtype[name], self.shape, self.raw[name])
+
+    def stats(self, m):
+        with open(m.path(".tpfs/stats")) as f:
+            return json.load(f)
+
+    def test_np_load_reads_the_source_and_nothing_is_cached(self):
+        with T.Mount(self.src, opts="direct_io") as m:
+            for name in ("stored", "conv", "w"):
+                want = self.want(name)
+                served = []
+                for _ in range(2):
+                    before = self.stats(m)["bytes_served"]
+                    got = np.load(m.path(name + ".npy"))
+                    self.assertTrue(T.same_bits(got, want), name)
+                    served.append(self.stats(m)["bytes_served"] - before)
+                # the second load reads every byte from the daemon again
+                # (np.load reads the first bytes more than once)
+                self.assertGreaterEqual(served[0], os.path.getsize(m.path(name + ".npy")))
+                self.assertEqual(served[1], served[0], name)
+
+    def test_shared_mappings_fail_and_private_ones_work(self):
+        with T.Mount(self.src, opts="direct_io") as m:
+            with self.assertRaises(OSError) as cm:
+                np.load(m.path("conv.npy"), mmap_mode="r")
+            self.assertEqual(cm.exception.errno, errno.ENODEV)
+            a = np.load(m.path("conv.npy"), mmap_mode="c")
+            want = self.want("conv")
+            for r in (0, 517, 1023):
+                self.assertTrue(T.same_bits(np.array(a[r]), want[r]), r)
+            del a
+            # not a tensor: cached, and mapped shared as ever
+            with open(m.path("manifest.json"), "rb") as f:
+                with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mm:
+                    self.assertEqual(json.loads(mm[:])["tensors"][0]["path"], "conv.npy")
+
+    def test_a_mode_change_fails_the_next_read(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            shutil.copytree(self.src, src)
+            with T.Mount(src, opts="direct_io") as m:
+                with open(m.path("stored.npy"), "rb", buffering=0) as f:
+                    first = f.read(1 << 20)
+                    self.assertEqual(first, T.npy_bytes(self.want("stored"))[:1 << 20])
+                    os.chmod(os.path.join(src, "m.safetensors"), 0o600)
+                    # the page cache would have served the kernel's readahead
+                    with self.assertRaises(OSError) as cm:
+                        f.read(4096)
+                    self.assertEqual(cm.exception.errno, errno.EIO)
 
 
 class SmallCacheMount(T.FuseCase):

@@ -13,18 +13,20 @@
  * once), max_readahead and the size of a read request. */
 #define TPFS_IO_SIZE (1 << 20)
 
-/* The mount's readahead, which main.c sets when run as root: 4 requests of
- * TPFS_IO_SIZE. Measured on 2 cores against 1 MiB (tools/bench-read.py
- * --readahead-kb), dd of a converted file got 1.4x faster and np.load of it
- * 2.7x; 8 and 16 MiB gave no more. It is also how much a page fault in a
- * mapping of a file reads around it, until the kernel sees that the faults
- * are random and stops: random rows of a mapped .npy were no slower. */
-#define TPFS_READAHEAD (4 * TPFS_IO_SIZE)
+/* The mount's readahead, which main.c sets when run as root: one request
+ * of TPFS_IO_SIZE. It is also how much a page fault in a mapping of a file
+ * reads around it. Measured on 2 cores with the source kept in the page
+ * cache (tools/bench-read.py --readahead-kb, 5 rounds each): against the
+ * kernel's 128 KiB, dd of the F32 .npy went from 1.64 to 2.38 GB/s; 4 MiB
+ * gave sequential reads no more (the daemon reads converted data ahead by
+ * itself) and made 256 random 64 KiB rows of a mapped .npy 1.7x slower
+ * (0.07 GB/s against 0.12), each fault reading 4 MiB. */
+#define TPFS_READAHEAD TPFS_IO_SIZE
 
 /* Requests the kernel may have in flight without waiting for replies: its
  * readahead sends 1 MiB requests in the background, and the default of 12
  * (9 before it counts the connection as congested and stops reading ahead)
- * is fewer than a few readers with a readahead of several MiB keep going.
+ * is fewer than many readers reading at once keep going.
  * The kernel caps the number for users other than root at its
  * fs.fuse.max_user_bgreq. */
 #define TPFS_MAX_BACKGROUND 64

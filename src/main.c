@@ -275,11 +275,8 @@ out:
 /* The kernel caps a FUSE mount's readahead at its backing device's setting
  * (128 KiB by default), whatever max_readahead init asks for. Raise the
  * setting of this mount's own device to TPFS_READAHEAD so that sequential
- * reads come as 1 MiB requests, several in flight (up to
- * TPFS_MAX_BACKGROUND): the workers convert the next blocks while the
- * reader copies the last ones (with 1 MiB, one request at a time was the
- * rule, and a converted file was read at half the rate of a stored one).
- * Needs root; otherwise reads stay at 128 KiB. The device is found in
+ * reads come as 1 MiB requests. Needs root; otherwise reads stay at
+ * 128 KiB. The device is found in
  * mountinfo, since stat on the mount point would wait for the daemon's
  * loop, which has not started yet. */
 static void raise_readahead(const char *mnt)

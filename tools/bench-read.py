@@ -17,9 +17,10 @@ FUSE server that answers reads from memory and does nothing else, with
 tpfs's settings and readahead: its figures are the most any FUSE server
 gets on this machine, the ceiling of tpfs's; and the model again with
 -o direct_io (tensor files bypass the kernel's page cache). Every step
-reads with the source in the page cache (what tpfs itself costs), and the
-mount's own page cache emptied first (POSIX_FADV_DONTNEED on the mounted
-file), except "second read".
+reads with the source in the page cache (what tpfs itself costs; read
+again just before the step, as some machines page out what was not
+touched for a minute), and the mount's own page cache emptied first
+(POSIX_FADV_DONTNEED on the mounted file), except "second read".
 
 Before each timed step it touches WARM GiB of memory, since on some virtual
 machines the first touch of memory is very slow and every read here fills
@@ -87,10 +88,15 @@ def drop_cache(path):
 
 
 def cache(path):
-    """Bring a file into the page cache."""
-    with open(path, "rb") as f:
-        while f.read(8 << 20):
+    """Bring a file into the page cache; returns path. Done before every
+    step that reads it, not once: some machines page out what was not
+    touched for a minute (a proactive reclaim such as DAMON's), and an
+    anchor read from disk is no anchor."""
+    buf = bytearray(8 << 20)
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(buf):
             pass
+    return path
 
 
 def dd(path):
@@ -202,9 +208,6 @@ def main():
     tpfs = os.path.abspath(os.path.join(a.build, "tpfs"))
     model, src, disk = make_model(os.path.abspath(a.build), a.work)
     mnt = os.path.join(a.work, "mnt")
-    cache(src)
-    for name in ("f32", "bf16", "mxfp4"):
-        cache(os.path.join(disk, name + ".npy"))
     m = Mount([tpfs, "mount", model, mnt, "-f"], mnt)
     # the same model mounted with -o direct_io: no page cache for tensors
     dmnt = os.path.join(a.work, "mnt-direct")
@@ -224,41 +227,51 @@ def main():
     with open(m.readahead_file()) as f:
         print("read_ahead_kb of both mounts: %s" % f.read().strip())
 
+    # Before every step, the files it reads from are brought into the
+    # page cache again (see cache()).
+    def ondisk(name):
+        return cache(os.path.join(disk, name))
+
     def fresh(name):  # the mount's page cache of name emptied
+        cache(src)
         drop_cache(m.path(name))
         return m.path(name)
+
+    def direct(name):  # a file of the -o direct_io mount (nothing cached)
+        cache(src)
+        return d.path(name)
 
     def nullfresh():
         drop_cache(null.path("null.npy"))
         return null.path("null.npy")
 
     def second(name):  # read once, so the next read is from the page cache
-        cache(m.path(name))
-        return m.path(name)
+        cache(src)
+        return cache(m.path(name))
 
     # Each step: its name, what to do before the clock starts (empty the
     # mount's page cache: that is not the reader's time), and the read.
     steps = [
-        ("dd source", lambda: src, dd),
+        ("dd source", lambda: cache(src), dd),
         ("dd f32 through the mount", lambda: fresh("f32.npy"), dd),
         ("dd f32 second read", lambda: second("f32.npy"), dd),
         ("dd through a null FUSE server", nullfresh, dd),
         ("dd bf16->f32 through the mount", lambda: fresh("bf16.npy"), dd),
         ("dd mxfp4->f32 through the mount", lambda: fresh("mxfp4.npy"), dd),
-        ("np.load f32 .npy on disk", lambda: os.path.join(disk, "f32.npy"), npload),
+        ("np.load f32 .npy on disk", lambda: ondisk("f32.npy"), npload),
         ("np.load f32 through the mount", lambda: fresh("f32.npy"), npload),
         ("np.load through a null FUSE server", nullfresh, npload),
-        ("np.load bf16 .npy on disk", lambda: os.path.join(disk, "bf16.npy"), npload),
+        ("np.load bf16 .npy on disk", lambda: ondisk("bf16.npy"), npload),
         ("np.load bf16->f32 through the mount", lambda: fresh("bf16.npy"), npload),
-        ("np.load mxfp4 .npy on disk", lambda: os.path.join(disk, "mxfp4.npy"), npload),
+        ("np.load mxfp4 .npy on disk", lambda: ondisk("mxfp4.npy"), npload),
         ("np.load mxfp4->f32 through the mount", lambda: fresh("mxfp4.npy"), npload),
-        ("np.load f32, -o direct_io", lambda: d.path("f32.npy"), npload),
-        ("np.load bf16->f32, -o direct_io", lambda: d.path("bf16.npy"), npload),
-        ("np.load mxfp4->f32, -o direct_io", lambda: d.path("mxfp4.npy"), npload),
+        ("np.load f32, -o direct_io", lambda: direct("f32.npy"), npload),
+        ("np.load bf16->f32, -o direct_io", lambda: direct("bf16.npy"), npload),
+        ("np.load mxfp4->f32, -o direct_io", lambda: direct("mxfp4.npy"), npload),
         ("np.load 1 process (p0)", lambda: [fresh("p0.npy")], npload_many),
         ("np.load 4 processes (p0..p3)",
          lambda: [fresh("p%d.npy" % i) for i in range(4)], npload_many),
-        ("mmap random rows, f32 .npy on disk", lambda: os.path.join(disk, "f32.npy"),
+        ("mmap random rows, f32 .npy on disk", lambda: ondisk("f32.npy"),
          mmap_rows),
         ("mmap random rows, f32 through the mount", lambda: fresh("f32.npy"), mmap_rows),
         ("mmap random rows, bf16->f32 through the mount", lambda: fresh("bf16.npy"),

@@ -13,9 +13,10 @@
  * Data is cut into blocks of B output bytes (B = block_size): file offset
  * H + k lies in block k / B at k % B. Data served as stored is read from
  * the source into the read's buffer (pread; file offset H + k is source
- * byte begin + k), never through the cache. Block j of converted data holds output elements [j*B/s, (j+1)*B/s) for output item
- * size s, converted from the same source elements (the conversion module
- * says which source bytes those are); those blocks live in the cache.
+ * byte begin + k), never through the cache. Block j of converted data
+ * holds output elements [j*B/s, (j+1)*B/s) for output item size s,
+ * converted from the same source elements (the conversion module says
+ * which source bytes those are); those blocks live in the cache.
  *
  * Thread-safe (see view.h).
  */
@@ -77,8 +78,8 @@ void tpfs_file_spans_put(struct tpfs_view *v, struct tpfs_file_spans *sp);
 /* Make converted tensor blocks ahead of readers that read in order (see
  * ahead.h), on `threads` threads, once a reader has read `after` bytes of a
  * tensor in order, with gaps of at most after / 2; blocks made ahead go to
- * the block cache, and at most a quarter of its capacity is queued or being made
- * at once. Without this call (the tools), every block is made by the read
+ * the block cache, and at most a quarter of its capacity is queued or
+ * being made at once. Without this call (the tools), every block is made by the read
  * that needs it. Returns 0, or -ENOMEM when out of memory or threads
  * (reads are then served without read-ahead). Call once, before reads;
  * tpfs_view_destroy stops the threads. */

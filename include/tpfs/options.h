@@ -78,17 +78,17 @@ struct tpfs_mount_opts {
 };
 
 /* An `other` for tpfs_options_parse (ctx: a zeroed struct tpfs_mount_opts):
- * takes the options passed to the kernel (allow_other, allow_root,
- * auto_unmount, nodev, nosuid, noexec, dev, suid, exec, atime, noatime,
- * sync, async, dirsync), appending them to kernel; direct_io, setting
- * direct_io; and fstab's words, which
- * it drops (ro, rw, defaults, auto, noauto, user, users, nouser, owner,
- * group, _netdev, nofail, relatime, norelatime, strictatime, nodiratime,
- * default_permissions, x-*, comment=*). Returns whether it took opt. */
+ * takes direct_io, setting direct_io; the options passed to the kernel
+ * (allow_other, allow_root, auto_unmount, nodev, nosuid, noexec, dev, suid,
+ * exec, atime, noatime, sync, async, dirsync), appending them to kernel;
+ * and fstab's words, which it drops (ro, rw, defaults, auto, noauto, user,
+ * users, nouser, owner, group, _netdev, nofail, relatime, norelatime,
+ * strictatime, nodiratime, default_permissions, x-*, comment=*). Returns
+ * whether it took opt. */
 bool tpfs_options_mount(const char *opt, void *ctx);
 
-/* The `extra` for tpfs_options_parse with tpfs_options_mount: every
- * option it passes to the kernel and a word on those it drops. */
+/* The `extra` for tpfs_options_parse with tpfs_options_mount: direct_io,
+ * every option it passes to the kernel and a word on those it drops. */
 const char *tpfs_options_mount_words(void);
 
 /* Help text, one option a line, for --help. */

@@ -512,13 +512,13 @@ class LifeCycle(Workspace):
         self.assertEqual(line[2], "fuse.tpfs")
         self.assertIn("ro", line[3].split(","))
         if os.getuid() == 0:
-            # As root the daemon raises its mount's readahead to 4 MiB,
+            # As root the daemon raises its mount's readahead to 1 MiB,
             # and asks for up to 64 requests in flight (48 before the
             # kernel counts the connection as congested).
             st = os.stat(self.mnt)
             dev = "%d:%d" % (os.major(st.st_dev), os.minor(st.st_dev))
             with open("/sys/class/bdi/%s/read_ahead_kb" % dev) as f:
-                self.assertEqual(f.read().strip(), "4096")
+                self.assertEqual(f.read().strip(), "1024")
             conn = "/sys/fs/fuse/connections/%d" % os.minor(st.st_dev)
             if os.path.isdir(conn):  # fusectl mounted
                 with open(conn + "/max_background") as f:

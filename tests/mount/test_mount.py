@@ -373,7 +373,7 @@ class MountedModel(T.FuseCase):
 
 class ReadAhead(T.FuseCase):
     """A reader reading a converted tensor in order gets its next blocks
-    made ahead (8 MiB read in order, then 8 MiB ahead, in blocks of 1 MiB):
+    made ahead (2 MiB read in order, then 8 MiB ahead, in blocks of 1 MiB):
     the bytes stay those of the source, and .tpfs/stats counts the blocks
     made. Data served as stored is read into each request and never enters
     the block cache. Reads far apart make nothing ahead. A single-threaded
@@ -441,7 +441,7 @@ class ReadAhead(T.FuseCase):
                 os.close(fd)
             self.assertEqual(self.ahead(m), 0)
             # rows of a mapped .npy 20 MiB apart, in order: each fault
-            # reads 4 MiB around it, and the next is further than that
+            # reads 1 MiB around it, and the next is further than that
             a = np.load(m.path("far.npy"), mmap_mode="r")
             rows = a.shape[0]
             step = (20 << 20) // a[0].nbytes

@@ -9,7 +9,8 @@
  *   of each option wins; block_size is a power of two from 64K to 64M;
  *   every value is one its option takes; tpfs_options_check agrees;
  * - the kernel options kept are the list's kernel words, in order, and
- *   "too many" is flagged exactly when they do not fit;
+ *   "too many" is flagged exactly when they do not fit; direct_io, the
+ *   mount's own word, is set exactly when the list has it;
  * - the tools accept a subset of what the mount accepts, with the same result;
  * - a refusal is one line, without control characters, naming the first bad
  *   option (or the two that conflict);
@@ -76,6 +77,7 @@ struct expect {
 	const char *typed[NTYPED];
 	bool typed_given[NTYPED];
 	char kernel[8192];       /* what the mount keeps, in full */
+	bool direct_io;          /* the mount's own word was given */
 };
 
 /* opt is one of the serving options' keys ("key" or "key=..."). */
@@ -100,6 +102,10 @@ static bool model_apply(struct expect *x, const char *opt, bool mount)
 	if (!serving_key(opt, &key)) {
 		if (!mount)
 			return false;
+		if (strcmp(opt, "direct_io") == 0) {
+			x->direct_io = true;
+			return true;
+		}
 		if (in(kernel_words, opt)) {
 			size_t n = strlen(x->kernel);
 			snprintf(x->kernel + n, sizeof(x->kernel) - n, ",%s", opt);
@@ -315,6 +321,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(kopts.overflow || strcmp(kopts.kernel, x.kernel) == 0,
 			   "'%s': kernel options '%s', expected '%s'", list, kopts.kernel,
 			   x.kernel);
+		FUZZ_CHECK(kopts.direct_io == x.direct_io, "'%s': direct_io %d, expected %d",
+			   list, kopts.direct_io, x.direct_io);
 		check_json_round_trip(&mo);
 	}
 

@@ -146,7 +146,8 @@ struct fill_ctx {
  * tensor, output elements [elem0, elem0 + n), from the source bytes the
  * conversion names, read into a buffer of their own (see read_source: the
  * same trade as for data served as stored, and no fault in the kernels);
- * for one served as stored, its source bytes. */
+ * for one served as stored (only an info card asks: reads of it never go
+ * through the cache), its source bytes. */
 static int fill_block(void *arg, void *dst, size_t len)
 {
 	struct fill_ctx *c = arg;

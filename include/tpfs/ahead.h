@@ -4,10 +4,9 @@
  *
  * The kernel reads a FUSE file ahead of its reader, but under np.load's
  * one large read() it sends those requests about one at a time, so making
- * each block (a conversion, or a read of the source) lay on the reader's
- * path. Here, once a reader has read `after` bytes of a tensor in
- * order, in more than one read, each of its reads queues the next `depth` blocks for these
- * threads: a request then finds its block made, or being made (and waits
+ * each block (a conversion) lay on the reader's path. Here, once a reader
+ * has read `after` bytes of a tensor in order, in more than one read, each
+ * of its reads queues the next `depth` blocks for these threads: a request then finds its block made, or being made (and waits
  * for it rather than making it again). A queued block its reader reached
  * first is dropped.
  *

@@ -1,6 +1,7 @@
 /*
- * Bounded cache of blocks of served tensor data: converted blocks, and
- * blocks of data served as stored read ahead of their reader.
+ * Bounded cache of blocks of converted tensor data, made by the reads that
+ * need them or ahead of their reader (data served as stored never enters
+ * it).
  *
  * Blocks are keyed by the source file's identity, the tensor, the block index
  * and the conversion, hashed with XXH3; the full key is compared on lookup so

@@ -132,6 +132,15 @@ int tpfs_options_parse(struct tpfs_options *o, const char *list,
 	for (char *save = NULL, *opt = strtok_r(copy, ",", &save); opt && rc == 0;
 	     opt = strtok_r(NULL, ",", &save)) {
 		rc = tpfs_options_apply(o, opt, e);
+		if (rc == 1 && !other) {
+			struct tpfs_mount_opts unused;
+			memset(&unused, 0, sizeof(unused));
+			if (tpfs_options_mount(opt, &unused))
+				rc = tpfs_error(e, -EINVAL,
+						"option '%s' is a mount option: only 'tpfs mount' "
+						"takes it",
+						opt);
+		}
 		if (rc == 1)
 			rc = other && other(opt, ctx)
 				     ? 0

@@ -324,13 +324,12 @@ static void a_list_applies_every_option_and_the_last_value_wins(void)
 static void unknown_options_are_refused_with_the_list_of_valid_ones(void)
 {
 	const char *unknown[] = {"nosuch", "max_read=4096", "uid=0", "bf16x=f32",
-				 "cache", "allow_other", "direct_io"};
+				 "cache", "allow_otherx"};
 	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
 		struct tpfs_options o = defaults();
 		struct tpfs_error e = {{0}};
 		char list[64], quoted[80];
 		snprintf(list, sizeof(list), "by_file,%s", unknown[i]);
-		/* without a mount's `other`, even allow_other is not ours */
 		CHECKF(tpfs_options_parse(&o, list, NULL, NULL, " or --jobs", &e) == -EINVAL,
 		       "%s", list);
 		snprintf(quoted, sizeof(quoted), "unknown option '%s'", unknown[i]);
@@ -346,6 +345,24 @@ static void unknown_options_are_refused_with_the_list_of_valid_ones(void)
 		/* the caller's own, last */
 		size_t n = strlen(e.msg);
 		CHECKF(n >= 10 && strcmp(e.msg + n - 10, " or --jobs") == 0, "%s", e.msg);
+	}
+}
+
+/* Without a mount's `other` (ls, cat, convert), the mount's words are
+ * refused as such, not as unknown. */
+static void the_tools_refuse_mount_words_as_mount_options(void)
+{
+	const char *words[] = {"direct_io", "allow_other", "auto_unmount", "ro",
+			       "x-systemd.automount"};
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		struct tpfs_options o = defaults();
+		struct tpfs_error e = {{0}};
+		char list[64], want[96];
+		snprintf(list, sizeof(list), "by_file,%s", words[i]);
+		CHECKF(tpfs_options_parse(&o, list, NULL, NULL, NULL, &e) == -EINVAL, "%s", list);
+		snprintf(want, sizeof(want),
+			 "option '%s' is a mount option: only 'tpfs mount' takes it", words[i]);
+		CHECKF(strcmp(e.msg, want) == 0, "%s: '%s'", words[i], e.msg);
 	}
 }
 
@@ -526,6 +543,7 @@ int main(void)
 	RUN(unknown_options_are_refused_with_the_list_of_valid_ones);
 	RUN(the_mount_keeps_kernel_words_in_order_and_drops_fstab_words);
 	RUN(an_fstab_line_parses_with_the_mount_words);
+	RUN(the_tools_refuse_mount_words_as_mount_options);
 	RUN(too_many_kernel_words_overflow_instead_of_being_cut);
 	RUN(json_reads_back_field_by_field);
 	RUN(help_mentions_every_option_and_value);

@@ -56,7 +56,8 @@ int tpfs_options_apply(struct tpfs_options *o, const char *opt,
 /* Apply a comma-separated list. An option that is not one of these is
  * offered to other(opt, ctx) when given (the mount's own options); if it is
  * not taken, the list is refused with e naming the option and the valid
- * ones, followed by `extra` (the caller's own, or NULL). Then checks the
+ * ones, followed by `extra` (the caller's own, or NULL). Without other, a
+ * word tpfs_options_mount takes is refused as for the mount only. Then checks the
  * options as a whole (tpfs_options_check). Returns 0 or -EINVAL. */
 int tpfs_options_parse(struct tpfs_options *o, const char *list,
 		       bool (*other)(const char *opt, void *ctx), void *ctx,

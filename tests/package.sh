@@ -113,8 +113,8 @@ apt_get install --reinstall --allow-downgrades "$deb" >/dev/null
 
 step "dpkg -L tpfs: programs, man pages, completion, documentation, examples"
 listed=$(dpkg -L tpfs)
-for f in /usr/bin/tpfs /usr/bin/tpfs-gen /usr/share/man/man1/tpfs.1 \
-	/usr/share/man/man1/tpfs-gen.1 /usr/share/bash-completion/completions/tpfs \
+for f in /usr/bin/tpfs /usr/bin/tpfs-gen /usr/share/man/man1/tpfs.1.gz \
+	/usr/share/man/man1/tpfs-gen.1.gz /usr/share/bash-completion/completions/tpfs \
 	/usr/share/doc/tpfs/README.md /usr/share/doc/tpfs/LICENSE \
 	$(cd "$here/mount-examples" && for e in *; do echo "/usr/share/doc/tpfs/examples/$e"; done); do
 	if ! dpkg_keeps "$f"; then
@@ -128,12 +128,14 @@ for prog in tpfs tpfs-gen; do
 	got=$("/usr/bin/$prog" --version)
 	case $got in "$prog $version"*) ;; *) fail "$prog --version says '$got', not $version" ;; esac
 done
-if dpkg_keeps /usr/share/man/man1/tpfs.1; then
+if dpkg_keeps /usr/share/man/man1/tpfs.1.gz; then
 	step "man -w finds the pages"
 	command -v man >/dev/null 2>&1 || fail "man is missing (package man-db)"
 	for page in tpfs tpfs-gen; do
 		got=$(man -w "$page")
-		[ "$got" = "/usr/share/man/man1/$page.1" ] || fail "man -w $page gives '$got'"
+		[ "$got" = "/usr/share/man/man1/$page.1.gz" ] || fail "man -w $page gives '$got'"
+		gzip -dc "$got" | cmp -s - "$here/tools/man/$page.1" ||
+			fail "$got is not tools/man/$page.1 gzipped"
 	done
 fi
 

@@ -142,12 +142,10 @@ struct fill_ctx {
 	bool made; /* set by fill_block */
 };
 
-/* Produce block c->block of a tensor's served data: for a converted
- * tensor, output elements [elem0, elem0 + n), from the source bytes the
- * conversion names, read into a buffer of their own (see read_source: the
- * same trade as for data served as stored, and no fault in the kernels);
- * for one served as stored (only an info card asks: reads of it never go
- * through the cache), its source bytes. */
+/* Produce block c->block of a converted tensor: output elements
+ * [elem0, elem0 + n), from the source bytes the conversion names, read
+ * into a buffer of their own (see read_source: the same trade as for data
+ * served as stored, and no fault in the kernels). */
 static int fill_block(void *arg, void *dst, size_t len)
 {
 	struct fill_ctx *c = arg;
@@ -155,10 +153,7 @@ static int fill_block(void *arg, void *dst, size_t len)
 	c->made = true;
 	const struct tpfs_conv *cv = t->conv;
 	const struct tpfs_part *p = t->part;
-	uint64_t bs = c->v->model->opt.block_size;
-	if (cv->kind == TPFS_CONV_STORED)
-		return read_source(p[0].src, p[0].st->begin + c->block * bs, len, dst);
-	uint64_t elem0 = c->block * bs / cv->out_bytes;
+	uint64_t elem0 = c->block * c->v->model->opt.block_size / cv->out_bytes;
 	size_t n = len / cv->out_bytes;
 	struct tpfs_conv_input in[2]; /* in[1] empty unless MXFP4's scales */
 	tpfs_conv_inputs(cv, p[0].st->dtype, elem0, n, in);
@@ -448,6 +443,10 @@ static int card_block(void *ctx, size_t i, uint64_t block, void *buf, size_t n)
 		if (rc < 0)
 			return rc;
 	}
+	const struct tpfs_part *p = &t->part[0];
+	if (t->conv->kind == TPFS_CONV_STORED)
+		return read_source(p->src, p->st->begin + block * v->model->opt.block_size, n,
+				   buf);
 	struct fill_ctx fc = {v, t, block, false};
 	return fill_block(&fc, buf, n);
 }
